@@ -1,0 +1,81 @@
+/** `mtls-sidecar run`: serve until SIGTERM/SIGINT, then drain (SPEC §7). */
+import { parseArgs } from 'node:util';
+import { loadAndCompile } from '../config/index.js';
+import { createAudit } from '../audit/audit.js';
+import { createLog } from '../log.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from '../errors.js';
+import { Sidecar } from '../server/sidecar.js';
+import type { CommandIo } from './io.js';
+import { resolveConfigPath } from './io.js';
+
+export const RUN_HELP = `Usage: mtls-sidecar run [--config PATH]
+
+Serves mTLS on listen.address:listen.port and proxies verified, authorized requests to
+upstream.url. Config: --config, else $MTLS_SIDECAR_CONFIG, else ./sidecar.yaml.
+SIGTERM/SIGINT drain and exit 0. Exit 2 for a bad config, 1 for other failures.`;
+
+export interface RunOptions {
+  /** Resolves when the process should shut down (signals in production, a promise in tests). */
+  readonly stopSignal?: Promise<string>;
+  readonly onListening?: (info: { port: number }) => void;
+}
+
+export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions = {}): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+  } catch (err) {
+    io.stderr(`run: ${(err as Error).message}`);
+    return EXIT_USAGE;
+  }
+  if (values.help === true) {
+    io.stdout(RUN_HELP);
+    return EXIT_OK;
+  }
+  const file = resolveConfigPath(values.config);
+  const outcome = await loadAndCompile(file, 1);
+  if (!outcome.ok) {
+    for (const line of outcome.lines) io.stderr(line);
+    return EXIT_USAGE;
+  }
+  const s = outcome.snapshot;
+  const log = createLog();
+  const audit = createAudit(s.audit.file);
+  const sidecar = new Sidecar(s, { audit, log });
+  try {
+    const addr = await sidecar.listen();
+    log.info({ address: addr.address, port: addr.port, upstream: s.upstream.origin, http2: s.listen.http2 }, 'listening');
+    opts.onListening?.({ port: addr.port });
+  } catch (err) {
+    io.stderr(`run: cannot listen on ${s.listen.address}:${s.listen.port}: ${describeError(err)}`);
+    await audit.close();
+    return EXIT_FAILURE;
+  }
+  const signal = await (opts.stopSignal ?? waitForSignal());
+  log.info({ signal, drainDelayMs: s.shutdown.drainDelayMs }, 'draining');
+  sidecar.draining = true;
+  await delay(s.shutdown.drainDelayMs);
+  await sidecar.close(s.shutdown.timeoutMs);
+  await audit.close();
+  log.info('stopped');
+  return EXIT_OK;
+}
+
+function waitForSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: string): void => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      // A second signal ends the process at once (SPEC §7); only main.ts exits, via this hook.
+      process.once('SIGTERM', () => process.emit('mtls-sidecar:abort' as 'SIGTERM'));
+      process.once('SIGINT', () => process.emit('mtls-sidecar:abort' as 'SIGINT'));
+      resolve(sig);
+    };
+    process.once('SIGTERM', on);
+    process.once('SIGINT', on);
+  });
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,287 @@
+/**
+ * RawConfig -> Snapshot: resolve paths, read and check every file the config names, compile
+ * identity and route matchers, normalize pins, freeze. All I/O and precomputation happen here,
+ * once per load, so a reload can build a complete new snapshot before swapping it in.
+ */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { IdentityMatcher } from '../identity/match.js';
+import { RouteTable } from '../policy/routes.js';
+import { parseCrlFile, verifyCrlSignature } from '../pki/crl.js';
+import { subjectNameDer } from '../pki/certinfo.js';
+import { normalizeSha256Thumbprint } from '../pki/thumbprint.js';
+import type { ConfigIssue, Locator } from './load.js';
+import { formatPath } from './load.js';
+import type { RawConfig } from './schema.js';
+import { TlsMaterial } from './snapshot.js';
+import type { Bucket, CertSummary, CrlIndex, IdentityRule, RouteRule, Snapshot } from './snapshot.js';
+
+export type CompileResult = { readonly ok: true; readonly snapshot: Snapshot } | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
+
+export interface CompileOptions {
+  readonly configFile: string;
+  readonly locate: Locator;
+  readonly generation: number;
+  /** Injected clock so tests can compile "in the future" (expired CRLs). */
+  readonly now?: () => number;
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+class Issues {
+  readonly list: ConfigIssue[] = [];
+  constructor(private readonly locate: Locator) {}
+  add(p: readonly PropertyKey[], message: string, code: ConfigIssue['code'] = 'file'): void {
+    this.list.push({ code, path: formatPath(p), ...this.locate(p), message });
+  }
+}
+
+export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promise<CompileResult> {
+  const base = path.dirname(path.resolve(opts.configFile));
+  const resolve = (f: string): string => path.resolve(base, f);
+  const issues = new Issues(opts.locate);
+  const now = (opts.now ?? Date.now)();
+
+  // --- server certificate and key ---
+  const certs: CertSummary[] = [];
+  const certFile = resolve(raw.tls.cert);
+  const keyFile = resolve(raw.tls.key);
+  const certPem = await readOrIssue(certFile, ['tls', 'cert'], issues);
+  const keyPem = await readOrIssue(keyFile, ['tls', 'key'], issues);
+  let serverChain: X509Certificate[] = [];
+  if (certPem !== null) {
+    serverChain = parseCerts(certPem, ['tls', 'cert'], issues);
+    const leaf = serverChain[0];
+    if (leaf !== undefined) {
+      certs.push(summarize(leaf, 'server', certFile));
+      if (leaf.validToDate.getTime() < now) issues.add(['tls', 'cert'], `server certificate expired on ${leaf.validToDate.toISOString()}`);
+    }
+  }
+  let key: KeyObject | null = null;
+  if (keyPem !== null) {
+    try {
+      key = createPrivateKey(keyPem);
+    } catch {
+      // The key's own parse error could echo key bytes; say only what is wrong.
+      issues.add(['tls', 'key'], 'not a readable private key (PEM, unencrypted)');
+    }
+  }
+  const leaf = serverChain[0];
+  if (key !== null && leaf !== undefined && !leaf.checkPrivateKey(key)) {
+    issues.add(['tls', 'key'], 'private key does not match the certificate in tls.cert');
+  }
+
+  // --- client CAs ---
+  const caPems: Buffer[] = [];
+  const cas: X509Certificate[] = [];
+  for (const [i, f] of raw.tls.clientCAs.entries()) {
+    const p = ['tls', 'clientCAs', i];
+    const pem = await readOrIssue(resolve(f), p, issues);
+    if (pem === null) continue;
+    const parsed = parseCerts(pem, p, issues);
+    for (const ca of parsed) {
+      if (!ca.ca) {
+        issues.add(p, `"${ca.subject.replace(/\n/g, ', ')}" is not a CA certificate (basicConstraints CA:TRUE missing)`);
+        continue;
+      }
+      if (ca.validToDate.getTime() < now) issues.add(p, `CA "${oneLine(ca.subject)}" expired on ${ca.validToDate.toISOString()}`);
+      cas.push(ca);
+      caPems.push(Buffer.from(ca.toString()));
+      certs.push(summarize(ca, 'clientCA', resolve(f)));
+    }
+  }
+
+  // --- pins ---
+  const pinsSha256 = new Set<string>();
+  const pinsSpki = new Set<string>();
+  for (const pin of raw.tls.pins) {
+    if (pin.startsWith('spki:')) pinsSpki.add(pin.slice(5));
+    else pinsSha256.add(normalizeSha256Thumbprint(pin) ?? pin);
+  }
+
+  // --- CRLs: each must be signed by one of the client CAs and still current ---
+  const crlsByIssuer = new Map<string, CrlIndex[]>();
+  for (const [i, f] of raw.tls.crls.entries()) {
+    const p = ['tls', 'crls', i];
+    const file = resolve(f);
+    const buf = await readOrIssue(file, p, issues);
+    if (buf === null) continue;
+    let parsed;
+    try {
+      parsed = parseCrlFile(buf);
+    } catch (err) {
+      issues.add(p, `not a CRL (PEM or DER): ${messageOf(err)}`);
+      continue;
+    }
+    for (const crl of parsed) {
+      const issuer = cas.find((ca) => subjectNameDer(ca.raw).equals(crl.issuerDer));
+      if (issuer === undefined) {
+        issues.add(p, 'CRL issuer is not among tls.clientCAs');
+        continue;
+      }
+      let valid = false;
+      try {
+        valid = verifyCrlSignature(crl, issuer.publicKey);
+      } catch (err) {
+        issues.add(p, `CRL signature cannot be checked: ${messageOf(err)}`);
+        continue;
+      }
+      if (!valid) {
+        issues.add(p, `CRL signature does not verify with CA "${oneLine(issuer.subject)}"`);
+        continue;
+      }
+      if (crl.nextUpdate !== null && crl.nextUpdate.getTime() < now) {
+        issues.add(p, `CRL expired (nextUpdate ${crl.nextUpdate.toISOString()})`);
+        continue;
+      }
+      const entry: CrlIndex = Object.freeze({
+        file,
+        ca: issuer,
+        revoked: crl.revokedSerials,
+        thisUpdate: crl.thisUpdate.toISOString(),
+        nextUpdate: crl.nextUpdate === null ? null : crl.nextUpdate.toISOString(),
+      });
+      const list = crlsByIssuer.get(issuer.subject) ?? [];
+      list.push(entry);
+      crlsByIssuer.set(issuer.subject, list);
+    }
+  }
+
+  // --- identities and routes (already validated by the schema) ---
+  const identities: IdentityRule[] = raw.identities.map((id, index) =>
+    Object.freeze({
+      index,
+      name: id.name,
+      match: Object.freeze({ ...id.match }),
+      scopes: Object.freeze([...id.scopes]),
+      scopeSet: new Set(id.scopes),
+      scopesHeader: id.scopes.join(' '),
+    }),
+  );
+  const routes: RouteRule[] = raw.routes.map((r, index) =>
+    Object.freeze({
+      index,
+      name: r.name,
+      ...(r.path !== undefined ? { path: r.path } : {}),
+      ...(r.prefix !== undefined ? { prefix: r.prefix } : {}),
+      ...(r.glob !== undefined ? { glob: r.glob } : {}),
+      ...(r.methods !== undefined ? { methods: Object.freeze([...r.methods]) } : {}),
+      public: r.public,
+      scopes: Object.freeze([...r.scopes]),
+      tokenScopes: r.tokenScopes === undefined ? undefined : Object.freeze([...r.tokenScopes]),
+      rateLimit: r.rateLimit === undefined ? undefined : Object.freeze({ ...r.rateLimit }),
+    }),
+  );
+
+  if (raw.jwt !== undefined) {
+    issues.add(['jwt'], 'JWT validation is not available in this version yet; remove the jwt section', 'schema');
+  }
+
+  if (issues.list.length > 0 || key === null || certPem === null || keyPem === null) {
+    return { ok: false, issues: issues.list };
+  }
+
+  const rl = raw.rateLimit;
+  const snapshot: Snapshot = {
+    generation: opts.generation,
+    configFile: path.resolve(opts.configFile),
+    listen: Object.freeze({ ...raw.listen }),
+    tls: Object.freeze({
+      material: new TlsMaterial(certPem, keyPem, caPems),
+      minVersion: raw.tls.minVersion,
+      trust: Object.freeze({
+        hasClientCAs: cas.length > 0,
+        pinsSha256,
+        pinsSpki,
+        crlsByIssuer: new Map([...crlsByIssuer].map(([k, v]) => [k, Object.freeze(v)] as const)),
+      }),
+      files: Object.freeze([certFile, keyFile, ...raw.tls.clientCAs.map(resolve), ...raw.tls.crls.map(resolve)]),
+    }),
+    certs: Object.freeze(certs.map((c) => Object.freeze(c))),
+    identities: Object.freeze(identities),
+    identityMatcher: new IdentityMatcher(identities),
+    routes: Object.freeze(routes),
+    routeTable: new RouteTable(routes),
+    rateLimit:
+      rl === undefined
+        ? null
+        : Object.freeze({
+            default: rl.default === undefined ? undefined : Object.freeze({ ...rl.default }),
+            identities: new Map<string, Bucket>(Object.entries(rl.identities).map(([k, v]) => [k, Object.freeze({ ...v })])),
+            backend: rl.backend,
+            redis: rl.redis === undefined ? undefined : Object.freeze({ ...rl.redis }),
+          }),
+    upstream: Object.freeze({
+      origin: raw.upstream.url.replace(/\/$/, ''),
+      connectTimeoutMs: raw.upstream.connectTimeout,
+      timeoutMs: raw.upstream.timeout,
+    }),
+    forwardClientCert: raw.forwardClientCert,
+    limits: Object.freeze({
+      maxBodySize: raw.limits.maxBodySize,
+      maxHeaderSize: raw.limits.maxHeaderSize,
+      headersTimeoutMs: raw.limits.headersTimeout,
+      requestTimeoutMs: raw.limits.requestTimeout,
+      idleTimeoutMs: raw.limits.idleTimeout,
+      maxHeaders: raw.limits.maxHeaders,
+      maxConcurrentStreams: raw.limits.maxConcurrentStreams,
+      maxConnections: raw.limits.maxConnections,
+    }),
+    securityHeaders: raw.securityHeaders,
+    audit: Object.freeze({ file: raw.audit.file === 'stdout' || raw.audit.file === 'stderr' ? raw.audit.file : resolve(raw.audit.file) }),
+    admin: Object.freeze({ ...raw.admin }),
+    shutdown: Object.freeze({ drainDelayMs: raw.shutdown.drainDelay, timeoutMs: raw.shutdown.timeout }),
+  };
+  return { ok: true, snapshot: Object.freeze(snapshot) };
+}
+
+async function readOrIssue(file: string, p: readonly PropertyKey[], issues: Issues): Promise<Buffer | null> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    issues.add(p, code === 'ENOENT' ? `file not found: ${file}` : `cannot read ${file}: ${code ?? 'error'}`);
+    return null;
+  }
+}
+
+function parseCerts(pem: Buffer, p: readonly PropertyKey[], issues: Issues): X509Certificate[] {
+  const blocks = pem.toString('latin1').match(PEM_CERT) ?? [];
+  if (blocks.length === 0) {
+    issues.add(p, 'no PEM certificate found (expected -----BEGIN CERTIFICATE-----)');
+    return [];
+  }
+  const out: X509Certificate[] = [];
+  for (const [n, block] of blocks.entries()) {
+    try {
+      out.push(new X509Certificate(block));
+    } catch {
+      issues.add(p, `certificate #${n + 1} in the file does not parse`);
+    }
+  }
+  return out;
+}
+
+function summarize(c: X509Certificate, role: CertSummary['role'], file: string): CertSummary {
+  return {
+    role,
+    file,
+    subject: oneLine(c.subject),
+    issuer: oneLine(c.issuer),
+    sans: c.subjectAltName === undefined ? [] : c.subjectAltName.split(', '),
+    sha256: c.fingerprint256,
+    notBefore: c.validFromDate.toISOString(),
+    notAfter: c.validToDate.toISOString(),
+    notAfterMs: c.validToDate.getTime(),
+  };
+}
+
+function oneLine(subject: string): string {
+  return subject.split('\n').join(', ');
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

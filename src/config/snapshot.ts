@@ -1,0 +1,125 @@
+/**
+ * The compiled, frozen configuration the request path reads. Everything here was computed
+ * once per load (compile.ts); nothing on the hot path parses or allocates from config.
+ */
+import type { X509Certificate } from 'node:crypto';
+import type { IdentityMatcher, IdentityMatch } from '../identity/match.js';
+import type { RouteTable } from '../policy/routes.js';
+
+export interface Bucket {
+  readonly rps: number;
+  readonly burst: number;
+}
+
+export interface IdentityRule {
+  readonly index: number;
+  readonly name: string;
+  readonly match: IdentityMatch;
+  readonly scopes: readonly string[];
+  readonly scopeSet: ReadonlySet<string>;
+  /** Pre-joined value of x-client-scopes. */
+  readonly scopesHeader: string;
+}
+
+export interface RouteRule {
+  readonly index: number;
+  readonly name: string;
+  readonly path?: string;
+  readonly prefix?: string;
+  readonly glob?: string;
+  readonly methods?: readonly string[];
+  readonly public: boolean;
+  readonly scopes: readonly string[];
+  readonly tokenScopes: readonly string[] | undefined;
+  readonly rateLimit: Bucket | undefined;
+}
+
+export interface CertSummary {
+  readonly role: 'server' | 'clientCA';
+  readonly file: string;
+  readonly subject: string;
+  readonly issuer: string;
+  readonly sans: readonly string[];
+  readonly sha256: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly notAfterMs: number;
+}
+
+export interface CrlIndex {
+  readonly file: string;
+  readonly ca: X509Certificate;
+  /** Serial numbers, upper-case hex without leading zeros. */
+  readonly revoked: ReadonlySet<string>;
+  readonly thisUpdate: string;
+  readonly nextUpdate: string | null;
+}
+
+/** What the handshake check needs (tls/verify.ts). */
+export interface TrustPolicy {
+  readonly hasClientCAs: boolean;
+  readonly pinsSha256: ReadonlySet<string>;
+  readonly pinsSpki: ReadonlySet<string>;
+  /** Keyed by the issuing CA's subject as node:crypto prints it (X509Certificate#subject). */
+  readonly crlsByIssuer: ReadonlyMap<string, readonly CrlIndex[]>;
+}
+
+/**
+ * Secure-context material. The key is held in a class whose JSON form is redacted, so an
+ * accidental log or /config dump of the snapshot cannot leak it.
+ */
+export class TlsMaterial {
+  readonly cert: Buffer;
+  readonly ca: readonly Buffer[];
+  readonly #key: Buffer;
+  constructor(cert: Buffer, key: Buffer, ca: readonly Buffer[]) {
+    this.cert = cert;
+    this.#key = key;
+    this.ca = ca;
+  }
+  get key(): Buffer {
+    return this.#key;
+  }
+  toJSON(): string {
+    return '[tls material]';
+  }
+}
+
+export interface Snapshot {
+  readonly generation: number;
+  readonly configFile: string;
+  readonly listen: { readonly address: string; readonly port: number; readonly http2: boolean };
+  readonly tls: {
+    readonly material: TlsMaterial;
+    readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+    readonly trust: TrustPolicy;
+    readonly files: readonly string[];
+  };
+  readonly certs: readonly CertSummary[];
+  readonly identities: readonly IdentityRule[];
+  readonly identityMatcher: IdentityMatcher<IdentityRule>;
+  readonly routes: readonly RouteRule[];
+  readonly routeTable: RouteTable<RouteRule>;
+  readonly rateLimit: {
+    readonly default: Bucket | undefined;
+    readonly identities: ReadonlyMap<string, Bucket>;
+    readonly backend: 'memory' | 'redis';
+    readonly redis: { readonly url: string; readonly keyPrefix: string; readonly onError: 'allow' | 'deny' } | undefined;
+  } | null;
+  readonly upstream: { readonly origin: string; readonly connectTimeoutMs: number; readonly timeoutMs: number };
+  readonly forwardClientCert: 'sanitize_set' | 'sanitize';
+  readonly limits: {
+    readonly maxBodySize: number;
+    readonly maxHeaderSize: number;
+    readonly headersTimeoutMs: number;
+    readonly requestTimeoutMs: number;
+    readonly idleTimeoutMs: number;
+    readonly maxHeaders: number;
+    readonly maxConcurrentStreams: number;
+    readonly maxConnections: number;
+  };
+  readonly securityHeaders: boolean;
+  readonly audit: { readonly file: string };
+  readonly admin: { readonly address: string; readonly port: number };
+  readonly shutdown: { readonly drainDelayMs: number; readonly timeoutMs: number };
+}

@@ -1,0 +1,358 @@
+/**
+ * Client certificate -> identity rule (SPEC §3 `identities`): the first rule, in config order,
+ * whose every given field matches wins. A multi-valued field (several URI SANs, several OUs...)
+ * matches when any one of its values matches; a field the certificate lacks never matches.
+ *
+ * Patterns (decided here, documented for the README):
+ *  - No `*`: exact comparison. Only `*` (and `**` in uri) is special; every other character,
+ *    regex metacharacters included, is literal.
+ *  - `*` matches a non-empty run of characters that does not contain the field's separator:
+ *      uri: "/"  (`spiffe://td/ns/*` + `/sa/*` matches one namespace and one service account;
+ *                 `prod-*` works inside a segment);
+ *      dns: "."  (`*.svc.example` matches `a.svc.example`, not `a.b.svc.example` nor
+ *                 `.svc.example`);
+ *      cn, o, ou: none (`*` alone means "present and non-empty").
+ *    Never empty, so `spiffe://td/ns/a/sa/*` does not match `spiffe://td/ns/a/sa/`.
+ *  - `**` (uri only) must be a whole "/"-separated segment and matches any number of whole
+ *    segments, including none, like `**` in route globs: `spiffe://td/**` matches every ID in
+ *    the trust domain `td`. `**` anywhere else is refused by validation.
+ *  - dns compares case-insensitively (DNS names are, RFC 4343); only ASCII letters are folded,
+ *    so a non-ASCII look-alike (e.g. KELVIN SIGN for "k") never folds onto an ASCII name.
+ *    uri, cn, o, ou compare case-sensitively.
+ *  - sha256 is exact. The pattern may be written `sha256:AB:CD:...`, `AB:CD:...` or 64 hex
+ *    digits in any case; it is normalized once to the peer's form (upper-case, colon-separated).
+ *
+ * Hot path: patterns are compiled at construction; match() runs no regex and allocates nothing
+ * except when a dns SAN contains upper-case letters (one lower-cased copy). Globs are matched
+ * segment by segment with a linear-backtracking wildcard algorithm (polynomial in the worst
+ * case, never exponential, whatever a certificate holds), not with RegExp, so an adversarial
+ * SAN cannot cause catastrophic backtracking. Within a rule, exact fields are checked before
+ * globs. Rules are scanned in config order; for a peer with exactly one URI SAN (the SPIFFE
+ * case) the scan is narrowed by a Map on exact uri patterns built at construction, which keeps
+ * first-match order (see the constructor). Callers may also cache the result per connection and
+ * configuration generation.
+ */
+
+export interface PeerFields {
+  readonly uris: readonly string[];
+  readonly dns: readonly string[];
+  readonly cn: readonly string[];
+  readonly o: readonly string[];
+  readonly ou: readonly string[];
+  /** "AB:CD:..." upper-case, colon-separated hex. */
+  readonly sha256: string;
+}
+
+export interface IdentityMatch {
+  readonly uri?: string;
+  readonly dns?: string;
+  readonly cn?: string;
+  readonly o?: string;
+  readonly ou?: string;
+  readonly sha256?: string;
+}
+
+const FIELDS = ['uri', 'dns', 'cn', 'o', 'ou', 'sha256'] as const;
+type Field = (typeof FIELDS)[number];
+
+/**
+ * "sha256:AB:CD:...", "AB:CD:..." or 64 hex digits (any case) -> "AB:CD:..." (32 upper-case,
+ * colon-separated bytes); null when it is not a SHA-256 thumbprint.
+ */
+export function normalizeSha256(text: string): string | null {
+  const body = /^sha256:/i.test(text) ? text.slice(7) : text;
+  let hex: string;
+  if (/^[0-9A-Fa-f]{64}$/.test(body)) hex = body;
+  else if (/^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31}$/.test(body)) hex = body.replaceAll(':', '');
+  else return null;
+  return (hex.toUpperCase().match(/../g) ?? []).join(':');
+}
+
+/** A readable problem with one identity's `match`, or null when it is usable. */
+export function validateIdentityMatch(m: IdentityMatch): string | null {
+  let count = 0;
+  for (const field of FIELDS) {
+    const value = m[field];
+    if (value === undefined) continue;
+    count++;
+    if (typeof value !== 'string' || value === '') return `match.${field} must be a non-empty string`;
+    const problem = patternProblem(field, value);
+    if (problem !== null) return `match.${field} "${value}": ${problem}`;
+  }
+  return count === 0 ? `match needs at least one of ${FIELDS.join(', ')}` : null;
+}
+
+function patternProblem(field: Field, pattern: string): string | null {
+  if (field === 'sha256') {
+    return normalizeSha256(pattern) === null ? 'not a SHA-256 thumbprint (use "sha256:AB:CD:..." with 32 bytes, or 64 hex digits)' : null;
+  }
+  if (!pattern.includes('**')) return null;
+  if (field !== 'uri') return '"**" is only meaningful in uri (use "*")';
+  for (const segment of pattern.split('/')) {
+    if (segment !== '**' && segment.includes('**')) return '"**" must be a whole "/"-separated segment (use "*" within a segment)';
+  }
+  return null;
+}
+
+// ---- compiled form -------------------------------------------------------------------------
+
+const F_URI = 0;
+const F_DNS = 1;
+const F_CN = 2;
+const F_O = 3;
+const F_OU = 4;
+const F_SHA256 = 5;
+const FIELD_CODE: Readonly<Record<Field, number>> = { uri: F_URI, dns: F_DNS, cn: F_CN, o: F_O, ou: F_OU, sha256: F_SHA256 };
+
+const M_EXACT = 0; // value === text
+const M_EXACT_FOLD = 1; // ASCII case-insensitive equality (dns); text is lower case
+const M_PIECES = 2; // the whole value matches a `*` pattern with no separator (cn, o, ou)
+const M_SEGMENTS = 3; // separator-aware glob (uri "/", dns ".")
+
+const T_LITERAL = 0; // whole segment equals text
+const T_ONE = 1; // `*`: one non-empty segment
+const T_PARTIAL = 2; // `a*b`: pieces around non-empty wildcards, within one segment
+const T_ANY = 3; // `**`: zero or more segments
+
+class GlobToken {
+  constructor(
+    readonly kind: number,
+    readonly text: string,
+    readonly pieces: readonly string[],
+    readonly minLength: number,
+  ) {}
+}
+
+class FieldMatcher {
+  constructor(
+    readonly field: number,
+    readonly kind: number,
+    readonly text: string,
+    /** M_PIECES: the pattern as one T_PARTIAL token; M_SEGMENTS: one token per segment. */
+    readonly tokens: readonly GlobToken[],
+    /** M_SEGMENTS: "/" or "."; M_EXACT_FOLD and dns M_SEGMENTS fold the value to lower case. */
+    readonly separator: string,
+  ) {}
+}
+
+class CompiledRule<T> {
+  constructor(
+    readonly rule: T,
+    readonly fields: readonly FieldMatcher[],
+  ) {}
+}
+
+function compileToken(segment: string): GlobToken {
+  if (segment === '**') return new GlobToken(T_ANY, segment, [], 0);
+  if (segment === '*') return new GlobToken(T_ONE, segment, [], 1);
+  if (!segment.includes('*')) return new GlobToken(T_LITERAL, segment, [], segment.length);
+  const pieces = segment.split('*');
+  const literal = pieces.reduce((n, p) => n + p.length, 0);
+  return new GlobToken(T_PARTIAL, segment, pieces, literal + pieces.length - 1);
+}
+
+function compileField(field: Field, pattern: string): FieldMatcher {
+  const code = FIELD_CODE[field];
+  if (field === 'sha256') return new FieldMatcher(code, M_EXACT, normalizeSha256(pattern) ?? pattern, [], '');
+  const text = field === 'dns' ? foldAscii(pattern) : pattern;
+  if (!text.includes('*')) return new FieldMatcher(code, field === 'dns' ? M_EXACT_FOLD : M_EXACT, text, [], '');
+  if (field === 'uri' || field === 'dns') {
+    const separator = field === 'uri' ? '/' : '.';
+    const tokens: GlobToken[] = [];
+    for (const segment of text.split(separator)) {
+      const token = compileToken(segment);
+      if (token.kind !== T_ANY || tokens.at(-1)?.kind !== T_ANY) tokens.push(token);
+    }
+    return new FieldMatcher(code, M_SEGMENTS, text, tokens, separator);
+  }
+  const token = compileToken(text);
+  return new FieldMatcher(code, M_PIECES, text, [token], '');
+}
+
+/**
+ * ASCII-only lower-casing; returns the same string when there is nothing to fold. Non-ASCII
+ * characters are left alone (String#toLowerCase would map e.g. U+212A KELVIN SIGN to "k").
+ */
+function foldAscii(value: string): string {
+  let upper = false;
+  let ascii = true;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) upper = true;
+    else if (c >= 0x80) ascii = false;
+  }
+  if (!upper) return value;
+  if (ascii) return value.toLowerCase();
+  let out = '';
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    out += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c + 0x20 : c);
+  }
+  return out;
+}
+
+/** Does value[start, end) match a T_PARTIAL token? Each `*` takes at least one character. */
+function partialMatches(token: GlobToken, value: string, start: number, end: number): boolean {
+  if (end - start < token.minLength) return false;
+  const pieces = token.pieces;
+  const count = pieces.length;
+  const first = pieces[0] ?? '';
+  const lastPiece = pieces[count - 1] ?? '';
+  if (!value.startsWith(first, start)) return false;
+  const tail = end - lastPiece.length;
+  if (!value.startsWith(lastPiece, tail)) return false;
+  // Leftmost placement of each middle piece is optimal. Pieces hold no separator, so a hit
+  // past `end` lies beyond the segment and is rejected by the bound.
+  let pos = start + first.length + 1;
+  for (let i = 1; i < count - 1; i++) {
+    const piece = pieces[i] ?? '';
+    const at = value.indexOf(piece, pos);
+    if (at === -1 || at + piece.length > tail - 1) return false;
+    pos = at + piece.length + 1;
+  }
+  return pos <= tail;
+}
+
+function segmentMatches(token: GlobToken, value: string, start: number, end: number): boolean {
+  switch (token.kind) {
+    case T_LITERAL:
+      return end - start === token.text.length && value.startsWith(token.text, start);
+    case T_ONE:
+      return end > start;
+    default:
+      return partialMatches(token, value, start, end);
+  }
+}
+
+/** Segment glob; on a mismatch the most recent `**` absorbs one more segment and retries. */
+function segmentsMatch(tokens: readonly GlobToken[], value: string, separator: string): boolean {
+  const n = value.length;
+  const m = tokens.length;
+  let ti = 0;
+  let pos = 0; // start of the current segment; n + 1 once all segments are consumed
+  let anyTi = -1;
+  let anyPos = 0;
+  while (pos <= n) {
+    const token = tokens[ti];
+    if (token !== undefined && token.kind === T_ANY) {
+      anyTi = ti++;
+      anyPos = pos;
+      continue;
+    }
+    let end = value.indexOf(separator, pos);
+    if (end === -1) end = n;
+    if (token !== undefined && segmentMatches(token, value, pos, end)) {
+      ti++;
+      pos = end + 1;
+      continue;
+    }
+    if (anyTi === -1) return false;
+    const absorbed = value.indexOf(separator, anyPos);
+    anyPos = absorbed === -1 ? n + 1 : absorbed + 1;
+    pos = anyPos;
+    ti = anyTi + 1;
+  }
+  while (ti < m && tokens[ti]?.kind === T_ANY) ti++;
+  return ti === m;
+}
+
+function valueMatches(f: FieldMatcher, value: string): boolean {
+  switch (f.kind) {
+    case M_EXACT:
+      return value === f.text;
+    case M_EXACT_FOLD:
+      return value.length === f.text.length && (value === f.text || foldAscii(value) === f.text);
+    case M_PIECES:
+      return f.tokens[0] !== undefined && partialMatches(f.tokens[0], value, 0, value.length);
+    default:
+      return segmentsMatch(f.tokens, f.field === F_DNS ? foldAscii(value) : value, f.separator);
+  }
+}
+
+function anyValueMatches(f: FieldMatcher, values: readonly string[]): boolean {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v !== undefined && valueMatches(f, v)) return true;
+  }
+  return false;
+}
+
+function fieldMatches(f: FieldMatcher, peer: PeerFields): boolean {
+  switch (f.field) {
+    case F_URI:
+      return anyValueMatches(f, peer.uris);
+    case F_DNS:
+      return anyValueMatches(f, peer.dns);
+    case F_CN:
+      return anyValueMatches(f, peer.cn);
+    case F_O:
+      return anyValueMatches(f, peer.o);
+    case F_OU:
+      return anyValueMatches(f, peer.ou);
+    default:
+      return peer.sha256 === f.text;
+  }
+}
+
+export class IdentityMatcher<T extends { readonly match: IdentityMatch }> {
+  readonly #rules: readonly CompiledRule<T>[];
+  /** Exact uri -> the rules that can match a peer with only that URI SAN, in config order. */
+  readonly #byUri = new Map<string, readonly CompiledRule<T>[]>();
+  /** The rules without an exact uri: all that can match a peer whose one URI has no entry. */
+  readonly #uriFree: readonly CompiledRule<T>[];
+
+  /** Compiles every pattern once. Input is assumed validated; an invalid rule throws. */
+  constructor(rules: readonly T[]) {
+    const exactUri: (string | null)[] = [];
+    this.#rules = rules.map((rule) => {
+      const problem = validateIdentityMatch(rule.match);
+      if (problem !== null) throw new Error(problem);
+      const fields: FieldMatcher[] = [];
+      for (const field of FIELDS) {
+        const pattern = rule.match[field];
+        if (pattern !== undefined) fields.push(compileField(field, pattern));
+      }
+      // Cheap, selective exact comparisons first; the rule is an AND, so order is free.
+      fields.sort((a, b) => Number(a.kind > M_EXACT_FOLD) - Number(b.kind > M_EXACT_FOLD));
+      const uri = fields.find((f) => f.field === F_URI);
+      exactUri.push(uri !== undefined && uri.kind === M_EXACT ? uri.text : null);
+      return new CompiledRule(rule, fields);
+    });
+    // Index for the common case of a peer with exactly one URI SAN (a SPIFFE ID): a rule whose
+    // exact uri differs cannot match it, so each list keeps only the rules that can, in config
+    // order. Memory is (#distinct exact uris x #other rules), small for real configs.
+    this.#uriFree = this.#rules.filter((_, i) => exactUri[i] === null);
+    for (const uri of new Set(exactUri)) {
+      if (uri === null) continue;
+      this.#byUri.set(
+        uri,
+        this.#rules.filter((_, i) => exactUri[i] === null || exactUri[i] === uri),
+      );
+    }
+  }
+
+  /** The first rule, in config order, whose every given field matches the peer. */
+  match(peer: PeerFields): T | undefined {
+    let rules = this.#rules;
+    if (this.#byUri.size !== 0) {
+      const uris = peer.uris;
+      if (uris.length === 1) rules = this.#byUri.get(uris[0] ?? '') ?? this.#uriFree;
+      else if (uris.length === 0) rules = this.#uriFree;
+    }
+    for (let r = 0; r < rules.length; r++) {
+      const rule = rules[r];
+      if (rule === undefined) continue;
+      const fields = rule.fields;
+      let ok = true;
+      for (let i = 0; i < fields.length; i++) {
+        const f = fields[i];
+        if (f !== undefined && !fieldMatches(f, peer)) {
+          ok = false;
+          break;
+        }
+      }
+      if (ok) return rule.rule;
+    }
+    return undefined;
+  }
+}

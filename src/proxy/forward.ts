@@ -1,0 +1,139 @@
+/**
+ * Stage 6: forward to the app over a keep-alive undici Pool on loopback, streaming both
+ * bodies with backpressure (the client's slow reads pause the upstream, never buffer it).
+ */
+import { performance } from 'node:perf_hooks';
+import { Transform } from 'node:stream';
+import type { TransformCallback, Readable } from 'node:stream';
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RequestReason } from '../reasons.js';
+import { responseHeaders } from './headers.js';
+import type { RequestContext } from '../server/context.js';
+import type { OutboundResponse } from '../server/types.js';
+
+export interface UpstreamOptions {
+  readonly origin: string;
+  readonly connectTimeoutMs: number;
+  readonly timeoutMs: number;
+}
+
+export function createUpstreamPool(u: UpstreamOptions): Pool {
+  return new Pool(u.origin, {
+    connect: { timeout: u.connectTimeoutMs },
+    headersTimeout: u.timeoutMs,
+    bodyTimeout: u.timeoutMs,
+    keepAliveTimeout: 30_000,
+    pipelining: 1,
+  });
+}
+
+export class BodyTooLarge extends Error {
+  readonly code = 'ERR_BODY_TOO_LARGE';
+  constructor() {
+    super('request body exceeds limits.maxBodySize');
+  }
+}
+
+/** Counts request body bytes and stops the stream past the limit (chunked bodies have no length up front). */
+export class BodyMeter extends Transform {
+  bytes = 0;
+  readonly #limit: number;
+  constructor(limit: number) {
+    super();
+    this.#limit = limit;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.#limit) cb(new BodyTooLarge());
+    else cb(null, chunk);
+  }
+}
+
+export interface ForwardDone {
+  (ctx: RequestContext, res: OutboundResponse, failure: RequestReason | null): void;
+}
+
+/**
+ * One per forwarded request: an undici DispatchHandler that writes the upstream response
+ * straight into the client response.
+ */
+export class ForwardHandler implements Dispatcher.DispatchHandler {
+  readonly ctx: RequestContext;
+  readonly res: OutboundResponse;
+  readonly meter: BodyMeter | null;
+  readonly securityHeaders: boolean;
+  readonly done: ForwardDone;
+  controller: Dispatcher.DispatchController | null = null;
+  finished = false;
+
+  constructor(ctx: RequestContext, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, done: ForwardDone) {
+    this.ctx = ctx;
+    this.res = res;
+    this.meter = meter;
+    this.securityHeaders = securityHeaders;
+    this.done = done;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200) return; // 1xx from the app are not relayed
+    const ctx = this.ctx;
+    ctx.upstreamMs = performance.now() - ctx.upstreamStart;
+    ctx.status = statusCode;
+    if (this.res.destroyed === true) {
+      controller.abort(new Error('client went away'));
+      return;
+    }
+    this.res.writeHead(statusCode, responseHeaders(headers, ctx.requestId, this.securityHeaders));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.ctx.bytesOut += chunk.length;
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.finish(null);
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.ctx.upstreamMs === null && this.ctx.upstreamStart > 0) this.ctx.upstreamMs = performance.now() - this.ctx.upstreamStart;
+    this.finish(classifyUpstreamError(err, this.meter));
+  }
+
+  /** The client hung up: stop talking to the app. */
+  abort(): void {
+    if (!this.finished && this.controller !== null && !this.controller.aborted) this.controller.abort(new Error('client aborted'));
+  }
+
+  private finish(failure: RequestReason | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.meter !== null) this.ctx.bytesIn = this.meter.bytes;
+    this.done(this.ctx, this.res, failure);
+  }
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+
+export function classifyUpstreamError(err: Error, meter: BodyMeter | null): RequestReason {
+  const code = (err as { code?: string }).code ?? '';
+  if (err instanceof BodyTooLarge || code === 'ERR_BODY_TOO_LARGE' || (meter !== null && meter.bytes > 0 && meter.destroyed && meter.errored instanceof BodyTooLarge)) return 'body_too_large';
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'upstream_timeout';
+  if (err.message === 'client aborted' || err.message === 'client went away') return 'client_aborted';
+  if (UNREACHABLE.has(code)) return 'upstream_unreachable';
+  return 'upstream_error';
+}
+
+export function dispatchOptions(path: string, method: string, headers: string[], body: Readable | null): Dispatcher.DispatchOptions {
+  return { path, method, headers, body, idempotent: false, blocking: false };
+}

@@ -1,0 +1,137 @@
+/**
+ * Header rewriting, one pass each way. Request: strip hop-by-hop headers, everything the
+ * client's Connection header names, and every identity header a client could spoof; then set
+ * ours. Because ours are added after the strip and the client's Connection header is never
+ * forwarded, no client header can remove or replace them (SPEC §4).
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** Never forwarded upstream, whatever the client sends. */
+const DROP_REQUEST = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'host',
+  'http2-settings',
+  'x-forwarded-client-cert',
+  'x-client-identity',
+  'x-client-scopes',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-real-ip',
+  'forwarded',
+  'x-request-id',
+]);
+
+/** Protected names also matched with `_` for `-` (nginx and some apps treat them alike). */
+const PROTECTED_PREFIX = 'x-jwt-';
+
+const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
+
+export type HeaderScan =
+  | { readonly ok: true; readonly host: string | null; readonly contentLength: number | null; readonly headers: string[]; readonly expectContinue: boolean }
+  | { readonly ok: false; readonly detail: string };
+
+/**
+ * One pass over the raw header pairs: refuses duplicate Host/Authorization/Content-Length
+ * (request smuggling and auth confusion), and collects what will be forwarded.
+ */
+export function scanRequestHeaders(raw: readonly string[], connectionValue: string | undefined): HeaderScan {
+  const named = connectionValue === undefined ? null : connectionTokens(connectionValue);
+  const out: string[] = [];
+  let host: string | null = null;
+  let authority: string | null = null;
+  let authorizations = 0;
+  let contentLength: string | null = null;
+  let expectContinue = false;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    const lower = name.toLowerCase();
+    if (lower.charCodeAt(0) === 58 /* ':' pseudo-header (HTTP/2) */) {
+      if (lower === ':authority') authority = value;
+      continue;
+    }
+    switch (lower) {
+      case 'host':
+        if (host !== null) return { ok: false, detail: 'duplicate_host' };
+        host = value;
+        continue;
+      case 'authorization':
+        if (++authorizations > 1) return { ok: false, detail: 'duplicate_authorization' };
+        break;
+      case 'content-length':
+        if (contentLength !== null) return { ok: false, detail: 'duplicate_content_length' };
+        contentLength = value;
+        break;
+      case 'expect':
+        if (value.toLowerCase() === '100-continue') expectContinue = true;
+        else return { ok: false, detail: 'bad_expect' };
+        continue;
+    }
+    if (DROP_REQUEST.has(lower) || lower.startsWith(PROTECTED_PREFIX)) continue;
+    if (named !== null && named.has(lower)) continue;
+    if (lower.includes('_') && isProtectedAlias(lower)) continue;
+    out.push(name, value);
+  }
+  if (authority !== null) {
+    // HTTP/2 may carry both; they must agree (RFC 9113 8.3.1).
+    if (host !== null && host !== authority) return { ok: false, detail: 'host_mismatch' };
+    host = authority;
+  }
+  let length: number | null = null;
+  if (contentLength !== null) {
+    if (!/^\d{1,15}$/.test(contentLength)) return { ok: false, detail: 'bad_content_length' };
+    length = Number(contentLength);
+  }
+  return { ok: true, host, contentLength: length, headers: out, expectContinue };
+}
+
+function isProtectedAlias(lower: string): boolean {
+  const dashed = lower.replaceAll('_', '-');
+  return DROP_REQUEST.has(dashed) || dashed.startsWith(PROTECTED_PREFIX);
+}
+
+function connectionTokens(value: string): Set<string> {
+  const set = new Set<string>();
+  for (const t of value.split(',')) {
+    const tok = t.trim().toLowerCase();
+    if (tok !== '') set.add(tok);
+  }
+  return set;
+}
+
+export const SECURITY_HEADERS: ReadonlyArray<readonly [string, string]> = [
+  ['strict-transport-security', 'max-age=31536000'],
+  ['x-content-type-options', 'nosniff'],
+  ['x-frame-options', 'DENY'],
+  ['referrer-policy', 'no-referrer'],
+];
+
+/**
+ * Upstream response headers -> client headers: hop-by-hop removed (HTTP/2 forbids them),
+ * request id set, security headers added unless the app set its own.
+ */
+export function responseHeaders(upstream: IncomingHttpHeaders, requestId: string, securityHeaders: boolean): Record<string, string | string[]> {
+  const named = typeof upstream['connection'] === 'string' ? connectionTokens(upstream['connection']) : null;
+  const out: Record<string, string | string[]> = {};
+  for (const key in upstream) {
+    const value = upstream[key];
+    if (value === undefined || DROP_RESPONSE.has(key) || (named !== null && named.has(key))) continue;
+    out[key] = value;
+  }
+  out['x-request-id'] = requestId;
+  if (securityHeaders) {
+    for (const [k, v] of SECURITY_HEADERS) if (out[k] === undefined) out[k] = v;
+  }
+  return out;
+}

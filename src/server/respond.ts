@@ -1,0 +1,62 @@
+/** Sidecar-made responses: reason -> status, generic JSON body, extra headers (SPEC §4). */
+import { REFUSALS } from '../reasons.js';
+import type { RequestReason } from '../reasons.js';
+import { SECURITY_HEADERS } from '../proxy/headers.js';
+import type { OutboundResponse } from './types.js';
+
+export type RefusalReason = Exclude<RequestReason, 'ok' | 'client_aborted'>;
+
+export function refusalBody(reason: RefusalReason, requestId: string): string {
+  return `{"error":"${REFUSALS[reason].code}","requestId":"${requestId}"}`;
+}
+
+/**
+ * Write a refusal. `close` asks HTTP/1.1 to close the connection afterwards (an unread
+ * request body must not be parsed as the next request).
+ */
+export function writeRefusal(
+  res: OutboundResponse,
+  reason: RefusalReason,
+  requestId: string,
+  securityHeaders: boolean,
+  extra: Record<string, string> | null,
+  close: boolean,
+): number {
+  const { status } = REFUSALS[reason];
+  const body = refusalBody(reason, requestId);
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-request-id': requestId,
+  };
+  if (securityHeaders) for (const [k, v] of SECURITY_HEADERS) headers[k] = v;
+  if (extra !== null) Object.assign(headers, extra);
+  if (close && res.req.httpVersionMajor === 1) headers['connection'] = 'close';
+  res.writeHead(status, headers);
+  res.end(body);
+  return Buffer.byteLength(body);
+}
+
+/** A raw HTTP/1.1 refusal for parser-level errors, where there is no response object. */
+export function rawRefusal(reason: RefusalReason, requestId: string): string {
+  const { status } = REFUSALS[reason];
+  const body = refusalBody(reason, requestId);
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`,
+    'content-type: application/json',
+    `content-length: ${Buffer.byteLength(body)}`,
+    'cache-control: no-store',
+    `x-request-id: ${requestId}`,
+    'connection: close',
+  ];
+  for (const [k, v] of SECURITY_HEADERS) head.push(`${k}: ${v}`);
+  return `${head.join('\r\n')}\r\n\r\n${body}`;
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  413: 'Payload Too Large',
+  431: 'Request Header Fields Too Large',
+};

@@ -1,0 +1,170 @@
+/**
+ * A running sidecar: the listener, the current snapshot, the per-connection cache, the
+ * upstream pool and the audit sink, wired together. `run` and the tests both start it here.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import type { Pool } from 'undici';
+import type { Snapshot } from '../config/snapshot.js';
+import type { Audit } from '../audit/audit.js';
+import type { Log } from '../log.js';
+import { describePeer } from '../identity/peer.js';
+import { verifyPeer } from '../tls/verify.js';
+import { createUpstreamPool } from '../proxy/forward.js';
+import type { RequestReason } from '../reasons.js';
+import { ConnInfo } from './context.js';
+import { createListener } from './listener.js';
+import type { SidecarServer } from './listener.js';
+import { handleRequest } from './pipeline.js';
+import type { PipelineHost } from './pipeline.js';
+import { rawRefusal } from './respond.js';
+import type { InboundRequest, OutboundResponse } from './types.js';
+
+export interface SidecarDeps {
+  readonly audit: Audit;
+  readonly log: Log;
+  /** Wall clock for certificate validity; injected so tests can move it. */
+  readonly now?: () => number;
+}
+
+export class Sidecar implements PipelineHost {
+  snapshot: Snapshot;
+  draining = false;
+  readonly conns = new WeakMap<TLSSocket, ConnInfo>();
+  readonly pool: Pool;
+  readonly audit: Audit;
+  readonly log: Log;
+  readonly server: SidecarServer;
+  readonly #now: () => number;
+  readonly #sockets = new Set<Socket>();
+
+  constructor(snapshot: Snapshot, deps: SidecarDeps) {
+    this.snapshot = snapshot;
+    this.audit = deps.audit;
+    this.log = deps.log;
+    this.#now = deps.now ?? Date.now;
+    this.pool = createUpstreamPool(snapshot.upstream);
+    this.server = createListener(snapshot, {
+      onSecureConnection: (socket) => this.#onSecureConnection(socket),
+      onTlsClientError: (err, socket) => this.#onTlsClientError(err, socket),
+      onRequest: (req, res) => handleRequest(this, req, res),
+      onClientError: (err, socket) => this.#onClientError(err, socket),
+    });
+    this.server.on('connection', (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+    });
+  }
+
+  async listen(): Promise<AddressInfo> {
+    const { address, port } = this.snapshot.listen;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(port, address, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  get activeConnections(): number {
+    return this.#sockets.size;
+  }
+
+  /** Issue #6 builds reloads on this: re-judge an open connection against a new snapshot. */
+  refreshConnection(conn: ConnInfo, socket: TLSSocket): RequestReason | null {
+    const s = this.snapshot;
+    const verdict = verifyPeer(socket, s.tls.trust, this.#now());
+    if (!verdict.ok) return 'trust_withdrawn';
+    conn.identity = s.identityMatcher.match(conn.peer.fields) ?? null;
+    conn.generation = s.generation;
+    return null;
+  }
+
+  #onSecureConnection(socket: TLSSocket): void {
+    const s = this.snapshot;
+    const verdict = verifyPeer(socket, s.tls.trust, this.#now());
+    const remote = socket.remoteAddress ?? 'unknown';
+    if (!verdict.ok) {
+      const peer = verdict.x509 === null ? null : describePeer(verdict.x509);
+      this.audit.handshake({
+        reason: verdict.reason,
+        remote,
+        ...(peer !== null ? { certSha256: peer.sha256Hex, subject: peer.subject } : {}),
+      });
+      // Node's own rejectUnauthorized does the same: the handshake is done, the socket is dropped
+      // before a single application byte is read.
+      socket.destroy();
+      return;
+    }
+    const peer = describePeer(verdict.x509);
+    const identity = s.identityMatcher.match(peer.fields) ?? null;
+    this.conns.set(socket, new ConnInfo(s.generation, verdict.x509, peer, identity, remote, socket.getProtocol()));
+  }
+
+  #onTlsClientError(err: Error, socket: TLSSocket): void {
+    const code = (err as { code?: string }).code ?? 'unknown';
+    this.audit.handshake({ reason: 'protocol', remote: socket.remoteAddress ?? 'unknown', detail: code });
+    socket.destroy();
+  }
+
+  /** HTTP/1.1 parser errors and timeouts: Node hands us the raw socket, so answer by hand. */
+  #onClientError(err: Error & { code?: string }, socket: Socket): void {
+    const conn = this.conns.get(socket as TLSSocket);
+    const reason: 'header_too_large' | 'request_timeout' | 'bad_request' =
+      err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
+    const requestId = randomUUID();
+    if (conn !== undefined) {
+      this.audit.request({
+        requestId,
+        identity: conn.identity === null ? null : conn.identity.name,
+        certSha256: conn.peer.sha256Hex,
+        uri: conn.peer.uri,
+        subject: conn.peer.subject,
+        method: '',
+        path: '',
+        route: null,
+        decision: 'deny',
+        reason,
+        status: reason === 'header_too_large' ? 431 : reason === 'request_timeout' ? 408 : 400,
+        durationMs: 0,
+        upstreamMs: null,
+        bytesIn: 0,
+        bytesOut: 0,
+        remote: conn.remote,
+        tlsVersion: conn.tlsVersion,
+        protocol: 'HTTP/1.1',
+      });
+    }
+    if (socket.writable && !socket.destroyed) socket.end(rawRefusal(reason, requestId));
+    else socket.destroy();
+  }
+
+  /** Stop accepting, finish in-flight requests (bounded), close idle connections. */
+  async close(timeoutMs = 5000): Promise<void> {
+    this.draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const srv = this.server as { closeIdleConnections?: () => void };
+    srv.closeIdleConnections?.();
+    const timer = setTimeout(() => {
+      for (const s of this.#sockets) s.destroy();
+    }, timeoutMs);
+    timer.unref();
+    await closed;
+    clearTimeout(timer);
+    await this.pool.close().catch(() => undefined);
+  }
+
+  /** For tests and shutdown: destroy every connection now. */
+  destroyConnections(): void {
+    for (const s of this.#sockets) s.destroy();
+  }
+
+  handle(req: InboundRequest, res: OutboundResponse): void {
+    handleRequest(this, req, res);
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Stage 1: is this client certificate trusted? Runs once per TLS connection (and again on a
+ * connection's next request after a reload changed trust), right after the handshake, before
+ * any byte of HTTP is read.
+ *
+ * OpenSSL verifies the chain against clientCAs (node records the result in
+ * `authorizationError`); we add what OpenSSL is not told: pins, CRLs (per CA, so a CA without a
+ * CRL is not refused for want of one), and the protective defaults of SPEC §4.
+ */
+import type { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import type { TrustPolicy } from '../config/snapshot.js';
+import type { HandshakeReason } from '../reasons.js';
+import { isSha1Signature, signatureAlgorithmOid } from '../pki/certinfo.js';
+import { spkiPin } from '../pki/thumbprint.js';
+
+export type TrustVerdict =
+  | { readonly ok: true; readonly x509: X509Certificate }
+  | { readonly ok: false; readonly reason: HandshakeReason; readonly x509: X509Certificate | null };
+
+const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const EKU_ANY = '2.5.29.37.0';
+
+/** OpenSSL verify codes that name a more specific reason than "untrusted". */
+const OPENSSL_REASONS: Readonly<Record<string, HandshakeReason>> = {
+  CERT_HAS_EXPIRED: 'expired',
+  CERT_NOT_YET_VALID: 'not_yet_valid',
+  CERT_REVOKED: 'revoked',
+  INVALID_PURPOSE: 'bad_eku',
+  CERT_CHAIN_TOO_LONG: 'chain_too_long',
+  EE_KEY_TOO_SMALL: 'weak_key',
+  CA_KEY_TOO_SMALL: 'weak_key',
+  CA_MD_TOO_WEAK: 'weak_signature',
+};
+
+export function verifyPeer(socket: TLSSocket, trust: TrustPolicy, now: number): TrustVerdict {
+  const x509 = socket.getPeerX509Certificate();
+  if (x509 === undefined) return { ok: false, reason: 'no_cert', x509: null };
+  const reason = checkLeaf(x509, now) ?? checkTrust(socket, x509, trust) ?? checkRevocation(x509, trust);
+  return reason === null ? { ok: true, x509 } : { ok: false, reason, x509 };
+}
+
+/** Properties of the leaf alone: SPEC §3 validity/EKU and the §4 protective defaults. */
+function checkLeaf(x509: X509Certificate, now: number): HandshakeReason | null {
+  if (now < x509.validFromDate.getTime()) return 'not_yet_valid';
+  if (now > x509.validToDate.getTime()) return 'expired';
+  const eku = x509.keyUsage;
+  if (eku !== undefined && eku.length > 0 && !eku.includes(EKU_CLIENT_AUTH) && !eku.includes(EKU_ANY)) return 'bad_eku';
+  if (x509.ca) return 'ca_leaf';
+  const key = x509.publicKey;
+  if (key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') {
+    if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return 'weak_key';
+  } else if (key.asymmetricKeyType === 'dsa' || key.asymmetricKeyType === 'dh') {
+    return 'weak_key';
+  }
+  try {
+    if (isSha1Signature(signatureAlgorithmOid(x509.raw))) return 'weak_signature';
+  } catch {
+    return 'untrusted';
+  }
+  return null;
+}
+
+function checkTrust(socket: TLSSocket, x509: X509Certificate, trust: TrustPolicy): HandshakeReason | null {
+  if (trust.hasClientCAs) {
+    const err = socket.authorizationError;
+    if (err !== null && err !== undefined) {
+      const code = typeof err === 'string' ? err : ((err as { code?: string }).code ?? '');
+      return OPENSSL_REASONS[code] ?? 'untrusted';
+    }
+  }
+  // With pins alone, OpenSSL's verdict is ignored: a pinned self-signed leaf is the trust anchor.
+  if (trust.pinsSha256.size > 0 || trust.pinsSpki.size > 0) {
+    if (trust.pinsSha256.has(x509.fingerprint256)) return null;
+    if (trust.pinsSpki.size > 0 && trust.pinsSpki.has(spkiPin(x509))) return null;
+    return 'pin_mismatch';
+  }
+  return null;
+}
+
+function checkRevocation(x509: X509Certificate, trust: TrustPolicy): HandshakeReason | null {
+  if (trust.crlsByIssuer.size === 0) return null;
+  const crls = trust.crlsByIssuer.get(x509.issuer);
+  if (crls === undefined) return null;
+  const serial = stripZeros(x509.serialNumber.toUpperCase());
+  for (const crl of crls) {
+    // Same issuer name is not enough: the CRL applies to certificates its own CA signed.
+    if (crl.revoked.has(serial) && x509.checkIssued(crl.ca) && x509.verify(crl.ca.publicKey)) return 'revoked';
+  }
+  return null;
+}
+
+function stripZeros(hex: string): string {
+  let i = 0;
+  while (i < hex.length - 1 && hex[i] === '0') i++;
+  return i === 0 ? hex : hex.slice(i);
+}

@@ -1,0 +1,53 @@
+/**
+ * Start the real sidecar in-process on an ephemeral loopback port, from a real YAML file
+ * loaded and compiled by the product's own loader.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { createAudit } from '../../src/audit/audit.js';
+import { loadAndCompile } from '../../src/config/index.js';
+import { silentLog } from '../../src/log.js';
+import { Sidecar } from '../../src/server/sidecar.js';
+import { AuditSink } from './audit-sink.js';
+
+export interface RunningSidecar {
+  readonly port: number;
+  readonly origin: string;
+  readonly audit: AuditSink;
+  readonly sidecar: Sidecar;
+  readonly configFile: string;
+  close(): Promise<void>;
+}
+
+export type ConfigObject = Record<string, unknown>;
+
+export async function writeConfig(config: ConfigObject): Promise<{ file: string; dir: string }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'mtls-sidecar-cfg-'));
+  const file = path.join(dir, 'sidecar.yaml');
+  await writeFile(file, stringify(config));
+  return { file, dir };
+}
+
+export async function startSidecar(config: ConfigObject): Promise<RunningSidecar> {
+  const { file, dir } = await writeConfig({ ...config, listen: { address: '127.0.0.1', port: 0, ...(config['listen'] as object | undefined) } });
+  const outcome = await loadAndCompile(file, 1);
+  if (!outcome.ok) throw new Error(`test config rejected:\n${outcome.lines.join('\n')}`);
+  const sink = new AuditSink();
+  const audit = createAudit('stdout', sink);
+  const sidecar = new Sidecar(outcome.snapshot, { audit, log: silentLog() });
+  const addr = await sidecar.listen();
+  return {
+    port: addr.port,
+    origin: `https://localhost:${addr.port}`,
+    audit: sink,
+    sidecar,
+    configFile: file,
+    async close() {
+      sidecar.destroyConnections();
+      await sidecar.close(100);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
