@@ -109,7 +109,7 @@ const M_EXACT_FOLD = 1; // ASCII case-insensitive equality (dns); text is lower 
 const M_PIECES = 2; // the whole value matches a `*` pattern with no separator (cn, o, ou)
 const M_SEGMENTS = 3; // separator-aware glob (uri "/", dns ".")
 
-const T_LITERAL = 0; // whole segment equals text
+const T_LITERAL = 0; // one or more whole segments equal to text (consecutive literal segments merged)
 const T_ONE = 1; // `*`: one non-empty segment
 const T_PARTIAL = 2; // `a*b`: pieces around non-empty wildcards, within one segment
 const T_ANY = 3; // `**`: zero or more segments
@@ -130,8 +130,8 @@ class FieldMatcher {
     readonly text: string,
     /** M_PIECES: the pattern as one T_PARTIAL token; M_SEGMENTS: one token per segment. */
     readonly tokens: readonly GlobToken[],
-    /** M_SEGMENTS: "/" or "."; M_EXACT_FOLD and dns M_SEGMENTS fold the value to lower case. */
-    readonly separator: string,
+    /** M_SEGMENTS: the separator's char code ("/" for uri, "." for dns); -1 otherwise. */
+    readonly separator: number,
   ) {}
 }
 
@@ -145,7 +145,7 @@ class CompiledRule<T> {
 function compileToken(segment: string): GlobToken {
   if (segment === '**') return new GlobToken(T_ANY, segment, [], 0);
   if (segment === '*') return new GlobToken(T_ONE, segment, [], 1);
-  if (!segment.includes('*')) return new GlobToken(T_LITERAL, segment, [], segment.length);
+  if (!segment.includes('*')) return new GlobToken(T_LITERAL, segment, [], 0);
   const pieces = segment.split('*');
   const literal = pieces.reduce((n, p) => n + p.length, 0);
   return new GlobToken(T_PARTIAL, segment, pieces, literal + pieces.length - 1);
@@ -153,20 +153,25 @@ function compileToken(segment: string): GlobToken {
 
 function compileField(field: Field, pattern: string): FieldMatcher {
   const code = FIELD_CODE[field];
-  if (field === 'sha256') return new FieldMatcher(code, M_EXACT, normalizeSha256(pattern) ?? pattern, [], '');
+  if (field === 'sha256') return new FieldMatcher(code, M_EXACT, normalizeSha256(pattern) ?? pattern, [], -1);
   const text = field === 'dns' ? foldAscii(pattern) : pattern;
-  if (!text.includes('*')) return new FieldMatcher(code, field === 'dns' ? M_EXACT_FOLD : M_EXACT, text, [], '');
+  if (!text.includes('*')) return new FieldMatcher(code, field === 'dns' ? M_EXACT_FOLD : M_EXACT, text, [], -1);
   if (field === 'uri' || field === 'dns') {
     const separator = field === 'uri' ? '/' : '.';
     const tokens: GlobToken[] = [];
     for (const segment of text.split(separator)) {
       const token = compileToken(segment);
-      if (token.kind !== T_ANY || tokens.at(-1)?.kind !== T_ANY) tokens.push(token);
+      const prev = tokens.at(-1);
+      if (token.kind === T_ANY && prev?.kind === T_ANY) continue; // `**/**` is `**`
+      if (token.kind === T_LITERAL && prev?.kind === T_LITERAL) {
+        tokens[tokens.length - 1] = new GlobToken(T_LITERAL, `${prev.text}${separator}${token.text}`, [], 0);
+      } else {
+        tokens.push(token);
+      }
     }
-    return new FieldMatcher(code, M_SEGMENTS, text, tokens, separator);
+    return new FieldMatcher(code, M_SEGMENTS, text, tokens, separator.charCodeAt(0));
   }
-  const token = compileToken(text);
-  return new FieldMatcher(code, M_PIECES, text, [token], '');
+  return new FieldMatcher(code, M_PIECES, text, [compileToken(text)], -1);
 }
 
 /**
@@ -191,6 +196,21 @@ function foldAscii(value: string): string {
   return out;
 }
 
+/** The index of the separator ending the segment that starts at pos, or s.length. */
+function segmentEnd(s: string, pos: number, separator: number): number {
+  const n = s.length;
+  while (pos < n && s.charCodeAt(pos) !== separator) pos++;
+  return pos;
+}
+
+/** s[pos, pos + text.length) === text; the caller guarantees the range is inside s. */
+function textAt(s: string, pos: number, text: string): boolean {
+  for (let j = 0; j < text.length; j++) {
+    if (s.charCodeAt(pos + j) !== text.charCodeAt(j)) return false;
+  }
+  return true;
+}
+
 /** Does value[start, end) match a T_PARTIAL token? Each `*` takes at least one character. */
 function partialMatches(token: GlobToken, value: string, start: number, end: number): boolean {
   if (end - start < token.minLength) return false;
@@ -198,9 +218,8 @@ function partialMatches(token: GlobToken, value: string, start: number, end: num
   const count = pieces.length;
   const first = pieces[0] ?? '';
   const lastPiece = pieces[count - 1] ?? '';
-  if (!value.startsWith(first, start)) return false;
   const tail = end - lastPiece.length;
-  if (!value.startsWith(lastPiece, tail)) return false;
+  if (!textAt(value, start, first) || !textAt(value, tail, lastPiece)) return false;
   // Leftmost placement of each middle piece is optimal. Pieces hold no separator, so a hit
   // past `end` lies beyond the segment and is rejected by the bound.
   let pos = start + first.length + 1;
@@ -213,19 +232,12 @@ function partialMatches(token: GlobToken, value: string, start: number, end: num
   return pos <= tail;
 }
 
-function segmentMatches(token: GlobToken, value: string, start: number, end: number): boolean {
-  switch (token.kind) {
-    case T_LITERAL:
-      return end - start === token.text.length && value.startsWith(token.text, start);
-    case T_ONE:
-      return end > start;
-    default:
-      return partialMatches(token, value, start, end);
-  }
-}
-
-/** Segment glob; on a mismatch the most recent `**` absorbs one more segment and retries. */
-function segmentsMatch(tokens: readonly GlobToken[], value: string, separator: string): boolean {
+/**
+ * Segment glob. Every token but `**` consumes a fixed run of segments, so on a mismatch it
+ * suffices to let the most recent `**` absorb one more segment and retry (the classic wildcard
+ * algorithm): O(segments x tokens) at worst.
+ */
+function segmentsMatch(tokens: readonly GlobToken[], value: string, separator: number): boolean {
   const n = value.length;
   const m = tokens.length;
   let ti = 0;
@@ -233,22 +245,31 @@ function segmentsMatch(tokens: readonly GlobToken[], value: string, separator: s
   let anyTi = -1;
   let anyPos = 0;
   while (pos <= n) {
-    const token = tokens[ti];
-    if (token !== undefined && token.kind === T_ANY) {
-      anyTi = ti++;
-      anyPos = pos;
-      continue;
-    }
-    let end = value.indexOf(separator, pos);
-    if (end === -1) end = n;
-    if (token !== undefined && segmentMatches(token, value, pos, end)) {
-      ti++;
-      pos = end + 1;
-      continue;
+    const token = ti < m ? tokens[ti] : undefined;
+    if (token !== undefined) {
+      if (token.kind === T_ANY) {
+        anyTi = ti++;
+        anyPos = pos;
+        continue;
+      }
+      if (token.kind === T_LITERAL) {
+        const end = pos + token.text.length;
+        if (end <= n && (end === n || value.charCodeAt(end) === separator) && textAt(value, pos, token.text)) {
+          ti++;
+          pos = end + 1;
+          continue;
+        }
+      } else {
+        const end = segmentEnd(value, pos, separator);
+        if (token.kind === T_ONE ? end > pos : partialMatches(token, value, pos, end)) {
+          ti++;
+          pos = end + 1;
+          continue;
+        }
+      }
     }
     if (anyTi === -1) return false;
-    const absorbed = value.indexOf(separator, anyPos);
-    anyPos = absorbed === -1 ? n + 1 : absorbed + 1;
+    anyPos = segmentEnd(value, anyPos, separator) + 1;
     pos = anyPos;
     ti = anyTi + 1;
   }

@@ -32,9 +32,10 @@
  * (#buckets x #"any" routes) entries, which is small for real configs. A request path with
  * several segments costs one short string slice for the bucket key; a one-segment path is its
  * own key. Per-route method sets are precomputed. Matching allocates nothing else, builds no
- * regex and runs no closures: globs are precompiled to segment tokens and matched with the
- * classic linear-backtracking wildcard algorithm (O(segments x tokens) worst case, no
- * exponential blow-up whatever the path).
+ * regex and runs no closures: globs are precompiled to segment tokens (consecutive literal
+ * segments merged into one comparison) and matched char by char with the classic wildcard
+ * algorithm, O(segments x tokens) in the worst case: no regex backtracking blow-up whatever the
+ * path.
  */
 import { normalizeTarget } from './normalize.js';
 
@@ -88,7 +89,9 @@ const K_PREFIX_SEGMENT = 1; // prefix without trailing slash: equal, or followed
 const K_PREFIX_RAW = 2; // prefix with trailing slash (incl. "/"): startsWith
 const K_GLOB = 3;
 
-const T_LITERAL = 0; // whole segment equals text
+const SLASH = 0x2f;
+
+const T_LITERAL = 0; // one or more whole segments equal to text (consecutive literal segments are merged: "a/b")
 const T_ONE = 1; // `*`: one non-empty segment
 const T_PARTIAL = 2; // `a*b`: pieces around non-empty wildcards, within one segment
 const T_ANY = 3; // `**`: zero or more segments
@@ -117,43 +120,60 @@ class CompiledRoute<T> {
 function compileGlob(glob: string): GlobToken[] {
   const tokens: GlobToken[] = [];
   for (const segment of glob.slice(1).split('/')) {
+    const prev = tokens.at(-1);
     if (segment === '**') {
       // `**/**` is the same as `**`; collapsing keeps the matcher's backtracking single-level.
-      if (tokens.at(-1)?.kind !== T_ANY) tokens.push(new GlobToken(T_ANY, segment, [], 0));
+      if (prev?.kind !== T_ANY) tokens.push(new GlobToken(T_ANY, segment, [], 0));
     } else if (segment === '*') {
       tokens.push(new GlobToken(T_ONE, segment, [], 1));
     } else if (segment.includes('*')) {
       const pieces = segment.split('*');
       const literal = pieces.reduce((n, p) => n + p.length, 0);
       tokens.push(new GlobToken(T_PARTIAL, segment, pieces, literal + pieces.length - 1));
+    } else if (prev !== undefined && prev.kind === T_LITERAL) {
+      tokens[tokens.length - 1] = new GlobToken(T_LITERAL, `${prev.text}/${segment}`, [], 0);
     } else {
-      tokens.push(new GlobToken(T_LITERAL, segment, [], segment.length));
+      tokens.push(new GlobToken(T_LITERAL, segment, [], 0));
     }
   }
   return tokens;
 }
 
 /** The bucket key (see header) a route is confined to, or null if it can match any first segment. */
-function bucketKey(kind: number, pattern: string, tokens: readonly GlobToken[]): string | null {
-  if (kind === K_GLOB) {
-    const first = tokens[0];
-    return first !== undefined && first.kind === T_LITERAL ? `/${first.text}` : null;
-  }
-  if (pattern === '/') return kind === K_EXACT ? '/' : null;
+function bucketKey(kind: number, pattern: string): string | null {
   const slash = pattern.indexOf('/', 1);
-  return slash === -1 ? pattern : pattern.slice(0, slash);
+  const first = slash === -1 ? pattern : pattern.slice(0, slash);
+  if (kind === K_GLOB) return first.includes('*') ? null : first;
+  if (pattern === '/') return kind === K_EXACT ? '/' : null;
+  return first;
+}
+
+/** The index of the '/' ending the segment that starts at pos, or s.length. */
+function segmentEnd(s: string, pos: number): number {
+  const n = s.length;
+  while (pos < n && s.charCodeAt(pos) !== SLASH) pos++;
+  return pos;
+}
+
+/** s[pos, pos + text.length) === text; the caller guarantees the range is inside s. */
+function textAt(s: string, pos: number, text: string): boolean {
+  for (let j = 0; j < text.length; j++) {
+    if (s.charCodeAt(pos + j) !== text.charCodeAt(j)) return false;
+  }
+  return true;
 }
 
 /** Does path[start, end) (one segment, no '/') match a T_PARTIAL token? Stars are non-empty. */
-function partialMatches(pieces: readonly string[], minLength: number, path: string, start: number, end: number): boolean {
-  if (end - start < minLength) return false;
+function partialMatches(token: GlobToken, path: string, start: number, end: number): boolean {
+  if (end - start < token.minLength) return false;
+  const pieces = token.pieces;
   const count = pieces.length;
   const first = pieces[0] ?? '';
   const lastPiece = pieces[count - 1] ?? '';
-  if (!path.startsWith(first, start)) return false;
   const tail = end - lastPiece.length;
-  if (!path.startsWith(lastPiece, tail)) return false;
+  if (!textAt(path, start, first) || !textAt(path, tail, lastPiece)) return false;
   // Leftmost placement of each middle piece is optimal; each `*` takes at least one character.
+  // Pieces hold no '/', so a hit past `end` lies beyond the segment and fails the bound.
   let pos = start + first.length + 1;
   for (let i = 1; i < count - 1; i++) {
     const piece = pieces[i] ?? '';
@@ -164,20 +184,10 @@ function partialMatches(pieces: readonly string[], minLength: number, path: stri
   return pos <= tail;
 }
 
-function segmentMatches(token: GlobToken, path: string, start: number, end: number): boolean {
-  switch (token.kind) {
-    case T_LITERAL:
-      return end - start === token.text.length && path.startsWith(token.text, start);
-    case T_ONE:
-      return end > start;
-    default:
-      return partialMatches(token.pieces, token.minLength, path, start, end);
-  }
-}
-
 /**
- * Glob match over path segments without splitting the path. `**` is the only variable-length
- * token, so on a mismatch it suffices to let the most recent `**` absorb one more segment.
+ * Glob match over the path's segments without splitting it. Every token but `**` consumes a
+ * fixed run of segments, so on a mismatch it suffices to let the most recent `**` absorb one
+ * more segment and retry (the classic wildcard algorithm): O(segments x tokens) at worst.
  */
 function globMatches(tokens: readonly GlobToken[], path: string): boolean {
   const n = path.length;
@@ -187,22 +197,31 @@ function globMatches(tokens: readonly GlobToken[], path: string): boolean {
   let anyTi = -1;
   let anyPos = 0;
   while (pos <= n) {
-    const token = tokens[ti];
-    if (token !== undefined && token.kind === T_ANY) {
-      anyTi = ti++;
-      anyPos = pos;
-      continue;
-    }
-    let end = path.indexOf('/', pos);
-    if (end === -1) end = n;
-    if (token !== undefined && segmentMatches(token, path, pos, end)) {
-      ti++;
-      pos = end + 1;
-      continue;
+    const token = ti < m ? tokens[ti] : undefined;
+    if (token !== undefined) {
+      if (token.kind === T_ANY) {
+        anyTi = ti++;
+        anyPos = pos;
+        continue;
+      }
+      if (token.kind === T_LITERAL) {
+        const end = pos + token.text.length;
+        if (end <= n && (end === n || path.charCodeAt(end) === SLASH) && textAt(path, pos, token.text)) {
+          ti++;
+          pos = end + 1;
+          continue;
+        }
+      } else {
+        const end = segmentEnd(path, pos);
+        if (token.kind === T_ONE ? end > pos : partialMatches(token, path, pos, end)) {
+          ti++;
+          pos = end + 1;
+          continue;
+        }
+      }
     }
     if (anyTi === -1) return false;
-    const absorbed = path.indexOf('/', anyPos);
-    anyPos = absorbed === -1 ? n + 1 : absorbed + 1;
+    anyPos = segmentEnd(path, anyPos) + 1;
     pos = anyPos;
     ti = anyTi + 1;
   }
@@ -235,7 +254,7 @@ export class RouteTable<T extends RouteSpec> {
       }
       const tokens = kind === K_GLOB ? compileGlob(pattern) : [];
       const methods = r.methods === undefined ? null : new Set(r.methods);
-      compiled.push({ route: new CompiledRoute(r, kind, pattern, methods, tokens), key: bucketKey(kind, pattern, tokens) });
+      compiled.push({ route: new CompiledRoute(r, kind, pattern, methods, tokens), key: bucketKey(kind, pattern) });
     }
     const keys = new Set<string>();
     for (const c of compiled) if (c.key !== null) keys.add(c.key);
@@ -249,8 +268,8 @@ export class RouteTable<T extends RouteSpec> {
   match(method: string, path: string): T | undefined {
     let candidates = this.#anyRoutes;
     if (this.#buckets.size !== 0) {
-      const slash = path.indexOf('/', 1);
-      candidates = this.#buckets.get(slash === -1 ? path : path.slice(0, slash)) ?? this.#anyRoutes;
+      const end = segmentEnd(path, 1);
+      candidates = this.#buckets.get(end === path.length ? path : path.slice(0, end)) ?? this.#anyRoutes;
     }
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i];
@@ -267,7 +286,7 @@ function routeMatches<T>(c: CompiledRoute<T>, path: string): boolean {
     case K_EXACT:
       return path === c.pattern;
     case K_PREFIX_SEGMENT:
-      return path.startsWith(c.pattern) && (path.length === c.pattern.length || path.charCodeAt(c.pattern.length) === 0x2f);
+      return path.startsWith(c.pattern) && (path.length === c.pattern.length || path.charCodeAt(c.pattern.length) === SLASH);
     case K_PREFIX_RAW:
       return path.startsWith(c.pattern);
     default:

@@ -4,6 +4,35 @@ import type { IdentityRule, RouteRule } from '../config/snapshot.js';
 import type { PeerInfo } from '../identity/peer.js';
 import type { RequestReason } from '../reasons.js';
 
+const kConn = Symbol('mtls-sidecar.conn');
+
+interface Carrier {
+  [kConn]?: ConnInfo;
+}
+
+/**
+ * The ConnInfo lives on the TLS socket itself under a symbol. HTTP/2 hands the pipeline only a
+ * Proxy of the socket (session.socket), which forwards property reads but is a different
+ * object, so a WeakMap keyed by the socket could not find it; a session caches it once.
+ */
+export function attachConn(socket: object, conn: ConnInfo): void {
+  (socket as Carrier)[kConn] = conn;
+}
+
+export function connOf(socket: object | null | undefined): ConnInfo | undefined {
+  return socket == null ? undefined : (socket as Carrier)[kConn];
+}
+
+export function connOfSession(session: { readonly socket: object }): ConnInfo | undefined {
+  const carrier = session as Carrier;
+  let conn = carrier[kConn];
+  if (conn === undefined) {
+    conn = connOf(session.socket);
+    if (conn !== undefined) carrier[kConn] = conn;
+  }
+  return conn;
+}
+
 /** Computed once per TLS connection, after the handshake check; tagged with the config generation. */
 export class ConnInfo {
   generation: number;

@@ -19,7 +19,8 @@ import { scanRequestHeaders } from '../proxy/headers.js';
 import { BodyMeter, ForwardHandler, dispatchOptions } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
 import { headerSafe } from '../identity/peer.js';
-import { ConnInfo, RequestContext } from './context.js';
+import { RequestContext, connOf, connOfSession } from './context.js';
+import type { ConnInfo } from './context.js';
 import { writeRefusal } from './respond.js';
 import type { RefusalReason } from './respond.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
@@ -27,7 +28,6 @@ import type { InboundRequest, OutboundResponse } from './types.js';
 /** What the pipeline needs from the running sidecar. */
 export interface PipelineHost {
   readonly snapshot: Snapshot;
-  readonly conns: WeakMap<TLSSocket, ConnInfo>;
   readonly pool: Pool;
   readonly audit: Audit;
   readonly log: Log;
@@ -38,13 +38,10 @@ export interface PipelineHost {
 
 const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
-export function tlsSocketOf(req: InboundRequest): TLSSocket | null {
-  return req.httpVersionMajor === 2 ? (req.stream?.session?.socket ?? null) : req.socket;
-}
-
 export function handleRequest(host: PipelineHost, req: InboundRequest, res: OutboundResponse): void {
-  const socket = tlsSocketOf(req);
-  const conn = socket === null ? undefined : host.conns.get(socket);
+  const session = req.httpVersionMajor === 2 ? req.stream?.session : undefined;
+  const socket = session === undefined ? req.socket : session.socket;
+  const conn = session === undefined ? connOf(socket) : connOfSession(session);
   if (conn === undefined || socket === null) {
     // Every accepted connection was registered in secureConnection; anything else is refused.
     res.destroy();

@@ -14,7 +14,7 @@ import { describePeer } from '../identity/peer.js';
 import { verifyPeer } from '../tls/verify.js';
 import { createUpstreamPool } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
-import { ConnInfo } from './context.js';
+import { ConnInfo, attachConn, connOf } from './context.js';
 import { createListener } from './listener.js';
 import type { SidecarServer } from './listener.js';
 import { handleRequest } from './pipeline.js';
@@ -32,7 +32,6 @@ export interface SidecarDeps {
 export class Sidecar implements PipelineHost {
   snapshot: Snapshot;
   draining = false;
-  readonly conns = new WeakMap<TLSSocket, ConnInfo>();
   readonly pool: Pool;
   readonly audit: Audit;
   readonly log: Log;
@@ -103,7 +102,7 @@ export class Sidecar implements PipelineHost {
     }
     const peer = describePeer(verdict.x509);
     const identity = s.identityMatcher.match(peer.fields) ?? null;
-    this.conns.set(socket, new ConnInfo(s.generation, verdict.x509, peer, identity, remote, socket.getProtocol()));
+    attachConn(socket, new ConnInfo(s.generation, verdict.x509, peer, identity, remote, socket.getProtocol()));
   }
 
   #onTlsClientError(err: Error, socket: TLSSocket): void {
@@ -114,7 +113,7 @@ export class Sidecar implements PipelineHost {
 
   /** HTTP/1.1 parser errors and timeouts: Node hands us the raw socket, so answer by hand. */
   #onClientError(err: Error & { code?: string }, socket: Socket): void {
-    const conn = this.conns.get(socket as TLSSocket);
+    const conn = connOf(socket);
     const reason: 'header_too_large' | 'request_timeout' | 'bad_request' =
       err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
     const requestId = randomUUID();
