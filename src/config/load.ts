@@ -44,8 +44,8 @@ export function parseConfigText(text: string): LoadResult {
     return {
       ok: false,
       issues: doc.errors.map((e) => {
-        const pos = e.linePos?.[0];
-        return { code: 'yaml' as const, path: '', line: pos?.line ?? 0, col: pos?.col ?? 0, message: firstLine(e.message) };
+        const pos = lineCounter.linePos(e.pos[0]);
+        return { code: 'yaml' as const, path: '', line: pos.line, col: pos.col, message: firstLine(e.message) };
       }),
     };
   }

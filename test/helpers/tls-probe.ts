@@ -3,6 +3,7 @@
  * PKI, connect over real TLS on loopback, and pick out the audit lines that one attempt caused.
  */
 import { readFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import type tls from 'node:tls';
 import type { AuditLine } from './audit-sink.js';
 import { tryRequest } from './client.js';
@@ -68,4 +69,28 @@ export async function refusedAttempt(
   const line = await sc.audit.waitFor((l) => l.msg === 'handshake_rejected' && sc.audit.lines.indexOf(l) >= mark);
   const raw = sc.audit.raw[sc.audit.lines.indexOf(line)] ?? '';
   return { outcome, line, raw };
+}
+
+export type Negotiation =
+  | { ok: true; protocol: string | null; cipher: tls.CipherNameAndProtocol }
+  | { ok: false; error: string };
+
+/** Complete a handshake only (no HTTP) and report what was negotiated, or how it failed. */
+export function negotiate(port: number, opts: tls.ConnectionOptions, timeoutMs = 5000): Promise<Negotiation> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (n: Negotiation): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(n);
+    };
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...opts }, () =>
+      done({ ok: true, protocol: socket.getProtocol(), cipher: socket.getCipher() }),
+    );
+    const timer = setTimeout(() => done({ ok: false, error: 'timeout' }), timeoutMs);
+    socket.on('error', (err: NodeJS.ErrnoException) => done({ ok: false, error: err.code ?? err.message }));
+    socket.on('close', () => done({ ok: false, error: 'closed' }));
+  });
 }

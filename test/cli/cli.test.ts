@@ -1,0 +1,151 @@
+/** The built binary, black-box: exit codes, one-line errors, serving, SIGTERM drain (SPEC §2, §7). */
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { stringify } from 'yaml';
+import { agentFor, call } from '../helpers/client.js';
+import { deadPort, startUpstream } from '../helpers/upstream.js';
+import type { Upstream } from '../helpers/upstream.js';
+import { baseConfig, creds } from '../integration/config.js';
+
+const run = promisify(execFile);
+const pki = inject('pki');
+const root = path.resolve(import.meta.dirname, '../..');
+const bin = path.join(root, 'dist/main.js');
+let dir = '';
+let app: Upstream;
+
+beforeAll(async () => {
+  // `make test` builds first; a bare `vitest run` after a fresh clone builds here.
+  if (!existsSync(bin)) await run(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.build.json')]);
+  dir = await mkdtemp(path.join(os.tmpdir(), 'mtls-sidecar-cli-'));
+  app = await startUpstream();
+}, 120_000);
+afterAll(async () => {
+  await app.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, cwd: dir });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+async function configFile(name: string, content: string | object): Promise<string> {
+  const file = path.join(dir, name);
+  await writeFile(file, typeof content === 'string' ? content : stringify(content));
+  return file;
+}
+
+describe('usage', () => {
+  it('prints help with exit 0 and refuses an unknown command with exit 2', async () => {
+    const help = await cli(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/run .*check .*certs .*fingerprint/s);
+    const bad = await cli(['frobnicate']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it.each(['run', 'check', 'certs', 'fingerprint'])('%s --help exits 0', async (cmd) => {
+    const r = await cli([cmd, '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage: mtls-sidecar/);
+  });
+
+  it('refuses an unknown flag with one line and exit 2', async () => {
+    const r = await cli(['check', '--nope']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('check', () => {
+  it('prints ok for a valid config', async () => {
+    const file = await configFile('good.yaml', baseConfig(pki, app.url));
+    const r = await cli(['check', '--config', file]);
+    expect(r).toMatchObject({ code: 0 });
+    expect(r.stdout.trim()).toBe('ok');
+  });
+
+  it('points at the line and column of each problem', async () => {
+    const good = stringify(baseConfig(pki, app.url));
+    const bad = good.replace('upstream:\n', 'upstream:\n  retries: 3\n');
+    const file = await configFile('bad.yaml', bad);
+    const line = bad.split('\n').findIndex((l) => l.includes('retries')) + 1;
+    const r = await cli(['check', '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(`${file}:${line}:3: upstream.retries: unknown key "retries"`);
+  });
+
+  it('checks the files: a key that does not match the cert, a missing CA file', async () => {
+    const cfg = baseConfig(pki, app.url, { tls: { key: pki.clients.orders.key, clientCAs: [path.join(dir, 'missing-ca.crt')] } });
+    const file = await configFile('files.yaml', cfg);
+    const r = await cli(['check', '--config', file]);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines.some((l) => /tls\.key: private key does not match/.test(l))).toBe(true);
+    expect(lines.some((l) => /tls\.clientCAs\[0\]: file not found/.test(l))).toBe(true);
+    expect(r.stderr).not.toMatch(/PRIVATE KEY|\n\s+at /);
+  });
+
+  it('uses $MTLS_SIDECAR_CONFIG when --config is absent', async () => {
+    const file = await configFile('env.yaml', baseConfig(pki, app.url));
+    const r = await cli(['check'], { MTLS_SIDECAR_CONFIG: file });
+    expect(r.code).toBe(0);
+  });
+
+  it('refuses an expired CRL and a CRL from a CA that is not trusted', async () => {
+    const cfg = baseConfig(pki, app.url, { tls: { crls: [pki.crls.intermediate] } });
+    const r = await cli(['check', '--config', await configFile('crl.yaml', cfg)]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/tls\.crls\[0\]: CRL issuer is not among tls\.clientCAs/);
+  });
+});
+
+describe('run', () => {
+  it('exits 2 on a bad config without serving', async () => {
+    const file = await configFile('bad-run.yaml', 'version: 2\n');
+    const r = await cli(['run', '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/version/);
+  });
+
+  it('serves, then on SIGTERM finishes, flushes every audit line to the file and exits 0', async () => {
+    const auditFile = path.join(dir, 'audit.log');
+    const cfg = baseConfig(pki, app.url, {
+      listen: { address: '127.0.0.1', port: await deadPort(), http2: true },
+      audit: { file: auditFile },
+      admin: { address: '127.0.0.1', port: 0 },
+      shutdown: { drainDelay: '100ms', timeout: '2s' },
+    });
+    const file = await configFile('run.yaml', cfg);
+    const port = (cfg['listen'] as { port: number }).port;
+    const child = spawn(process.execPath, [bin, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 10_000;
+    while (!stderr.includes('"listening"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(stderr).toContain('"listening"');
+
+    const agent = agentFor(creds(pki, 'orders'));
+    const n = 25;
+    for (let i = 0; i < n; i++) expect((await call(agent, `https://localhost:${port}`, `/orders/${i}`)).status).toBe(200);
+    await agent.close();
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const lines = (await readFile(auditFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.filter((l) => l['msg'] === 'request')).toHaveLength(n);
+    expect(stderr).not.toMatch(/PRIVATE KEY/);
+  }, 30_000);
+});
