@@ -137,8 +137,8 @@ function parseArgsMessage(e: unknown): string {
     const m = /Unexpected argument '([^']+)'/.exec(msg);
     return `unexpected argument ${m?.[1] ?? ''} (see --help)`;
   }
-  // e.g. "Option '--out <value>' argument missing"
-  return msg.split('. ')[0] ?? msg;
+  // e.g. "Option '--out <value>' argument missing"; parseArgs adds hint lines we drop.
+  return (msg.split('\n')[0] ?? msg).replace(/\.$/, '');
 }
 
 /**

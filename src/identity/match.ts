@@ -86,11 +86,21 @@ function patternProblem(field: Field, pattern: string): string | null {
   if (field === 'sha256') {
     return normalizeSha256(pattern) === null ? 'not a SHA-256 thumbprint (use "sha256:AB:CD:..." with 32 bytes, or 64 hex digits)' : null;
   }
-  if (!pattern.includes('**')) return null;
-  if (field !== 'uri') return '"**" is only meaningful in uri (use "*")';
-  for (const segment of pattern.split('/')) {
-    if (segment !== '**' && segment.includes('**')) return '"**" must be a whole "/"-separated segment (use "*" within a segment)';
+  if (field !== 'uri') {
+    if (pattern.includes('**')) return '"**" is only meaningful in uri (use "*")';
+    const parts = field === 'dns' ? pattern.split('.') : [pattern];
+    if (parts.some((part) => part.indexOf('*') !== part.lastIndexOf('*'))) {
+      return `at most one "*" ${field === 'dns' ? 'per label' : 'per pattern'} (this keeps matching linear-time)`;
+    }
+    return null;
   }
+  const segments = pattern.split('/');
+  for (const segment of segments) {
+    if (segment === '**') continue;
+    if (segment.includes('**')) return '"**" must be a whole "/"-separated segment (use "*" within a segment)';
+    if (segment.indexOf('*') !== segment.lastIndexOf('*')) return 'at most one "*" per segment (this keeps matching linear-time)';
+  }
+  if (segments.filter((segment) => segment === '**').length > 1) return 'at most one "**" (this keeps matching linear-time)';
   return null;
 }
 
@@ -106,32 +116,16 @@ const FIELD_CODE: Readonly<Record<Field, number>> = { uri: F_URI, dns: F_DNS, cn
 
 const M_EXACT = 0; // value === text
 const M_EXACT_FOLD = 1; // ASCII case-insensitive equality (dns); text is lower case
-const M_PIECES = 2; // the whole value matches a `*` pattern with no separator (cn, o, ou)
-const M_SEGMENTS = 3; // separator-aware glob (uri "/", dns ".")
-
-const T_LITERAL = 0; // one or more whole segments equal to text (consecutive literal segments merged)
-const T_ONE = 1; // `*`: one non-empty segment
-const T_PARTIAL = 2; // `a*b`: pieces around non-empty wildcards, within one segment
-const T_ANY = 3; // `**`: zero or more segments
-
-class GlobToken {
-  constructor(
-    readonly kind: number,
-    readonly text: string,
-    readonly pieces: readonly string[],
-    readonly minLength: number,
-  ) {}
-}
+const M_GLOB = 2; // regex.test(value)
 
 class FieldMatcher {
   constructor(
     readonly field: number,
     readonly kind: number,
+    /** M_EXACT / M_EXACT_FOLD: the value to compare with (sha256 normalized, dns lower case). */
     readonly text: string,
-    /** M_PIECES: the pattern as one T_PARTIAL token; M_SEGMENTS: one token per segment. */
-    readonly tokens: readonly GlobToken[],
-    /** M_SEGMENTS: the separator's char code ("/" for uri, "." for dns); -1 otherwise. */
-    readonly separator: number,
+    /** M_GLOB only. */
+    readonly regex: RegExp | null,
   ) {}
 }
 
@@ -142,36 +136,42 @@ class CompiledRule<T> {
   ) {}
 }
 
-function compileToken(segment: string): GlobToken {
-  if (segment === '**') return new GlobToken(T_ANY, segment, [], 0);
-  if (segment === '*') return new GlobToken(T_ONE, segment, [], 1);
-  if (!segment.includes('*')) return new GlobToken(T_LITERAL, segment, [], 0);
-  const pieces = segment.split('*');
-  const literal = pieces.reduce((n, p) => n + p.length, 0);
-  return new GlobToken(T_PARTIAL, segment, pieces, literal + pieces.length - 1);
+function escapeRegExp(text: string): string {
+  return text.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
+}
+
+/** One `*` run -> `any`, the rest literal. */
+function globPart(part: string, any: string): string {
+  return part.split('*').map(escapeRegExp).join(any);
+}
+
+/**
+ * The anchored RegExp for a validated glob. uri: `*` -> `[^/]+`, a `**` segment -> zero or more
+ * whole segments; dns: `*` -> `[^.]+`, flag i (without the u flag, i never folds a non-ASCII
+ * character onto an ASCII one); cn/o/ou: `*` -> any non-empty run. With at most one `*` per
+ * segment and at most one `**` (validation), each `*` can only end at its segment's boundary
+ * and only the `**` is retried at each boundary, so V8's backtracking stays
+ * O(value length x pattern length) whatever the certificate holds.
+ */
+function globToRegExp(field: Field, pattern: string): RegExp {
+  if (field === 'dns') return new RegExp(`^${pattern.split('.').map((label) => globPart(label, '[^.]+')).join('\\.')}$`, 'i');
+  if (field !== 'uri') return new RegExp(`^${globPart(pattern, '[\\s\\S]+')}$`);
+  const segments = pattern.split('/');
+  if (segments.length === 1 && segments[0] === '**') return /^[\s\S]*$/;
+  let source = '^';
+  segments.forEach((segment, i) => {
+    if (segment === '**') source += i === 0 ? '(?:[^/]*/)*' : '(?:/[^/]*)*';
+    else source += (i === 0 || (i === 1 && segments[0] === '**') ? '' : '/') + globPart(segment, '[^/]+');
+  });
+  return new RegExp(`${source}$`);
 }
 
 function compileField(field: Field, pattern: string): FieldMatcher {
   const code = FIELD_CODE[field];
-  if (field === 'sha256') return new FieldMatcher(code, M_EXACT, normalizeSha256(pattern) ?? pattern, [], -1);
-  const text = field === 'dns' ? foldAscii(pattern) : pattern;
-  if (!text.includes('*')) return new FieldMatcher(code, field === 'dns' ? M_EXACT_FOLD : M_EXACT, text, [], -1);
-  if (field === 'uri' || field === 'dns') {
-    const separator = field === 'uri' ? '/' : '.';
-    const tokens: GlobToken[] = [];
-    for (const segment of text.split(separator)) {
-      const token = compileToken(segment);
-      const prev = tokens.at(-1);
-      if (token.kind === T_ANY && prev?.kind === T_ANY) continue; // `**/**` is `**`
-      if (token.kind === T_LITERAL && prev?.kind === T_LITERAL) {
-        tokens[tokens.length - 1] = new GlobToken(T_LITERAL, `${prev.text}${separator}${token.text}`, [], 0);
-      } else {
-        tokens.push(token);
-      }
-    }
-    return new FieldMatcher(code, M_SEGMENTS, text, tokens, separator.charCodeAt(0));
-  }
-  return new FieldMatcher(code, M_PIECES, text, [compileToken(text)], -1);
+  if (field === 'sha256') return new FieldMatcher(code, M_EXACT, normalizeSha256(pattern) ?? pattern, null);
+  if (pattern.includes('*')) return new FieldMatcher(code, M_GLOB, pattern, globToRegExp(field, pattern));
+  if (field === 'dns') return new FieldMatcher(code, M_EXACT_FOLD, foldAscii(pattern), null);
+  return new FieldMatcher(code, M_EXACT, pattern, null);
 }
 
 /**
@@ -196,97 +196,14 @@ function foldAscii(value: string): string {
   return out;
 }
 
-/** The index of the separator ending the segment that starts at pos, or s.length. */
-function segmentEnd(s: string, pos: number, separator: number): number {
-  const n = s.length;
-  while (pos < n && s.charCodeAt(pos) !== separator) pos++;
-  return pos;
-}
-
-/** s[pos, pos + text.length) === text; the caller guarantees the range is inside s. */
-function textAt(s: string, pos: number, text: string): boolean {
-  for (let j = 0; j < text.length; j++) {
-    if (s.charCodeAt(pos + j) !== text.charCodeAt(j)) return false;
-  }
-  return true;
-}
-
-/** Does value[start, end) match a T_PARTIAL token? Each `*` takes at least one character. */
-function partialMatches(token: GlobToken, value: string, start: number, end: number): boolean {
-  if (end - start < token.minLength) return false;
-  const pieces = token.pieces;
-  const count = pieces.length;
-  const first = pieces[0] ?? '';
-  const lastPiece = pieces[count - 1] ?? '';
-  const tail = end - lastPiece.length;
-  if (!textAt(value, start, first) || !textAt(value, tail, lastPiece)) return false;
-  // Leftmost placement of each middle piece is optimal. Pieces hold no separator, so a hit
-  // past `end` lies beyond the segment and is rejected by the bound.
-  let pos = start + first.length + 1;
-  for (let i = 1; i < count - 1; i++) {
-    const piece = pieces[i] ?? '';
-    const at = value.indexOf(piece, pos);
-    if (at === -1 || at + piece.length > tail - 1) return false;
-    pos = at + piece.length + 1;
-  }
-  return pos <= tail;
-}
-
-/**
- * Segment glob. Every token but `**` consumes a fixed run of segments, so on a mismatch it
- * suffices to let the most recent `**` absorb one more segment and retry (the classic wildcard
- * algorithm): O(segments x tokens) at worst.
- */
-function segmentsMatch(tokens: readonly GlobToken[], value: string, separator: number): boolean {
-  const n = value.length;
-  const m = tokens.length;
-  let ti = 0;
-  let pos = 0; // start of the current segment; n + 1 once all segments are consumed
-  let anyTi = -1;
-  let anyPos = 0;
-  while (pos <= n) {
-    const token = ti < m ? tokens[ti] : undefined;
-    if (token !== undefined) {
-      if (token.kind === T_ANY) {
-        anyTi = ti++;
-        anyPos = pos;
-        continue;
-      }
-      if (token.kind === T_LITERAL) {
-        const end = pos + token.text.length;
-        if (end <= n && (end === n || value.charCodeAt(end) === separator) && textAt(value, pos, token.text)) {
-          ti++;
-          pos = end + 1;
-          continue;
-        }
-      } else {
-        const end = segmentEnd(value, pos, separator);
-        if (token.kind === T_ONE ? end > pos : partialMatches(token, value, pos, end)) {
-          ti++;
-          pos = end + 1;
-          continue;
-        }
-      }
-    }
-    if (anyTi === -1) return false;
-    anyPos = segmentEnd(value, anyPos, separator) + 1;
-    pos = anyPos;
-    ti = anyTi + 1;
-  }
-  while (ti < m && tokens[ti]?.kind === T_ANY) ti++;
-  return ti === m;
-}
-
 function valueMatches(f: FieldMatcher, value: string): boolean {
   switch (f.kind) {
     case M_EXACT:
       return value === f.text;
     case M_EXACT_FOLD:
       return value.length === f.text.length && (value === f.text || foldAscii(value) === f.text);
-    case M_PIECES:
-      return f.tokens[0] !== undefined && partialMatches(f.tokens[0], value, 0, value.length);
     default:
-      return segmentsMatch(f.tokens, f.field === F_DNS ? foldAscii(value) : value, f.separator);
+      return f.regex !== null && f.regex.test(value);
   }
 }
 

@@ -5,7 +5,7 @@
  * complete, realistic PKI (SKI/AKI, critical basicConstraints and keyUsage, EKU, SANs, v2 CRLs)
  * without an openssl binary, plus deliberately broken certificates for negative tests.
  */
-import { generateKeyPair, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPair, randomBytes, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -36,6 +36,8 @@ export interface IssuedCert {
   keyPem: string;
   cert: Forge.pki.Certificate;
   key: Forge.pki.rsa.PrivateKey;
+  /** The same private key for node:crypto (signing is done natively, see signCert). */
+  privateKey: KeyObject;
   certDer: Buffer;
   /** SHA-256 thumbprint, "AB:CD:..." (upper case, colon separated). */
   sha256: string;
@@ -101,6 +103,7 @@ export interface CrlOptions {
 interface KeyMaterial {
   key: Forge.pki.rsa.PrivateKey;
   publicKey: Forge.pki.rsa.PublicKey;
+  keyObject: KeyObject;
   pem: string;
 }
 
@@ -122,7 +125,7 @@ async function generateRsa(bits: number): Promise<KeyMaterial> {
   });
   const key = forge.pki.privateKeyFromPem(privateKey);
   const publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
-  return { key, publicKey, pem: privateKey };
+  return { key, publicKey, keyObject: createPrivateKey(privateKey), pem: privateKey };
 }
 
 /** 16 random bytes, forced positive and without a leading zero byte (which DER would strip). */
@@ -203,22 +206,41 @@ function validity(notBefore: Date | undefined, notAfter: Date | undefined, days:
   return { notBefore: nb, notAfter: na };
 }
 
+// Public in node-forge (x509.js) but missing from @types/node-forge.
+const getTBSCertificate = (forge.pki as unknown as { getTBSCertificate(c: Forge.pki.Certificate): Forge.asn1.Asn1 })
+  .getTBSCertificate;
+
+/**
+ * What forge's cert.sign() does, with the RSA operation done by node:crypto: forge's pure-JS
+ * RSA takes ~50 ms per signature on a small CI box and blocks the event loop, which made the
+ * test PKI (25 certificates) slow. forge still builds every byte of the certificate.
+ */
+function signCert(cert: Forge.pki.Certificate, signer: KeyObject, hash: 'sha256' | 'sha1'): void {
+  const oid = forge.pki.oids[`${hash}WithRSAEncryption`];
+  if (!oid) throw new PkiError('ERR_PKI_INPUT', `unsupported hash ${hash}`);
+  cert.signatureOid = oid;
+  cert.siginfo.algorithmOid = oid;
+  cert.tbsCertificate = getTBSCertificate(cert);
+  const tbs = fromBinary(asn1.toDer(cert.tbsCertificate).getBytes());
+  cert.signature = toBinary(cryptoSign(hash, tbs, signer));
+}
+
 function finish(
   cert: Forge.pki.Certificate,
   km: KeyMaterial,
-  signer: Forge.pki.rsa.PrivateKey,
+  signer: KeyObject,
   hash: 'sha256' | 'sha1',
   isCa: boolean,
   parent: IssuedCert | null,
 ): IssuedCert {
-  // forge's sign() defaults to SHA-1 when no digest is given, so always pass one.
-  cert.sign(signer, hash === 'sha1' ? forge.md.sha1.create() : forge.md.sha256.create());
+  signCert(cert, signer, hash);
   const certDer = fromBinary(asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes());
   return {
     certPem: encodePem(certDer, 'CERTIFICATE'),
     keyPem: km.pem,
     cert,
     key: km.key,
+    privateKey: km.keyObject,
     certDer,
     sha256: sha256Thumbprint(certDer),
     serialHex: serialNumberHex(certDer),
@@ -256,7 +278,7 @@ export async function createCa(opts: CaOptions): Promise<IssuedCert> {
     // An explicit key id: forge's `keyIdentifier: true` would use the *subject's* key.
     { name: 'authorityKeyIdentifier', keyIdentifier: parent ? parent.keyId : selfKeyId },
   ]);
-  return finish(cert, km, parent ? parent.key : km.key, 'sha256', true, parent);
+  return finish(cert, km, parent ? parent.privateKey : km.keyObject, 'sha256', true, parent);
 }
 
 function defaultEku(o: LeafOptions): ExtendedKeyUsage[] {
@@ -296,7 +318,7 @@ export async function issueLeaf(issuer: IssuedCert, opts: LeafOptions): Promise<
   cert.setSubject(nameAttrs(opts));
   cert.setIssuer(issuer.cert.subject.attributes);
   cert.setExtensions(leafExtensions(opts, issuer.keyId));
-  return finish(cert, km, issuer.key, opts.signatureHash ?? 'sha256', false, issuer);
+  return finish(cert, km, issuer.privateKey, opts.signatureHash ?? 'sha256', false, issuer);
 }
 
 /** A self-signed end-entity certificate (CA:FALSE), e.g. a pinned client. */
@@ -307,7 +329,7 @@ export async function selfSigned(opts: LeafOptions): Promise<IssuedCert> {
   cert.setSubject(subject);
   cert.setIssuer(subject);
   cert.setExtensions(leafExtensions(opts, cert.generateSubjectKeyIdentifier().getBytes()));
-  return finish(cert, km, km.key, opts.signatureHash ?? 'sha256', false, null);
+  return finish(cert, km, km.keyObject, opts.signatureHash ?? 'sha256', false, null);
 }
 
 /** Leaf followed by every intermediate up to (not including) the self-signed root, as PEM. */
@@ -343,7 +365,7 @@ function extension(oid: string, value: Forge.asn1.Asn1): Forge.asn1.Asn1 {
 
 /**
  * A v2 CRL signed by `issuer` (sha256WithRSAEncryption), as PEM. forge has no CRL support, so
- * the structure is assembled with forge.asn1; the issuer Name is copied byte for byte from the
+ * the structure is assembled with forge.asn1 (and signed natively, as certificates are); the issuer Name is copied byte for byte from the
  * CA certificate so that name matching (ours and OpenSSL's) cannot be thrown off.
  */
 export function createCrl(issuer: IssuedCert, revoked: RevokedEntry[], opts: CrlOptions = {}): string {
@@ -398,13 +420,11 @@ export function createCrl(issuer: IssuedCert, revoked: RevokedEntry[], opts: Crl
     ]),
   );
   const tbs = asn1.create(U, T.SEQUENCE, true, tbsFields);
-  const md = forge.md.sha256.create();
-  md.update(asn1.toDer(tbs).getBytes());
-  const signature = issuer.key.sign(md);
+  const signature = cryptoSign('sha256', fromBinary(asn1.toDer(tbs).getBytes()), issuer.privateKey);
   const crl = asn1.create(U, T.SEQUENCE, true, [
     tbs,
     sigAlg(),
-    asn1.create(U, T.BITSTRING, false, `\u0000${signature}`),
+    asn1.create(U, T.BITSTRING, false, `\u0000${toBinary(signature)}`),
   ]);
   return encodePem(fromBinary(asn1.toDer(crl).getBytes()), 'X509 CRL');
 }

@@ -113,20 +113,35 @@ export async function makeTestPki(dir: string): Promise<TestPki> {
   // CAs start well in the past so the expired client is still "issued within" its CA's life.
   const caStart = new Date(now - 90 * DAY);
 
-  const [root, foreign, deepRoot] = await Promise.all([
-    createCa({ commonName: 'Test Root CA', organization: 'mtls-sidecar tests', days: 3650, notBefore: caStart }),
-    createCa({ commonName: 'Foreign CA', organization: 'elsewhere', days: 3650, notBefore: caStart }),
-    createCa({ commonName: 'Deep Root CA', days: 3650, notBefore: caStart }),
-  ]);
-  const interP = createCa({ commonName: 'Test Intermediate CA', days: 1825, notBefore: caStart, parent: root, pathLen: 0 });
-  // deepRoot -> d1 -> d2 -> d3 -> d4; the chain must be built in order.
-  const d1 = await createCa({ commonName: 'Deep CA 1', days: 3650, notBefore: caStart, parent: deepRoot });
-  const d2 = await createCa({ commonName: 'Deep CA 2', days: 3650, notBefore: caStart, parent: d1 });
-  const d3 = await createCa({ commonName: 'Deep CA 3', days: 3650, notBefore: caStart, parent: d2 });
-  const d4 = await createCa({ commonName: 'Deep CA 4', days: 3650, notBefore: caStart, parent: d3 });
-  const inter = await interP;
+  // Everything that does not depend on another certificate is started at once: RSA key
+  // generation dominates and runs in parallel on libuv's thread pool.
+  const rootP = createCa({ commonName: 'Test Root CA', organization: 'mtls-sidecar tests', days: 3650, notBefore: caStart });
+  const foreignP = createCa({ commonName: 'Foreign CA', organization: 'elsewhere', days: 3650, notBefore: caStart });
+  const interP = rootP.then((root) =>
+    createCa({ commonName: 'Test Intermediate CA', days: 1825, notBefore: caStart, parent: root, pathLen: 0 }),
+  );
+  // deepRoot -> d1 -> d2 -> d3 -> d4: necessarily sequential, so it runs alongside the rest.
+  const deepP = (async () => {
+    const deepRoot = await createCa({ commonName: 'Deep Root CA', days: 3650, notBefore: caStart });
+    let ca = deepRoot;
+    const cas: IssuedCert[] = [];
+    for (let i = 1; i <= 4; i++) {
+      ca = await createCa({ commonName: `Deep CA ${i}`, days: 3650, notBefore: caStart, parent: ca });
+      cas.push(ca);
+    }
+    const [chain4, chain5] = await Promise.all([
+      issueLeaf(cas[2]!, client('chain4')),
+      issueLeaf(cas[3]!, client('chain5')),
+    ]);
+    return { deepRoot, chain4, chain5 };
+  })();
+  const fromRoot = (o: LeafOptions) => rootP.then((root) => issueLeaf(root, o));
 
   const [
+    root,
+    foreign,
+    inter,
+    { deepRoot, chain4, chain5 },
     server,
     orders,
     billing,
@@ -142,32 +157,32 @@ export async function makeTestPki(dir: string): Promise<TestPki> {
     rsa1024,
     sha1,
     evilCn,
-    chain4,
-    chain5,
   ] = await Promise.all([
-    issueLeaf(root, {
+    rootP,
+    foreignP,
+    interP,
+    deepP,
+    fromRoot({
       commonName: 'localhost',
       dnsNames: ['localhost'],
       ips: ['127.0.0.1', '::1'],
       eku: ['serverAuth'],
       days: 30,
     }),
-    issueLeaf(root, client('orders')),
-    issueLeaf(root, client('billing')),
-    issueLeaf(inter, client('inter-client')),
-    issueLeaf(root, client('expired', { notBefore: new Date(now - 30 * DAY), notAfter: new Date(now - DAY) })),
-    issueLeaf(root, client('not-yet-valid', { notBefore: new Date(now + DAY), notAfter: new Date(now + 30 * DAY) })),
-    issueLeaf(foreign, client('foreign')),
-    issueLeaf(root, client('server-auth-only', { eku: ['serverAuth'] })),
-    issueLeaf(root, client('revoked')),
+    fromRoot(client('orders')),
+    fromRoot(client('billing')),
+    interP.then((inter) => issueLeaf(inter, client('inter-client'))),
+    fromRoot(client('expired', { notBefore: new Date(now - 30 * DAY), notAfter: new Date(now - DAY) })),
+    fromRoot(client('not-yet-valid', { notBefore: new Date(now + DAY), notAfter: new Date(now + 30 * DAY) })),
+    foreignP.then((foreign) => issueLeaf(foreign, client('foreign'))),
+    fromRoot(client('server-auth-only', { eku: ['serverAuth'] })),
+    fromRoot(client('revoked')),
     selfSigned(client('pinned')),
     selfSigned(client('unpinned')),
-    issueLeaf(root, client('ca-true-leaf', { isCa: true })),
-    issueLeaf(root, client('rsa1024', { keyBits: 1024 })),
-    issueLeaf(root, client('sha1', { signatureHash: 'sha1' })),
-    issueLeaf(root, client('evil', { commonName: EVIL_CN })),
-    issueLeaf(d3, client('chain4')),
-    issueLeaf(d4, client('chain5')),
+    fromRoot(client('ca-true-leaf', { isCa: true })),
+    fromRoot(client('rsa1024', { keyBits: 1024 })),
+    fromRoot(client('sha1', { signatureHash: 'sha1' })),
+    fromRoot(client('evil', { commonName: EVIL_CN })),
   ]);
 
   const files: { name: string; contents: string }[] = [];

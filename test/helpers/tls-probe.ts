@@ -83,7 +83,9 @@ export function negotiate(port: number, opts: tls.ConnectionOptions, timeoutMs =
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      socket.destroy();
+      // A clean close after success, so the server sees no aborted handshake.
+      if (n.ok) socket.end();
+      else socket.destroy();
       resolve(n);
     };
     const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...opts }, () =>

@@ -31,7 +31,9 @@ const DAY = 24 * 3600 * 1000;
 
 describe('makeTestPki', () => {
   it('is quick', () => {
-    expect(genMs).toBeLessThan(5000);
+    // Typically 1.5-3 s on 2 CPUs (RSA key generation). The bound only catches a fallback to
+    // pure-JS key generation or signing, which takes minutes.
+    expect(genMs).toBeLessThan(15_000);
   });
 
   it('writes every file with the right mode and matching thumbprints and pins', async () => {
