@@ -5,12 +5,11 @@
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createCa, createCrl, issueLeaf, writePki, type PkiFile } from '../pki/devca.js';
+import type { CommandIo } from './io.js';
+import { assertNoneExist, createCa, createCrl, issueLeaf, writePki, type PkiFile } from '../pki/devca.js';
 
-export interface CliIo {
-  stdout: (s: string) => void;
-  stderr: (s: string) => void;
-}
+/** Each call is one line (or a multi-line block) without its final newline; main adds it. */
+export type CliIo = CommandIo;
 
 const USAGE = `Usage: mtls-sidecar certs [options]
 
@@ -26,8 +25,7 @@ Options:
   --days N              validity of server and client certs in days (default: 365; CA: 3650)
   --dns a,b             extra DNS names (or IP addresses) for the server certificate
   --force               overwrite existing files
-  --help                show this help
-`;
+  --help                show this help`;
 
 class UsageError extends Error {}
 
@@ -125,17 +123,17 @@ function parse(argv: string[]): Options | 'help' {
   };
 }
 
-/** parseArgs messages are long and suggest `--` tricks; keep the useful part. */
-function parseArgsMessage(e: unknown): string {
+/** parseArgs messages are long and suggest `--` tricks; keep one useful line. */
+export function parseArgsMessage(e: unknown): string {
   const err = e as { code?: string; message?: string };
   const msg = err.message ?? String(e);
   if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
     const m = /Unknown option '([^']+)'/.exec(msg);
-    return `unknown option ${m?.[1] ?? ''} (see --help)`.replace('  ', ' ');
+    return `unknown option ${m?.[1] ?? '?'} (see --help)`;
   }
   if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
     const m = /Unexpected argument '([^']+)'/.exec(msg);
-    return `unexpected argument ${m?.[1] ?? ''} (see --help)`;
+    return `unexpected argument ${m?.[1] ?? '?'} (see --help)`;
   }
   // e.g. "Option '--out <value>' argument missing"; parseArgs adds hint lines we drop.
   return (msg.split('\n')[0] ?? msg).replace(/\.$/, '');
@@ -154,6 +152,11 @@ export async function certsCommand(argv: string[], io: CliIo): Promise<number> {
       return 0;
     }
 
+    if (!opts.force) {
+      // Fail before generating keys; writePki checks again (exclusively) when writing.
+      const names = ['ca', 'server', ...opts.services].flatMap((n) => [`${n}.crt`, `${n}.key`]);
+      await assertNoneExist(opts.out, [...names, 'crl.pem']);
+    }
     const now = Date.now();
     const ca = await createCa({
       commonName: 'mtls-sidecar dev CA',
@@ -201,11 +204,11 @@ export async function certsCommand(argv: string[], io: CliIo): Promise<number> {
     files.push({ name: 'crl.pem', contents: crl });
 
     await writePki(opts.out, files, { force: opts.force });
-    for (const c of certs) io.stdout(`${join(opts.out, c.name)}  sha256:${c.sha256}\n`);
+    for (const c of certs) io.stdout(`${join(opts.out, c.name)}  sha256:${c.sha256}`);
     return 0;
   } catch (e) {
-    io.stderr(`certs: ${errorLine(e)}\n`);
-    if (debug && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
+    io.stderr(`certs: ${errorLine(e)}`);
+    if (debug && e instanceof Error && e.stack) io.stderr(e.stack);
     return 2;
   }
 }

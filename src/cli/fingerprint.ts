@@ -11,15 +11,14 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { decodePem } from '../pki/pem.js';
 import { sha256Thumbprint, spkiPin } from '../pki/thumbprint.js';
-import type { CliIo } from './certs.js';
+import { parseArgsMessage, type CliIo } from './certs.js';
 
 const USAGE = `Usage: mtls-sidecar fingerprint FILE...
 
 For each certificate in each PEM file (a file may hold several), prints its subject, SANs,
 expiry, SHA-256 thumbprint and SPKI pin, in the forms tls.pins accepts:
   sha256:AB:CD:...   (SHA-256 of the DER certificate)
-  spki:<base64>      (SHA-256 of the SubjectPublicKeyInfo; survives re-issuing with the same key)
-`;
+  spki:<base64>      (SHA-256 of the SubjectPublicKeyInfo; survives re-issuing with the same key)`;
 
 /** Certificate fields may carry attacker-chosen bytes; never let them drive the terminal. */
 function printable(s: string): string {
@@ -79,15 +78,11 @@ export async function fingerprintCommand(argv: string[], io: CliIo): Promise<num
     }
     files = positionals;
   } catch (e) {
-    const err = e as { code?: string; message?: string };
-    const m = /Unknown option '([^']+)'/.exec(err.message ?? '');
-    io.stderr(
-      `fingerprint: ${err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? `unknown option ${m?.[1] ?? ''}` : (err.message ?? String(e))} (see --help)\n`,
-    );
+    io.stderr(`fingerprint: ${parseArgsMessage(e)}`);
     return 2;
   }
   if (files.length === 0) {
-    io.stderr('fingerprint: no FILE given (usage: mtls-sidecar fingerprint FILE...)\n');
+    io.stderr('fingerprint: no FILE given (usage: mtls-sidecar fingerprint FILE...)');
     return 2;
   }
 
@@ -99,13 +94,13 @@ export async function fingerprintCommand(argv: string[], io: CliIo): Promise<num
     try {
       text = await readFile(file, 'latin1'); // PEM is ASCII; latin1 never throws on binary
     } catch (e) {
-      io.stderr(`fingerprint: ${shown}: cannot read: ${fsMessage(e)}\n`);
+      io.stderr(`fingerprint: ${shown}: cannot read: ${fsMessage(e)}`);
       failed = true;
       continue;
     }
     const ders = decodePem(text).blocks.filter((b) => b.label === 'CERTIFICATE');
     if (ders.length === 0) {
-      io.stderr(`fingerprint: ${shown}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)\n`);
+      io.stderr(`fingerprint: ${shown}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)`);
       failed = true;
       continue;
     }
@@ -120,21 +115,19 @@ export async function fingerprintCommand(argv: string[], io: CliIo): Promise<num
       }
     }
     if (bad > 0) {
-      io.stderr(`fingerprint: ${shown}: certificate #${bad} is not a valid X.509 certificate\n`);
+      io.stderr(`fingerprint: ${shown}: certificate #${bad} is not a valid X.509 certificate`);
       failed = true;
       continue;
     }
     summaries.forEach((s, i) => {
-      const header = summaries.length > 1 ? `${shown} [${i + 1}/${summaries.length}]` : shown;
-      io.stdout(
-        `${first ? '' : '\n'}${header}\n` +
-          `  subject:   ${printable(s.subject)}\n` +
-          `  san:       ${printable(s.sans) || '(none)'}\n` +
-          `  not-after: ${s.notAfter.toISOString()}\n` +
-          `  sha256:${s.sha256}\n` +
-          `  spki:${s.spki}\n`,
-      );
+      if (!first) io.stdout('');
       first = false;
+      io.stdout(summaries.length > 1 ? `${shown} [${i + 1}/${summaries.length}]` : shown);
+      io.stdout(`  subject:   ${printable(s.subject)}`);
+      io.stdout(`  san:       ${printable(s.sans) || '(none)'}`);
+      io.stdout(`  not-after: ${s.notAfter.toISOString()}`);
+      io.stdout(`  sha256:${s.sha256}`);
+      io.stdout(`  spki:${s.spki}`);
     });
   }
   return failed ? 2 : 0;

@@ -43,11 +43,13 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
   const audit = createAudit(s.audit.file);
   const sidecar = new Sidecar(s, { audit, log });
   try {
+    const admin = await sidecar.listenAdmin();
     const addr = await sidecar.listen();
-    log.info({ address: addr.address, port: addr.port, upstream: s.upstream.origin, http2: s.listen.http2 }, 'listening');
+    log.info({ address: addr.address, port: addr.port, admin: `${admin.address}:${admin.port}`, upstream: s.upstream.origin, http2: s.listen.http2 }, 'listening');
     opts.onListening?.({ port: addr.port });
   } catch (err) {
-    io.stderr(`run: cannot listen on ${s.listen.address}:${s.listen.port}: ${describeError(err)}`);
+    io.stderr(`run: cannot listen: ${describeError(err)}`);
+    await sidecar.close(0);
     await audit.close();
     return EXIT_FAILURE;
   }

@@ -12,6 +12,7 @@ import { RouteTable } from '../policy/routes.js';
 import { parseCrlFile, verifyCrlSignature } from '../pki/crl.js';
 import { subjectNameDer } from '../pki/certinfo.js';
 import { normalizeSha256Thumbprint } from '../pki/thumbprint.js';
+import { canonicalSerial } from '../tls/verify.js';
 import type { ConfigIssue, Locator } from './load.js';
 import { formatPath } from './load.js';
 import type { RawConfig } from './schema.js';
@@ -139,7 +140,7 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
       const entry: CrlIndex = Object.freeze({
         file,
         ca: issuer,
-        revoked: crl.revokedSerials,
+        revoked: new Set([...crl.revokedSerials].map(canonicalSerial)),
         thisUpdate: crl.thisUpdate.toISOString(),
         nextUpdate: crl.nextUpdate === null ? null : crl.nextUpdate.toISOString(),
       });

@@ -15,23 +15,25 @@
  *    Never empty, so `spiffe://td/ns/a/sa/*` does not match `spiffe://td/ns/a/sa/`.
  *  - `**` (uri only) must be a whole "/"-separated segment and matches any number of whole
  *    segments, including none, like `**` in route globs: `spiffe://td/**` matches every ID in
- *    the trust domain `td`. `**` anywhere else is refused by validation.
+ *    the trust domain `td` (and `spiffe://td` itself). `**` anywhere else is refused.
+ *  - At most one `*` per uri segment / dns label / cn-o-ou value, and at most one `**`: these
+ *    limits make every compiled RegExp linear-time on any certificate (see globToRegExp).
  *  - dns compares case-insensitively (DNS names are, RFC 4343); only ASCII letters are folded,
  *    so a non-ASCII look-alike (e.g. KELVIN SIGN for "k") never folds onto an ASCII name.
  *    uri, cn, o, ou compare case-sensitively.
  *  - sha256 is exact. The pattern may be written `sha256:AB:CD:...`, `AB:CD:...` or 64 hex
- *    digits in any case; it is normalized once to the peer's form (upper-case, colon-separated).
+ *    digits in any case; it is normalized once, by the same function as tls.pins
+ *    (pki/thumbprint.ts), to the peer's form (upper-case, colon-separated).
  *
- * Hot path: patterns are compiled at construction; match() runs no regex and allocates nothing
- * except when a dns SAN contains upper-case letters (one lower-cased copy). Globs are matched
- * segment by segment with a linear-backtracking wildcard algorithm (polynomial in the worst
- * case, never exponential, whatever a certificate holds), not with RegExp, so an adversarial
- * SAN cannot cause catastrophic backtracking. Within a rule, exact fields are checked before
- * globs. Rules are scanned in config order; for a peer with exactly one URI SAN (the SPIFFE
- * case) the scan is narrowed by a Map on exact uri patterns built at construction, which keeps
- * first-match order (see the constructor). Callers may also cache the result per connection and
- * configuration generation.
+ * Hot path: every pattern is compiled at construction (exact strings compared with ===, globs to
+ * one anchored RegExp each); match() builds nothing and allocates nothing except when a dns SAN
+ * with upper-case letters is compared with an exact dns pattern (one lower-cased copy). Within a
+ * rule, exact fields are checked before globs. Rules are scanned in config order; for a peer
+ * with exactly one URI SAN (the SPIFFE case) the scan is narrowed by a Map on exact uri patterns
+ * built at construction, which keeps first-match order (see the constructor). Callers may also
+ * cache the result per connection and configuration generation.
  */
+import { normalizeSha256Thumbprint } from '../pki/thumbprint.js';
 
 export interface PeerFields {
   readonly uris: readonly string[];
@@ -55,19 +57,6 @@ export interface IdentityMatch {
 const FIELDS = ['uri', 'dns', 'cn', 'o', 'ou', 'sha256'] as const;
 type Field = (typeof FIELDS)[number];
 
-/**
- * "sha256:AB:CD:...", "AB:CD:..." or 64 hex digits (any case) -> "AB:CD:..." (32 upper-case,
- * colon-separated bytes); null when it is not a SHA-256 thumbprint.
- */
-export function normalizeSha256(text: string): string | null {
-  const body = /^sha256:/i.test(text) ? text.slice(7) : text;
-  let hex: string;
-  if (/^[0-9A-Fa-f]{64}$/.test(body)) hex = body;
-  else if (/^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31}$/.test(body)) hex = body.replaceAll(':', '');
-  else return null;
-  return (hex.toUpperCase().match(/../g) ?? []).join(':');
-}
-
 /** A readable problem with one identity's `match`, or null when it is usable. */
 export function validateIdentityMatch(m: IdentityMatch): string | null {
   let count = 0;
@@ -84,7 +73,7 @@ export function validateIdentityMatch(m: IdentityMatch): string | null {
 
 function patternProblem(field: Field, pattern: string): string | null {
   if (field === 'sha256') {
-    return normalizeSha256(pattern) === null ? 'not a SHA-256 thumbprint (use "sha256:AB:CD:..." with 32 bytes, or 64 hex digits)' : null;
+    return normalizeSha256Thumbprint(pattern) === null ? 'not a SHA-256 thumbprint (use "sha256:AB:CD:..." with 32 bytes, or 64 hex digits)' : null;
   }
   if (field !== 'uri') {
     if (pattern.includes('**')) return '"**" is only meaningful in uri (use "*")';
@@ -168,7 +157,7 @@ function globToRegExp(field: Field, pattern: string): RegExp {
 
 function compileField(field: Field, pattern: string): FieldMatcher {
   const code = FIELD_CODE[field];
-  if (field === 'sha256') return new FieldMatcher(code, M_EXACT, normalizeSha256(pattern) ?? pattern, null);
+  if (field === 'sha256') return new FieldMatcher(code, M_EXACT, normalizeSha256Thumbprint(pattern) ?? pattern, null);
   if (pattern.includes('*')) return new FieldMatcher(code, M_GLOB, pattern, globToRegExp(field, pattern));
   if (field === 'dns') return new FieldMatcher(code, M_EXACT_FOLD, foldAscii(pattern), null);
   return new FieldMatcher(code, M_EXACT, pattern, null);

@@ -38,7 +38,8 @@ export function describePeer(x509: X509Certificate): PeerInfo {
     .map((r) => `${r.type}=${escapeRdnValue(r.value)}`)
     .reverse()
     .join(',');
-  let xfcc = `Hash=${sha256Hex};Subject="${subject.replaceAll('"', '\\"')}"`;
+  // Backslashes first: the RFC 4514 escapes inside the subject must survive XFCC unquoting.
+  let xfcc = `Hash=${sha256Hex};Subject="${subject.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
   const uri = uris[0] ?? null;
   if (uri !== null) xfcc += `;URI=${xfccValue(uri)}`;
   for (const d of dns) xfcc += `;DNS=${xfccValue(d)}`;

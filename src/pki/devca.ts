@@ -131,7 +131,7 @@ async function generateRsa(bits: number): Promise<KeyMaterial> {
 /** 16 random bytes, forced positive and without a leading zero byte (which DER would strip). */
 function randomSerialHex(): string {
   const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f || 0x01;
+  b[0] = (b[0]! & 0x7f) || 0x01;
   return b.toString('hex');
 }
 
@@ -164,7 +164,7 @@ function ipBytes(ip: string): string {
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
   if (v4?.[1]) {
     const p = v4[1].split('.').map(Number);
-    s = `${s.slice(0, v4.index)}${(((p[0]! << 8) | p[1]!) >>> 0).toString(16)}:${((p[2]! << 8) | p[3]!).toString(16)}`;
+    s = `${s.slice(0, v4.index)}${((p[0]! << 8) | p[1]!).toString(16)}:${((p[2]! << 8) | p[3]!).toString(16)}`;
   }
   const [head = '', tail] = s.split('::');
   const hg = head === '' ? [] : head.split(':');
@@ -180,8 +180,13 @@ function ipBytes(ip: string): string {
 
 const IA5_RE = /^[\x21-\x7e]+$/;
 
-function altNames(o: LeafOptions): { type: number; value: string }[] {
-  const out: { type: number; value: string }[] = [];
+interface AltName {
+  type: number;
+  value: string;
+}
+
+function altNames(o: LeafOptions): AltName[] {
+  const out: AltName[] = [];
   for (const d of o.dnsNames ?? []) {
     if (!IA5_RE.test(d)) throw new PkiError('ERR_PKI_INPUT', `invalid DNS name "${d}"`);
     out.push({ type: 2, value: d });
@@ -261,10 +266,11 @@ function newCert(km: KeyMaterial, serialHex: string, v: { notBefore: Date; notAf
 
 /** A root CA (no parent) or an intermediate CA signed by `parent`. */
 export async function createCa(opts: CaOptions): Promise<IssuedCert> {
-  const km = await generateRsa(opts.keyBits ?? 2048);
   const parent = opts.parent ?? null;
   if (parent && !parent.isCa) throw new PkiError('ERR_PKI_INPUT', 'parent of a CA must be a CA');
-  const cert = newCert(km, randomSerialHex(), validity(opts.notBefore, undefined, opts.days));
+  const v = validity(opts.notBefore, undefined, opts.days);
+  const km = await generateRsa(opts.keyBits ?? 2048);
+  const cert = newCert(km, randomSerialHex(), v);
   const subject = nameAttrs(opts);
   cert.setSubject(subject);
   cert.setIssuer(parent ? parent.cert.subject.attributes : subject);
@@ -286,7 +292,7 @@ function defaultEku(o: LeafOptions): ExtendedKeyUsage[] {
   return hosts > 0 && !o.uris?.length ? ['serverAuth'] : ['clientAuth'];
 }
 
-function leafExtensions(o: LeafOptions, authorityKeyId: string): Record<string, unknown>[] {
+function leafExtensions(o: LeafOptions, sans: AltName[], authorityKeyId: string): Record<string, unknown>[] {
   const exts: Record<string, unknown>[] = [
     { name: 'basicConstraints', cA: o.isCa === true, critical: true },
     {
@@ -303,7 +309,6 @@ function leafExtensions(o: LeafOptions, authorityKeyId: string): Record<string, 
     for (const u of eku) e[u] = true;
     exts.push(e);
   }
-  const sans = altNames(o);
   if (sans.length > 0) exts.push({ name: 'subjectAltName', altNames: sans });
   exts.push({ name: 'subjectKeyIdentifier' });
   exts.push({ name: 'authorityKeyIdentifier', keyIdentifier: authorityKeyId });
@@ -313,22 +318,27 @@ function leafExtensions(o: LeafOptions, authorityKeyId: string): Record<string, 
 /** An end-entity certificate signed by `issuer`. */
 export async function issueLeaf(issuer: IssuedCert, opts: LeafOptions): Promise<IssuedCert> {
   if (!issuer.isCa) throw new PkiError('ERR_PKI_INPUT', 'issuer must be a CA');
+  // Validate everything before spending time on a key.
+  const v = validity(opts.notBefore, opts.notAfter, opts.days);
+  const sans = altNames(opts);
   const km = await generateRsa(opts.keyBits ?? 2048);
-  const cert = newCert(km, randomSerialHex(), validity(opts.notBefore, opts.notAfter, opts.days));
+  const cert = newCert(km, randomSerialHex(), v);
   cert.setSubject(nameAttrs(opts));
   cert.setIssuer(issuer.cert.subject.attributes);
-  cert.setExtensions(leafExtensions(opts, issuer.keyId));
+  cert.setExtensions(leafExtensions(opts, sans, issuer.keyId));
   return finish(cert, km, issuer.privateKey, opts.signatureHash ?? 'sha256', false, issuer);
 }
 
 /** A self-signed end-entity certificate (CA:FALSE), e.g. a pinned client. */
 export async function selfSigned(opts: LeafOptions): Promise<IssuedCert> {
+  const v = validity(opts.notBefore, opts.notAfter, opts.days);
+  const sans = altNames(opts);
   const km = await generateRsa(opts.keyBits ?? 2048);
-  const cert = newCert(km, randomSerialHex(), validity(opts.notBefore, opts.notAfter, opts.days));
+  const cert = newCert(km, randomSerialHex(), v);
   const subject = nameAttrs(opts);
   cert.setSubject(subject);
   cert.setIssuer(subject);
-  cert.setExtensions(leafExtensions(opts, cert.generateSubjectKeyIdentifier().getBytes()));
+  cert.setExtensions(leafExtensions(opts, sans, cert.generateSubjectKeyIdentifier().getBytes()));
   return finish(cert, km, km.keyObject, opts.signatureHash ?? 'sha256', false, null);
 }
 
@@ -450,12 +460,7 @@ export async function writePki(dir: string, files: PkiFile[], opts: { force?: bo
     }
   }
   await mkdir(dir, { recursive: true });
-  if (!opts.force) {
-    for (const f of files) {
-      const p = join(dir, f.name);
-      if (await exists(p)) throw new PkiError('ERR_EXISTS', `${p} already exists (use --force to overwrite)`);
-    }
-  }
+  if (!opts.force) await assertNoneExist(dir, files.map((f) => f.name));
   const written: string[] = [];
   for (const f of files) {
     const p = join(dir, f.name);
@@ -482,6 +487,14 @@ export async function writePki(dir: string, files: PkiFile[], opts: { force?: bo
     written.push(p);
   }
   return written;
+}
+
+/** Throws ERR_EXISTS naming the first of `names` that exists in `dir` (lets callers fail fast). */
+export async function assertNoneExist(dir: string, names: string[]): Promise<void> {
+  for (const name of names) {
+    const p = join(dir, name);
+    if (await exists(p)) throw new PkiError('ERR_EXISTS', `${p} already exists (use --force to overwrite)`);
+  }
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -13,6 +13,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Pool } from 'undici';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
+import type { Metrics } from '../admin/metrics.js';
 import type { Log } from '../log.js';
 import { normalizeTarget } from '../policy/normalize.js';
 import { scanRequestHeaders } from '../proxy/headers.js';
@@ -30,6 +31,7 @@ export interface PipelineHost {
   readonly snapshot: Snapshot;
   readonly pool: Pool;
   readonly audit: Audit;
+  readonly metrics: Metrics;
   readonly log: Log;
   /** Re-judge an open connection after a reload; null when it may go on. */
   refreshConnection(conn: ConnInfo, socket: TLSSocket): RequestReason | null;
@@ -176,6 +178,16 @@ function onClose(host: PipelineHost, ctx: RequestContext, res: OutboundResponse)
   if (!res.writableEnded && ctx.reason === 'ok') ctx.reason = 'client_aborted';
   if (ctx.status === 0) ctx.status = statusOf(res, 0);
   const conn = ctx.conn;
+  const durationMs = performance.now() - ctx.start;
+  host.metrics.request(
+    conn.identity === null ? 'unknown' : conn.identity.name,
+    ctx.route === null ? 'unknown' : ctx.route.name,
+    ctx.method,
+    ctx.status,
+    ctx.decision,
+    durationMs / 1000,
+    ctx.upstreamMs === null ? null : ctx.upstreamMs / 1000,
+  );
   host.audit.request({
     requestId: ctx.requestId,
     identity: conn.identity === null ? null : conn.identity.name,
@@ -188,7 +200,7 @@ function onClose(host: PipelineHost, ctx: RequestContext, res: OutboundResponse)
     decision: ctx.decision,
     reason: ctx.reason,
     status: ctx.status,
-    durationMs: round3(performance.now() - ctx.start),
+    durationMs: round3(durationMs),
     upstreamMs: ctx.upstreamMs === null ? null : round3(ctx.upstreamMs),
     bytesIn: ctx.bytesIn,
     bytesOut: ctx.bytesOut,

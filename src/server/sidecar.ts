@@ -15,6 +15,8 @@ import { verifyPeer } from '../tls/verify.js';
 import { createUpstreamPool } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
 import { ConnInfo, attachConn, connOf } from './context.js';
+import { Metrics } from '../admin/metrics.js';
+import { AdminServer } from '../admin/server.js';
 import { createListener } from './listener.js';
 import type { SidecarServer } from './listener.js';
 import { handleRequest } from './pipeline.js';
@@ -25,6 +27,7 @@ import type { InboundRequest, OutboundResponse } from './types.js';
 export interface SidecarDeps {
   readonly audit: Audit;
   readonly log: Log;
+  readonly metrics?: Metrics;
   /** Wall clock for certificate validity; injected so tests can move it. */
   readonly now?: () => number;
 }
@@ -35,7 +38,10 @@ export class Sidecar implements PipelineHost {
   readonly pool: Pool;
   readonly audit: Audit;
   readonly log: Log;
+  readonly metrics: Metrics;
   readonly server: SidecarServer;
+  readonly admin: AdminServer;
+  listening = false;
   readonly #now: () => number;
   readonly #sockets = new Set<Socket>();
 
@@ -44,6 +50,9 @@ export class Sidecar implements PipelineHost {
     this.audit = deps.audit;
     this.log = deps.log;
     this.#now = deps.now ?? Date.now;
+    this.metrics = deps.metrics ?? new Metrics(() => this.#sockets.size);
+    this.metrics.certificates(snapshot.certs);
+    this.admin = new AdminServer(this);
     this.pool = createUpstreamPool(snapshot.upstream);
     this.server = createListener(snapshot, {
       onSecureConnection: (socket) => this.#onSecureConnection(socket),
@@ -67,7 +76,13 @@ export class Sidecar implements PipelineHost {
         resolve();
       });
     });
+    this.listening = true;
     return this.server.address() as AddressInfo;
+  }
+
+  /** The admin port (metrics, health, readiness, config) on admin.address:admin.port. */
+  listenAdmin(): Promise<AddressInfo> {
+    return this.admin.listen(this.snapshot.admin.address, this.snapshot.admin.port);
   }
 
   get activeConnections(): number {
@@ -89,6 +104,7 @@ export class Sidecar implements PipelineHost {
     const verdict = verifyPeer(socket, s.tls.trust, this.#now());
     const remote = socket.remoteAddress ?? 'unknown';
     if (!verdict.ok) {
+      this.metrics.handshake('rejected', verdict.reason);
       const peer = verdict.x509 === null ? null : describePeer(verdict.x509);
       this.audit.handshake({
         reason: verdict.reason,
@@ -100,6 +116,7 @@ export class Sidecar implements PipelineHost {
       socket.destroy();
       return;
     }
+    this.metrics.handshake('accepted', 'ok');
     const peer = describePeer(verdict.x509);
     const identity = s.identityMatcher.match(peer.fields) ?? null;
     attachConn(socket, new ConnInfo(s.generation, verdict.x509, peer, identity, remote, socket.getProtocol()));
@@ -107,6 +124,7 @@ export class Sidecar implements PipelineHost {
 
   #onTlsClientError(err: Error, socket: TLSSocket): void {
     const code = (err as { code?: string }).code ?? 'unknown';
+    this.metrics.handshake('rejected', 'protocol');
     this.audit.handshake({ reason: 'protocol', remote: socket.remoteAddress ?? 'unknown', detail: code });
     socket.destroy();
   }
@@ -117,7 +135,9 @@ export class Sidecar implements PipelineHost {
     const reason: 'header_too_large' | 'request_timeout' | 'bad_request' =
       err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
     const requestId = randomUUID();
+    const status = reason === 'header_too_large' ? 431 : reason === 'request_timeout' ? 408 : 400;
     if (conn !== undefined) {
+      this.metrics.request(conn.identity === null ? 'unknown' : conn.identity.name, 'unknown', 'OTHER', status, 'deny', 0, null);
       this.audit.request({
         requestId,
         identity: conn.identity === null ? null : conn.identity.name,
@@ -129,7 +149,7 @@ export class Sidecar implements PipelineHost {
         route: null,
         decision: 'deny',
         reason,
-        status: reason === 'header_too_large' ? 431 : reason === 'request_timeout' ? 408 : 400,
+        status,
         durationMs: 0,
         upstreamMs: null,
         bytesIn: 0,
@@ -155,7 +175,7 @@ export class Sidecar implements PipelineHost {
     timer.unref();
     await closed;
     clearTimeout(timer);
-    await this.pool.close().catch(() => undefined);
+    await Promise.all([this.pool.close().catch(() => undefined), this.admin.close()]);
   }
 
   /** For tests and shutdown: destroy every connection now. */

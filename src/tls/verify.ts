@@ -82,7 +82,7 @@ function checkRevocation(x509: X509Certificate, trust: TrustPolicy): HandshakeRe
   if (trust.crlsByIssuer.size === 0) return null;
   const crls = trust.crlsByIssuer.get(x509.issuer);
   if (crls === undefined) return null;
-  const serial = stripZeros(x509.serialNumber.toUpperCase());
+  const serial = canonicalSerial(x509.serialNumber);
   for (const crl of crls) {
     // Same issuer name is not enough: the CRL applies to certificates its own CA signed.
     if (crl.revoked.has(serial) && x509.checkIssued(crl.ca) && x509.verify(crl.ca.publicKey)) return 'revoked';
@@ -90,8 +90,12 @@ function checkRevocation(x509: X509Certificate, trust: TrustPolicy): HandshakeRe
   return null;
 }
 
-function stripZeros(hex: string): string {
+/**
+ * Serials compared as upper-case hex without leading zeros: node prints whole bytes ("0A5E"),
+ * a CRL entry may carry a sign byte ("00A5"); the number is what counts.
+ */
+export function canonicalSerial(hex: string): string {
   let i = 0;
-  while (i < hex.length - 1 && hex[i] === '0') i++;
-  return i === 0 ? hex : hex.slice(i);
+  while (i < hex.length - 1 && hex.charCodeAt(i) === 48 /* '0' */) i++;
+  return (i === 0 ? hex : hex.slice(i)).toUpperCase();
 }

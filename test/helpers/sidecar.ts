@@ -14,6 +14,8 @@ import { AuditSink } from './audit-sink.js';
 
 export interface RunningSidecar {
   readonly port: number;
+  readonly adminPort: number;
+  readonly admin: string;
   readonly origin: string;
   readonly audit: AuditSink;
   readonly sidecar: Sidecar;
@@ -31,15 +33,22 @@ export async function writeConfig(config: ConfigObject): Promise<{ file: string;
 }
 
 export async function startSidecar(config: ConfigObject): Promise<RunningSidecar> {
-  const { file, dir } = await writeConfig({ ...config, listen: { address: '127.0.0.1', port: 0, ...(config['listen'] as object | undefined) } });
+  const { file, dir } = await writeConfig({
+    ...config,
+    listen: { address: '127.0.0.1', port: 0, ...(config['listen'] as object | undefined) },
+    admin: { address: '127.0.0.1', port: 0, ...(config['admin'] as object | undefined) },
+  });
   const outcome = await loadAndCompile(file, 1);
   if (!outcome.ok) throw new Error(`test config rejected:\n${outcome.lines.join('\n')}`);
   const sink = new AuditSink();
   const audit = createAudit('stdout', sink);
   const sidecar = new Sidecar(outcome.snapshot, { audit, log: silentLog() });
+  const admin = await sidecar.listenAdmin();
   const addr = await sidecar.listen();
   return {
     port: addr.port,
+    adminPort: admin.port,
+    admin: `http://127.0.0.1:${admin.port}`,
     origin: `https://localhost:${addr.port}`,
     audit: sink,
     sidecar,

@@ -57,7 +57,8 @@ export async function attempt(sc: RunningSidecar, opts: tls.ConnectionOptions, t
 
 /**
  * A refused attempt: connect, then wait (bounded) for the handshake_rejected line it caused.
- * Throws (with every audit line) if none arrives; the caller asserts outcome and reason.
+ * Throws at once if an HTTP response came back instead, and (with every audit line) if no
+ * handshake_rejected line arrives; the caller asserts the outcome and the reason.
  */
 export async function refusedAttempt(
   sc: RunningSidecar,
@@ -66,6 +67,10 @@ export async function refusedAttempt(
 ): Promise<{ outcome: HandshakeOutcome; line: AuditLine; raw: string }> {
   const mark = sc.audit.lines.length;
   const outcome = await tryRequest(sc.port, opts, timeoutMs);
+  if (outcome.ok) {
+    const since = sc.audit.raw.slice(mark).join('\n');
+    throw new Error(`expected the handshake to be refused, but got HTTP ${outcome.status}; audit lines since:\n${since}`);
+  }
   const line = await sc.audit.waitFor((l) => l.msg === 'handshake_rejected' && sc.audit.lines.indexOf(l) >= mark);
   const raw = sc.audit.raw[sc.audit.lines.indexOf(line)] ?? '';
   return { outcome, line, raw };

@@ -130,5 +130,8 @@ describe('fingerprint', () => {
     expect(bogus.code).toBe(2);
     expect(bogus.err).toBe('fingerprint: unknown option --bogus (see --help)\n');
     expect(bogus.out).toBe('');
+    const arg = await run(['--help=yes']);
+    expect(arg.code).toBe(2);
+    expect(arg.err).toBe("fingerprint: Option '-h, --help' does not take an argument\n");
   });
 });

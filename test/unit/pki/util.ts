@@ -20,12 +20,12 @@ export function opensslBuf(args: string[], input?: Buffer | string): Buffer {
   return execFileSync('openssl', args, { input, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
-/** Captures a CLI command's output. */
+/** Captures a CLI command's output; like src/main.ts, each call is a line and gets a newline. */
 export function captureIo(): { io: { stdout: (s: string) => void; stderr: (s: string) => void }; out: () => string; err: () => string } {
   let out = '';
   let err = '';
   return {
-    io: { stdout: (s) => (out += s), stderr: (s) => (err += s) },
+    io: { stdout: (s) => (out += `${s}\n`), stderr: (s) => (err += `${s}\n`) },
     out: () => out,
     err: () => err,
   };

@@ -1,0 +1,101 @@
+/**
+ * The admin port (SPEC §6): plain HTTP, loopback by default. /metrics, /healthz, /readyz,
+ * /config. Nothing here is on the request path.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Snapshot } from '../config/snapshot.js';
+import type { Metrics } from './metrics.js';
+import { describeConfig } from './describe.js';
+
+export interface AdminHost {
+  readonly snapshot: Snapshot;
+  readonly metrics: Metrics;
+  /** True once the TLS listener is accepting. */
+  readonly listening: boolean;
+  readonly draining: boolean;
+}
+
+export class AdminServer {
+  readonly server: http.Server;
+  readonly #host: AdminHost;
+
+  constructor(host: AdminHost) {
+    this.#host = host;
+    this.server = http.createServer((req, res) => {
+      this.#handle(req, res).catch(() => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end('{"error":"internal"}');
+      });
+    });
+    this.server.keepAliveTimeout = 5000;
+  }
+
+  async listen(address: string, port: number): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, address, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method_not_allowed' });
+    switch (path) {
+      case '/metrics': {
+        const body = await this.#host.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': this.#host.metrics.registry.contentType, 'cache-control': 'no-store' });
+        res.end(body);
+        return;
+      }
+      case '/healthz':
+        return json(res, 200, { status: 'ok' });
+      case '/readyz': {
+        const h = this.#host;
+        if (h.draining) return json(res, 503, { status: 'draining' });
+        if (!h.listening) return json(res, 503, { status: 'starting' });
+        const up = await reachable(h.snapshot.upstream.origin, Math.min(h.snapshot.upstream.connectTimeoutMs, 2000));
+        return up ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'upstream_unreachable' });
+      }
+      case '/config':
+        return json(res, 200, describeConfig(this.#host.snapshot));
+      default:
+        return json(res, 404, { error: 'not_found' });
+    }
+  }
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2);
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Is something accepting TCP connections at the app's origin? */
+export function reachable(origin: string, timeoutMs: number): Promise<boolean> {
+  const u = new URL(origin);
+  const port = Number(u.port || 80);
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
