@@ -11,7 +11,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { TrustPolicy } from '../config/snapshot.js';
 import type { HandshakeReason } from '../reasons.js';
-import { isSha1Signature, signatureAlgorithmOid } from '../pki/certinfo.js';
+import { usesSha1Signature } from '../pki/certinfo.js';
 import { spkiPin } from '../pki/thumbprint.js';
 
 export type TrustVerdict =
@@ -54,7 +54,7 @@ function checkLeaf(x509: X509Certificate, now: number): HandshakeReason | null {
     return 'weak_key';
   }
   try {
-    if (isSha1Signature(signatureAlgorithmOid(x509.raw))) return 'weak_signature';
+    if (usesSha1Signature(x509.raw)) return 'weak_signature';
   } catch {
     return 'untrusted';
   }
