@@ -5,6 +5,7 @@ import { createAudit } from '../audit/audit.js';
 import { createLog } from '../log.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from '../errors.js';
 import { Sidecar } from '../server/sidecar.js';
+import { Reloader } from '../reload/reload.js';
 import type { CommandIo } from './io.js';
 import { resolveConfigPath } from './io.js';
 
@@ -12,7 +13,11 @@ export const RUN_HELP = `Usage: mtls-sidecar run [--config PATH]
 
 Serves mTLS on listen.address:listen.port and proxies verified, authorized requests to
 upstream.url. Config: --config, else $MTLS_SIDECAR_CONFIG, else ./sidecar.yaml.
-SIGTERM/SIGINT drain and exit 0. Exit 2 for a bad config, 1 for other failures.`;
+Files named by the config are watched and reloaded (also on SIGHUP); a bad new version is
+refused and the old one keeps serving. SIGTERM/SIGINT: /readyz turns 503, after
+shutdown.drainDelay the listener closes, in-flight requests finish (up to shutdown.timeout),
+the audit log is flushed, exit 0; a second signal exits at once.
+Exit 2 for a bad config, 1 for other failures.`;
 
 export interface RunOptions {
   /** Resolves when the process should shut down (signals in production, a promise in tests). */
@@ -53,11 +58,21 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     await audit.close();
     return EXIT_FAILURE;
   }
+  const reloader = new Reloader(sidecar, file, log);
+  reloader.start();
+  const onHup = (): void => void reloader.reload('SIGHUP');
+  process.on('SIGHUP', onHup);
+
   const signal = await (opts.stopSignal ?? waitForSignal());
-  log.info({ signal, drainDelayMs: s.shutdown.drainDelayMs }, 'draining');
+  // SIGTERM: readiness fails at once so the endpoint is removed; the listener stays open for
+  // drainDelay (requests that were already routed here still land), then drains.
+  log.info({ signal, drainDelayMs: s.shutdown.drainDelayMs, timeoutMs: s.shutdown.timeoutMs }, 'draining');
   sidecar.draining = true;
-  await delay(s.shutdown.drainDelayMs);
-  await sidecar.close(s.shutdown.timeoutMs);
+  process.off('SIGHUP', onHup);
+  reloader.close();
+  await delay(sidecar.snapshot.shutdown.drainDelayMs);
+  log.info({ open: sidecar.activeConnections }, 'listener closed; finishing in-flight requests');
+  await sidecar.close(sidecar.snapshot.shutdown.timeoutMs);
   await audit.close();
   log.info('stopped');
   return EXIT_OK;

@@ -3,7 +3,7 @@
  * identity and route matchers, normalize pins, freeze. All I/O and precomputation happen here,
  * once per load, so a reload can build a complete new snapshot before swapping it in.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -25,6 +25,8 @@ export interface CompileOptions {
   readonly configFile: string;
   readonly locate: Locator;
   readonly generation: number;
+  /** The config text, so its digest joins the file digests (reloads skip unchanged inputs). */
+  readonly text?: string;
   /** Injected clock so tests can compile "in the future" (expired CRLs). */
   readonly now?: () => number;
 }
@@ -33,6 +35,7 @@ const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
 
 class Issues {
   readonly list: ConfigIssue[] = [];
+  readonly digests = new Map<string, string>();
   constructor(private readonly locate: Locator) {}
   add(p: readonly PropertyKey[], message: string, code: ConfigIssue['code'] = 'file'): void {
     this.list.push({ code, path: formatPath(p), ...this.locate(p), message });
@@ -188,12 +191,18 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
   const snapshot: Snapshot = {
     generation: opts.generation,
     configFile: path.resolve(opts.configFile),
+    fileDigests: new Map([
+      ...(opts.text !== undefined ? [[path.resolve(opts.configFile), createHash('sha256').update(opts.text).digest('hex')] as const] : []),
+      ...issues.digests,
+    ]),
     listen: Object.freeze({ ...raw.listen }),
     tls: Object.freeze({
       material: new TlsMaterial(certPem, keyPem, caPems),
       minVersion: raw.tls.minVersion,
       trust: Object.freeze({
         hasClientCAs: cas.length > 0,
+        cas: Object.freeze([...cas]),
+        caFingerprints: new Set(cas.map((ca) => ca.fingerprint256)),
         pinsSha256,
         pinsSpki,
         crlsByIssuer: new Map([...crlsByIssuer].map(([k, v]) => [k, Object.freeze(v)] as const)),
@@ -240,7 +249,9 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
 
 async function readOrIssue(file: string, p: readonly PropertyKey[], issues: Issues): Promise<Buffer | null> {
   try {
-    return await readFile(file);
+    const buf = await readFile(file);
+    issues.digests.set(file, createHash('sha256').update(buf).digest('hex'));
+    return buf;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     issues.add(p, code === 'ENOENT' ? `file not found: ${file}` : `cannot read ${file}: ${code ?? 'error'}`);

@@ -8,7 +8,7 @@ export type ConfigOutcome = { readonly ok: true; readonly snapshot: Snapshot } |
 export async function loadAndCompile(file: string, generation: number, now?: () => number): Promise<ConfigOutcome> {
   const loaded = await loadConfigFile(file);
   if (!loaded.ok) return { ok: false, lines: loaded.issues.map((i) => formatIssue(file, i)) };
-  const compiled = await compileConfig(loaded.raw, { configFile: file, locate: loaded.locate, generation, ...(now ? { now } : {}) });
+  const compiled = await compileConfig(loaded.raw, { configFile: file, locate: loaded.locate, generation, text: loaded.text, ...(now ? { now } : {}) });
   if (!compiled.ok) return { ok: false, lines: compiled.issues.map((i) => formatIssue(file, i)) };
   return { ok: true, snapshot: compiled.snapshot };
 }

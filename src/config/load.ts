@@ -20,7 +20,7 @@ export interface ConfigIssue {
 }
 
 export type LoadResult =
-  | { readonly ok: true; readonly raw: RawConfig; readonly locate: Locator }
+  | { readonly ok: true; readonly raw: RawConfig; readonly locate: Locator; readonly text: string }
   | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
 
 /** Maps a config path to its place in the YAML text, for errors found after validation. */
@@ -54,7 +54,7 @@ export function parseConfigText(text: string): LoadResult {
   if (!parsed.success) {
     return { ok: false, issues: parsed.error.issues.flatMap((issue) => toIssues(issue, doc, lineCounter, locate)) };
   }
-  return { ok: true, raw: parsed.data, locate };
+  return { ok: true, raw: parsed.data, locate, text };
 }
 
 function toIssues(issue: z.core.$ZodIssue, doc: Document, lc: LineCounter, locate: Locator): ConfigIssue[] {

@@ -58,6 +58,9 @@ export interface CrlIndex {
 /** What the handshake check needs (tls/verify.ts). */
 export interface TrustPolicy {
   readonly hasClientCAs: boolean;
+  readonly cas: readonly X509Certificate[];
+  /** SHA-256 thumbprints of `cas`, to tell whether a reload removed any. */
+  readonly caFingerprints: ReadonlySet<string>;
   readonly pinsSha256: ReadonlySet<string>;
   readonly pinsSpki: ReadonlySet<string>;
   /** Keyed by the issuing CA's subject as node:crypto prints it (X509Certificate#subject). */
@@ -88,6 +91,8 @@ export class TlsMaterial {
 export interface Snapshot {
   readonly generation: number;
   readonly configFile: string;
+  /** SHA-256 of every file read for this snapshot, by absolute path (the config file included). */
+  readonly fileDigests: ReadonlyMap<string, string>;
   readonly listen: { readonly address: string; readonly port: number; readonly http2: boolean };
   readonly tls: {
     readonly material: TlsMaterial;

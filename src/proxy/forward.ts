@@ -64,15 +64,18 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly res: OutboundResponse;
   readonly meter: BodyMeter | null;
   readonly securityHeaders: boolean;
+  /** For HTTP/1.1: once the sidecar is closing, tell the client this connection ends here. */
+  readonly drain: { readonly closing: boolean } | null;
   readonly done: ForwardDone;
   controller: Dispatcher.DispatchController | null = null;
   finished = false;
 
-  constructor(ctx: RequestContext, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, done: ForwardDone) {
+  constructor(ctx: RequestContext, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, drain: { readonly closing: boolean } | null, done: ForwardDone) {
     this.ctx = ctx;
     this.res = res;
     this.meter = meter;
     this.securityHeaders = securityHeaders;
+    this.drain = drain;
     this.done = done;
   }
 
@@ -89,7 +92,9 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
       controller.abort(new Error('client went away'));
       return;
     }
-    this.res.writeHead(statusCode, responseHeaders(headers, ctx.requestId, this.securityHeaders));
+    const out = responseHeaders(headers, ctx.requestId, this.securityHeaders);
+    if (this.drain !== null && this.drain.closing) out['connection'] = 'close';
+    this.res.writeHead(statusCode, out);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

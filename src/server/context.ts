@@ -1,6 +1,6 @@
 /** Per-connection and per-request state, with fixed shapes (every field set in the constructor). */
 import type { X509Certificate } from 'node:crypto';
-import type { IdentityRule, RouteRule } from '../config/snapshot.js';
+import type { IdentityRule, RouteRule, TrustPolicy } from '../config/snapshot.js';
 import type { PeerInfo } from '../identity/peer.js';
 import type { RequestReason } from '../reasons.js';
 
@@ -37,12 +37,29 @@ export function connOfSession(session: { readonly socket: object }): ConnInfo | 
 export class ConnInfo {
   generation: number;
   identity: IdentityRule | null;
+  /** The trust this connection was last judged against (a reload compares with it). */
+  trust: TrustPolicy;
+  /** Requests in flight on this connection (drain closes idle HTTP/1.1 connections at once). */
+  inflight: number;
+  /** The HTTP/2 session on this connection, if any (drain sends it GOAWAY). */
+  h2: { close(): void } | null;
   readonly peer: PeerInfo;
   readonly x509: X509Certificate;
   readonly remote: string;
   readonly tlsVersion: string | null;
-  constructor(generation: number, x509: X509Certificate, peer: PeerInfo, identity: IdentityRule | null, remote: string, tlsVersion: string | null) {
+  constructor(
+    generation: number,
+    trust: TrustPolicy,
+    x509: X509Certificate,
+    peer: PeerInfo,
+    identity: IdentityRule | null,
+    remote: string,
+    tlsVersion: string | null,
+  ) {
     this.generation = generation;
+    this.trust = trust;
+    this.inflight = 0;
+    this.h2 = null;
     this.x509 = x509;
     this.peer = peer;
     this.identity = identity;

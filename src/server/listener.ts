@@ -20,6 +20,19 @@ export interface ListenerHooks {
   onClientError(err: Error & { code?: string }, socket: Socket): void;
 }
 
+/** Limits that can change on a reload without a new listener. */
+export function applyServerLimits(server: SidecarServer, s: Snapshot): void {
+  const l = s.limits;
+  server.maxConnections = l.maxConnections;
+  const h1 = server as { maxHeadersCount?: number; headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
+  // Detect header-count overflow ourselves (431) instead of Node silently truncating.
+  h1.maxHeadersCount = l.maxHeaders + 4;
+  h1.headersTimeout = l.headersTimeoutMs;
+  h1.requestTimeout = l.requestTimeoutMs;
+  h1.keepAliveTimeout = l.idleTimeoutMs;
+  server.setTimeout(l.idleTimeoutMs);
+}
+
 export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer {
   const l = s.limits;
   const tlsOpts = serverTlsOptions(s);
@@ -52,10 +65,7 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
     });
   }
   applySecureContext(server, s);
-  server.maxConnections = l.maxConnections;
-  // Detect header-count overflow ourselves (431) instead of Node silently truncating.
-  (server as { maxHeadersCount?: number }).maxHeadersCount = l.maxHeaders + 4;
-  server.setTimeout(l.idleTimeoutMs);
+  applyServerLimits(server, s);
   // Verify before the HTTP layer sees the socket: prepend ahead of Node's own listener.
   server.prependListener('secureConnection', (socket: TLSSocket) => hooks.onSecureConnection(socket));
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => hooks.onTlsClientError(err, socket));

@@ -34,8 +34,10 @@ export interface PipelineHost {
   readonly metrics: Metrics;
   readonly log: Log;
   /** Re-judge an open connection after a reload; null when it may go on. */
-  refreshConnection(conn: ConnInfo, socket: TLSSocket): RequestReason | null;
-  readonly draining: boolean;
+  refreshConnection(conn: ConnInfo): RequestReason | null;
+  /** After the listener closed: HTTP/1.1 responses say `Connection: close`. */
+  readonly closing: boolean;
+  requestEnded(conn: ConnInfo, socket: { destroy(): void; destroyed?: boolean } | null): void;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -54,11 +56,18 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
   const incomingId = req.headers['x-request-id'];
   ctx.requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
   const target = req.url ?? '';
-  res.once('close', () => onClose(host, ctx, res));
+  conn.inflight++;
+  res.once('close', () => onClose(host, ctx, res, session === undefined ? socket : null));
 
   if (conn.generation !== s.generation) {
-    const withdrawn = host.refreshConnection(conn, socket);
-    if (withdrawn !== null) return refuse(host, ctx, res, withdrawn === 'ok' ? 'trust_withdrawn' : (withdrawn as RefusalReason), true);
+    const withdrawn = host.refreshConnection(conn);
+    if (withdrawn !== null) {
+      ctx.path = auditPath(target);
+      refuse(host, ctx, res, 'trust_withdrawn', true);
+      // The connection itself is no longer trusted: end it once this answer is out.
+      if (session !== undefined) (session as unknown as { close(): void }).close();
+      return;
+    }
   }
 
   // 1. Header sanity (duplicates that enable smuggling or auth confusion) and the header-count limit.
@@ -131,7 +140,7 @@ function forward(
     req.resume();
   }
   ctx.decision = 'allow';
-  const handler = new ForwardHandler(ctx, res, meter, s.securityHeaders, (c, r, failure) => onForwardDone(host, c, r, failure));
+  const handler = new ForwardHandler(ctx, res, meter, s.securityHeaders, req.httpVersionMajor === 1 ? host : null, (c, r, failure) => onForwardDone(host, c, r, failure));
   res.once('close', () => handler.abort());
   ctx.upstreamStart = performance.now();
   host.pool.dispatch(dispatchOptions(pathAndQuery, ctx.method, headers, meter), handler);
@@ -161,7 +170,7 @@ function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundRes
 function refuse(host: PipelineHost, ctx: RequestContext, res: OutboundResponse, reason: RefusalReason, close: boolean): void {
   ctx.decision = 'deny';
   ctx.reason = reason;
-  ctx.bytesOut = writeRefusal(res, reason, ctx.requestId, host.snapshot.securityHeaders, null, close);
+  ctx.bytesOut = writeRefusal(res, reason, ctx.requestId, host.snapshot.securityHeaders, null, close || host.closing);
   ctx.status = statusOf(res, 0);
   // Unread request bodies are discarded (HTTP/2) or the connection is closed (HTTP/1.1, `close`).
   res.req.resume();
@@ -172,9 +181,11 @@ function statusOf(res: OutboundResponse, fallback: number): number {
   return typeof code === 'number' ? code : fallback;
 }
 
-function onClose(host: PipelineHost, ctx: RequestContext, res: OutboundResponse): void {
+function onClose(host: PipelineHost, ctx: RequestContext, res: OutboundResponse, h1socket: { destroy(): void; destroyed?: boolean } | null): void {
   if (ctx.audited) return;
   ctx.audited = true;
+  ctx.conn.inflight--;
+  if (host.closing) host.requestEnded(ctx.conn, h1socket);
   if (!res.writableEnded && ctx.reason === 'ok') ctx.reason = 'client_aborted';
   if (ctx.status === 0) ctx.status = statusOf(res, 0);
   const conn = ctx.conn;

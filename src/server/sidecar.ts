@@ -11,13 +11,14 @@ import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
 import type { Log } from '../log.js';
 import { describePeer } from '../identity/peer.js';
-import { verifyPeer } from '../tls/verify.js';
+import { rejudgeCertificate, verifyPeer } from '../tls/verify.js';
+import { applySecureContext } from '../tls/context.js';
 import { createUpstreamPool } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
 import { ConnInfo, attachConn, connOf } from './context.js';
 import { Metrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
-import { createListener } from './listener.js';
+import { applyServerLimits, createListener } from './listener.js';
 import type { SidecarServer } from './listener.js';
 import { handleRequest } from './pipeline.js';
 import type { PipelineHost } from './pipeline.js';
@@ -34,8 +35,11 @@ export interface SidecarDeps {
 
 export class Sidecar implements PipelineHost {
   snapshot: Snapshot;
+  /** SIGTERM received: /readyz answers 503 (SPEC §7). */
   draining = false;
-  readonly pool: Pool;
+  /** The listener has closed: HTTP/1.1 responses carry `Connection: close`. */
+  closing = false;
+  pool: Pool;
   readonly audit: Audit;
   readonly log: Log;
   readonly metrics: Metrics;
@@ -44,6 +48,8 @@ export class Sidecar implements PipelineHost {
   listening = false;
   readonly #now: () => number;
   readonly #sockets = new Set<Socket>();
+  /** Connections past the handshake check. */
+  readonly #accepted = new Set<TLSSocket>();
 
   constructor(snapshot: Snapshot, deps: SidecarDeps) {
     this.snapshot = snapshot;
@@ -63,6 +69,14 @@ export class Sidecar implements PipelineHost {
     this.server.on('connection', (socket: Socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
+    });
+    this.server.on('session', (session: { socket: object; close(): void }) => {
+      const conn = connOf(session.socket);
+      if (conn !== undefined) {
+        conn.h2 = session;
+        // A session opened while draining is told to go away at once.
+        if (this.closing) session.close();
+      }
     });
   }
 
@@ -89,14 +103,46 @@ export class Sidecar implements PipelineHost {
     return this.#sockets.size;
   }
 
-  /** Issue #6 builds reloads on this: re-judge an open connection against a new snapshot. */
-  refreshConnection(conn: ConnInfo, socket: TLSSocket): RequestReason | null {
+  /**
+   * Re-judge an open connection against the current snapshot (after a reload). Trust, identity
+   * and scopes withdrawn by the reload apply from this very request on.
+   */
+  refreshConnection(conn: ConnInfo): RequestReason | null {
     const s = this.snapshot;
-    const verdict = verifyPeer(socket, s.tls.trust, this.#now());
+    const verdict = rejudgeCertificate(conn.x509, conn.trust, s.tls.trust, this.#now());
     if (!verdict.ok) return 'trust_withdrawn';
     conn.identity = s.identityMatcher.match(conn.peer.fields) ?? null;
+    conn.trust = s.tls.trust;
     conn.generation = s.generation;
     return null;
+  }
+
+  /**
+   * Put a new snapshot in service (a reload). New handshakes get the new certificate and trust
+   * through a new secure context (which also brings new session-ticket keys, so tickets issued
+   * under the old trust stop resuming); open connections are re-judged on their next request.
+   * Listen/admin addresses and the audit destination need a restart: they are kept, and
+   * returned as warnings.
+   */
+  swap(next: Snapshot): string[] {
+    const prev = this.snapshot;
+    const warnings: string[] = [];
+    const keep = { listen: prev.listen, admin: prev.admin, audit: prev.audit };
+    if (JSON.stringify(next.listen) !== JSON.stringify(prev.listen)) warnings.push('listen changed: restart to apply');
+    if (JSON.stringify(next.admin) !== JSON.stringify(prev.admin)) warnings.push('admin changed: restart to apply');
+    if (next.audit.file !== prev.audit.file) warnings.push('audit.file changed: restart to apply');
+    const applied: Snapshot = Object.freeze({ ...next, ...keep });
+    applySecureContext(this.server, applied);
+    if (JSON.stringify(next.upstream) !== JSON.stringify(prev.upstream)) {
+      const old = this.pool;
+      this.pool = createUpstreamPool(applied.upstream);
+      // In-flight requests finish on the old pool; close() waits for them.
+      old.close().catch(() => undefined);
+    }
+    applyServerLimits(this.server, applied);
+    this.snapshot = applied;
+    this.metrics.certificates(applied.certs);
+    return warnings;
   }
 
   #onSecureConnection(socket: TLSSocket): void {
@@ -119,7 +165,9 @@ export class Sidecar implements PipelineHost {
     this.metrics.handshake('accepted', 'ok');
     const peer = describePeer(verdict.x509);
     const identity = s.identityMatcher.match(peer.fields) ?? null;
-    attachConn(socket, new ConnInfo(s.generation, verdict.x509, peer, identity, remote, socket.getProtocol()));
+    this.#accepted.add(socket);
+    socket.once('close', () => this.#accepted.delete(socket));
+    attachConn(socket, new ConnInfo(s.generation, s.tls.trust, verdict.x509, peer, identity, remote, socket.getProtocol()));
   }
 
   #onTlsClientError(err: Error, socket: TLSSocket): void {
@@ -163,12 +211,20 @@ export class Sidecar implements PipelineHost {
     else socket.destroy();
   }
 
-  /** Stop accepting, finish in-flight requests (bounded), close idle connections. */
+  /**
+   * Stop accepting and drain (SPEC §7): the listener closes; HTTP/2 sessions get GOAWAY and
+   * finish their streams; idle HTTP/1.1 connections close now, busy ones after their response
+   * (which says `Connection: close`); whatever is still open after `timeoutMs` is cut.
+   */
   async close(timeoutMs = 5000): Promise<void> {
     this.draining = true;
+    this.closing = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    const srv = this.server as { closeIdleConnections?: () => void };
-    srv.closeIdleConnections?.();
+    for (const tlsSocket of this.#accepted) {
+      const conn = connOf(tlsSocket);
+      if (conn?.h2 != null) conn.h2.close();
+      else if (conn === undefined || conn.inflight === 0) tlsSocket.destroy();
+    }
     const timer = setTimeout(() => {
       for (const s of this.#sockets) s.destroy();
     }, timeoutMs);
@@ -176,6 +232,14 @@ export class Sidecar implements PipelineHost {
     await closed;
     clearTimeout(timer);
     await Promise.all([this.pool.close().catch(() => undefined), this.admin.close()]);
+  }
+
+  /** Called by the pipeline when a request on an HTTP/1.1 connection ends during drain. */
+  requestEnded(conn: ConnInfo, socket: { destroy(): void; destroyed?: boolean } | null): void {
+    if (this.closing && conn.h2 === null && conn.inflight === 0 && socket !== null && socket.destroyed !== true) {
+      // The response said Connection: close; make sure an idle client cannot hold on.
+      setImmediate(() => socket.destroy());
+    }
   }
 
   /** For tests and shutdown: destroy every connection now. */

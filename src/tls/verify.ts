@@ -33,11 +33,39 @@ const OPENSSL_REASONS: Readonly<Record<string, HandshakeReason>> = {
   CA_MD_TOO_WEAK: 'weak_signature',
 };
 
+/** Judge a fresh handshake: OpenSSL's chain verdict (authorizationError) plus our checks. */
 export function verifyPeer(socket: TLSSocket, trust: TrustPolicy, now: number): TrustVerdict {
   const x509 = socket.getPeerX509Certificate();
   if (x509 === undefined) return { ok: false, reason: 'no_cert', x509: null };
-  const reason = checkLeaf(x509, now) ?? checkTrust(socket, x509, trust) ?? checkRevocation(x509, trust);
+  const err = socket.authorizationError as unknown;
+  const chainError = err === null || err === undefined ? null : typeof err === 'string' ? err : ((err as { code?: string }).code ?? 'UNKNOWN');
+  return judgeCertificate(x509, chainError, trust, now);
+}
+
+/**
+ * Re-judge an open connection after a reload (SPEC §7: withdrawn trust applies to the very next
+ * request). OpenSSL's verdict was reached against the CAs of `verifiedAgainst`; it still holds
+ * if no CA was removed since. Otherwise the leaf must now be issued directly by a current CA:
+ * node does not expose the intermediates the client sent, so a client that chained through one
+ * is made to reconnect (a new handshake is verified in full).
+ */
+export function rejudgeCertificate(x509: X509Certificate, verifiedAgainst: TrustPolicy, trust: TrustPolicy, now: number): TrustVerdict {
+  let chainError: string | null = null;
+  if (trust.hasClientCAs) {
+    const stillTrusted = verifiedAgainst.hasClientCAs && isSubset(verifiedAgainst.caFingerprints, trust.caFingerprints);
+    if (!stillTrusted && !trust.cas.some((ca) => x509.checkIssued(ca) && x509.verify(ca.publicKey))) chainError = 'CA_WITHDRAWN';
+  }
+  return judgeCertificate(x509, chainError, trust, now);
+}
+
+function judgeCertificate(x509: X509Certificate, chainError: string | null, trust: TrustPolicy, now: number): TrustVerdict {
+  const reason = checkLeaf(x509, now) ?? checkTrust(chainError, x509, trust) ?? checkRevocation(x509, trust);
   return reason === null ? { ok: true, x509 } : { ok: false, reason, x509 };
+}
+
+function isSubset(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
 }
 
 /** Properties of the leaf alone: SPEC §3 validity/EKU and the §4 protective defaults. */
@@ -61,14 +89,8 @@ function checkLeaf(x509: X509Certificate, now: number): HandshakeReason | null {
   return null;
 }
 
-function checkTrust(socket: TLSSocket, x509: X509Certificate, trust: TrustPolicy): HandshakeReason | null {
-  if (trust.hasClientCAs) {
-    const err = socket.authorizationError;
-    if (err !== null && err !== undefined) {
-      const code = typeof err === 'string' ? err : ((err as { code?: string }).code ?? '');
-      return OPENSSL_REASONS[code] ?? 'untrusted';
-    }
-  }
+function checkTrust(chainError: string | null, x509: X509Certificate, trust: TrustPolicy): HandshakeReason | null {
+  if (trust.hasClientCAs && chainError !== null) return OPENSSL_REASONS[chainError] ?? 'untrusted';
   // With pins alone, OpenSSL's verdict is ignored: a pinned self-signed leaf is the trust anchor.
   if (trust.pinsSha256.size > 0 || trust.pinsSpki.size > 0) {
     if (trust.pinsSha256.has(x509.fingerprint256)) return null;

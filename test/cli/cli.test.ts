@@ -148,4 +148,85 @@ describe('run', () => {
     expect(lines.filter((l) => l['msg'] === 'request')).toHaveLength(n);
     expect(stderr).not.toMatch(/PRIVATE KEY/);
   }, 30_000);
+
+  it('drains on SIGTERM: readyz 503 at once, a slow request still completes, new connections refused, exit 0', async () => {
+    const slow = await startUpstream((_req, res) => {
+      setTimeout(() => res.end('slow but fine'), 1500).unref();
+    });
+    const auditFile = path.join(dir, 'audit-drain.log');
+    const port = await deadPort();
+    const adminPort = await deadPort();
+    const cfg = baseConfig(pki, slow.url, {
+      listen: { address: '127.0.0.1', port, http2: true },
+      admin: { address: '127.0.0.1', port: adminPort },
+      audit: { file: auditFile },
+      shutdown: { drainDelay: '300ms', timeout: '5s' },
+    });
+    const child = spawn(process.execPath, [bin, 'run', '--config', await configFile('drain.yaml', cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 10_000;
+    while (!stderr.includes('"listening"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const agent = agentFor(creds(pki, 'orders'));
+    try {
+      const inflight = call(agent, `https://localhost:${port}`, '/orders/slow');
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = Date.now();
+      child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 100));
+      const { request } = await import('undici');
+      expect((await request(`http://127.0.0.1:${adminPort}/readyz`)).statusCode).toBe(503);
+      const res = await inflight;
+      expect(res.status).toBe(200);
+      expect(res.text).toBe('slow but fine');
+      await new Promise((r) => setTimeout(r, 400));
+      const fresh = agentFor(creds(pki, 'orders'));
+      await expect(call(fresh, `https://localhost:${port}`, '/orders/1')).rejects.toThrow();
+      await fresh.close().catch(() => undefined);
+      expect(await exited).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      const lines = (await readFile(auditFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.some((l) => l['path'] === '/orders/slow' && l['status'] === 200)).toBe(true);
+    } finally {
+      await agent.close().catch(() => undefined);
+      child.kill('SIGKILL');
+      await slow.close();
+    }
+  }, 30_000);
+
+  it('reloads on SIGHUP', async () => {
+    const port = await deadPort();
+    const cfg = baseConfig(pki, app.url, {
+      listen: { address: '127.0.0.1', port, http2: true },
+      admin: { address: '127.0.0.1', port: 0 },
+      audit: { file: path.join(dir, 'audit-hup.log') },
+      shutdown: { drainDelay: '0ms', timeout: '2s' },
+    });
+    const file = await configFile('hup.yaml', cfg);
+    const child = spawn(process.execPath, [bin, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const wait = async (needle: string): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!stderr.includes(needle) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(stderr).toContain(needle);
+    };
+    await wait('"listening"');
+    const agent = agentFor(creds(pki, 'billing'));
+    try {
+      expect((await call(agent, `https://localhost:${port}`, '/orders/1')).status).toBe(200);
+      // Take billing's read scope away, then SIGHUP.
+      const identities = (cfg['identities'] as Array<{ name: string; scopes: string[] }>).map((i) => (i.name === 'billing' ? { ...i, scopes: [] } : i));
+      await writeFile(file, stringify({ ...cfg, identities }));
+      child.kill('SIGHUP');
+      await wait('configuration reloaded');
+      expect((await call(agent, `https://localhost:${port}`, '/orders/1')).status).toBe(403);
+    } finally {
+      await agent.close();
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    }
+  }, 30_000);
 });

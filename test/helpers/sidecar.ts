@@ -33,11 +33,21 @@ export async function writeConfig(config: ConfigObject): Promise<{ file: string;
 }
 
 export async function startSidecar(config: ConfigObject): Promise<RunningSidecar> {
-  const { file, dir } = await writeConfig({
+  const { file, dir } = await writeConfig(withEphemeralPorts(config));
+  return startSidecarFile(file, dir);
+}
+
+/** Listen and admin on ephemeral loopback ports unless the config says otherwise. */
+export function withEphemeralPorts(config: ConfigObject): ConfigObject {
+  return {
     ...config,
     listen: { address: '127.0.0.1', port: 0, ...(config['listen'] as object | undefined) },
     admin: { address: '127.0.0.1', port: 0, ...(config['admin'] as object | undefined) },
-  });
+  };
+}
+
+/** Start from a config file the test controls (reload tests edit it in place). */
+export async function startSidecarFile(file: string, cleanupDir: string | null = null): Promise<RunningSidecar> {
   const outcome = await loadAndCompile(file, 1);
   if (!outcome.ok) throw new Error(`test config rejected:\n${outcome.lines.join('\n')}`);
   const sink = new AuditSink();
@@ -56,7 +66,7 @@ export async function startSidecar(config: ConfigObject): Promise<RunningSidecar
     async close() {
       sidecar.destroyConnections();
       await sidecar.close(100);
-      await rm(dir, { recursive: true, force: true });
+      if (cleanupDir !== null) await rm(cleanupDir, { recursive: true, force: true });
     },
   };
 }

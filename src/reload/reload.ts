@@ -1,0 +1,161 @@
+/**
+ * Reloads (SPEC §7, issue 6): watch the folders of every file the config names (so
+ * Kubernetes' `..data` symlink swap is seen), debounce, load and compile the new version in
+ * full, and swap it in only if it is good. A bad version is refused: the old one keeps
+ * serving, the error is logged and counted. Unchanged inputs are not reloaded at all, so open
+ * connections are not re-judged for nothing.
+ */
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import path from 'node:path';
+import { loadAndCompile } from '../config/index.js';
+import type { Snapshot } from '../config/snapshot.js';
+import type { Log } from '../log.js';
+import type { Metrics } from '../admin/metrics.js';
+
+export interface ReloadTarget {
+  readonly snapshot: Snapshot;
+  readonly metrics: Metrics;
+  swap(next: Snapshot): string[];
+}
+
+export type ReloadOutcome = 'applied' | 'unchanged' | 'failed';
+
+export interface ReloaderOptions {
+  readonly debounceMs?: number;
+  /** Extra files to watch (e.g. a JWKS file or jti denylist) beyond those in the snapshot. */
+  readonly extraFiles?: () => readonly string[];
+}
+
+export class Reloader {
+  readonly #target: ReloadTarget;
+  readonly #configFile: string;
+  readonly #log: Log;
+  readonly #debounceMs: number;
+  readonly #extraFiles: () => readonly string[];
+  #watchers = new Map<string, FSWatcher>();
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<ReloadOutcome> | null = null;
+  #again = false;
+  #closed = false;
+
+  constructor(target: ReloadTarget, configFile: string, log: Log, opts: ReloaderOptions = {}) {
+    this.#target = target;
+    this.#configFile = path.resolve(configFile);
+    this.#log = log;
+    this.#debounceMs = opts.debounceMs ?? 250;
+    this.#extraFiles = opts.extraFiles ?? (() => []);
+  }
+
+  /** Start watching the folders of every input file. */
+  start(): void {
+    this.#rewatch();
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    for (const w of this.#watchers.values()) w.close();
+    this.#watchers.clear();
+  }
+
+  /**
+   * Reload now (SIGHUP, or after a watched change). Concurrent calls are folded: one reload
+   * runs at a time and a change seen meanwhile triggers exactly one more.
+   */
+  async reload(trigger: string): Promise<ReloadOutcome> {
+    if (this.#running !== null) {
+      this.#again = true;
+      return this.#running;
+    }
+    this.#running = this.#reloadOnce(trigger);
+    try {
+      return await this.#running;
+    } finally {
+      this.#running = null;
+      if (this.#again && !this.#closed) {
+        this.#again = false;
+        void this.reload('coalesced');
+      }
+    }
+  }
+
+  async #reloadOnce(trigger: string): Promise<ReloadOutcome> {
+    const prev = this.#target.snapshot;
+    const outcome = await loadAndCompile(this.#configFile, prev.generation + 1);
+    if (!outcome.ok) {
+      this.#target.metrics.reload('failure');
+      this.#log.error({ trigger, errors: outcome.lines }, 'reload refused: the previous configuration keeps serving');
+      return 'failed';
+    }
+    const next = outcome.snapshot;
+    const changed = changedFiles(prev, next);
+    if (changed.length === 0) {
+      this.#log.debug({ trigger }, 'reload: nothing changed');
+      return 'unchanged';
+    }
+    const warnings = this.#target.swap(next);
+    this.#target.metrics.reload('success');
+    this.#log.info(
+      { trigger, generation: next.generation, changed, certificates: certChanges(prev, next), ...(warnings.length > 0 ? { warnings } : {}) },
+      'configuration reloaded',
+    );
+    this.#rewatch();
+    return 'applied';
+  }
+
+  #schedule(file: string): void {
+    if (this.#closed) return;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.reload(`watch:${file}`);
+    }, this.#debounceMs);
+    this.#timer.unref();
+  }
+
+  /** Watch folders, not files: a symlink swap replaces the file the watch was on. */
+  #rewatch(): void {
+    if (this.#closed) return;
+    const files = [this.#configFile, ...this.#target.snapshot.fileDigests.keys(), ...this.#extraFiles()];
+    const dirs = new Set(files.map((f) => path.dirname(f)));
+    for (const [dir, w] of this.#watchers) {
+      if (!dirs.has(dir)) {
+        w.close();
+        this.#watchers.delete(dir);
+      }
+    }
+    for (const dir of dirs) {
+      if (this.#watchers.has(dir)) continue;
+      try {
+        const w = watch(dir, { persistent: false }, (_event, name) => this.#schedule(name === null ? dir : path.join(dir, name.toString())));
+        w.on('error', (err) => this.#log.warn({ dir, err: err.message }, 'watch failed; SIGHUP still reloads'));
+        this.#watchers.set(dir, w);
+      } catch (err) {
+        this.#log.warn({ dir, err: (err as Error).message }, 'cannot watch folder; SIGHUP still reloads');
+      }
+    }
+  }
+}
+
+function changedFiles(prev: Snapshot, next: Snapshot): Array<{ file: string; from: string | null; to: string | null }> {
+  const out: Array<{ file: string; from: string | null; to: string | null }> = [];
+  for (const [file, digest] of next.fileDigests) {
+    const old = prev.fileDigests.get(file) ?? null;
+    if (old !== digest) out.push({ file, from: old === null ? null : old.slice(0, 16), to: digest.slice(0, 16) });
+  }
+  for (const [file, digest] of prev.fileDigests) {
+    if (!next.fileDigests.has(file)) out.push({ file, from: digest.slice(0, 16), to: null });
+  }
+  return out;
+}
+
+/** Thumbprints of certificates that came or went: what an operator wants to see on rotation. */
+function certChanges(prev: Snapshot, next: Snapshot): Array<{ role: string; subject: string; from?: string; to?: string }> {
+  const out: Array<{ role: string; subject: string; from?: string; to?: string }> = [];
+  const before = new Map(prev.certs.map((c) => [`${c.role}:${c.sha256}`, c]));
+  const after = new Map(next.certs.map((c) => [`${c.role}:${c.sha256}`, c]));
+  for (const [k, c] of after) if (!before.has(k)) out.push({ role: c.role, subject: c.subject, to: `sha256:${c.sha256}` });
+  for (const [k, c] of before) if (!after.has(k)) out.push({ role: c.role, subject: c.subject, from: `sha256:${c.sha256}` });
+  return out;
+}

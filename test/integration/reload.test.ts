@@ -1,0 +1,278 @@
+/**
+ * Live rotation and reload (SPEC §7, issue 6) on real sockets: a kubelet-style `..data`
+ * symlink swap, trust withdrawn on open connections and resumed sessions, a broken config
+ * refused while the old one keeps serving.
+ */
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import { stringify } from 'yaml';
+import { createCa, issueLeaf } from '../../src/pki/devca.js';
+import type { IssuedCert } from '../../src/pki/devca.js';
+import { Reloader } from '../../src/reload/reload.js';
+import { silentLog } from '../../src/log.js';
+import { parseProm, value } from '../helpers/prom.js';
+import { startSidecarFile, withEphemeralPorts } from '../helpers/sidecar.js';
+import type { RunningSidecar } from '../helpers/sidecar.js';
+import { startUpstream } from '../helpers/upstream.js';
+import type { Upstream } from '../helpers/upstream.js';
+
+const URI = 'spiffe://cluster.local/ns/shop/sa/orders';
+let root = '';
+let caA: IssuedCert;
+let caB: IssuedCert;
+let clientA: IssuedCert;
+let clientB: IssuedCert;
+let app: Upstream;
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'mtls-sidecar-reload-'));
+  [caA, caB] = await Promise.all([createCa({ commonName: 'Reload CA A', days: 30 }), createCa({ commonName: 'Reload CA B', days: 30 })]);
+  [clientA, clientB] = await Promise.all([
+    issueLeaf(caA, { commonName: 'orders', uris: [URI], eku: ['clientAuth'], days: 30 }),
+    issueLeaf(caB, { commonName: 'orders', uris: [URI], eku: ['clientAuth'], days: 30 }),
+  ]);
+  app = await startUpstream();
+});
+afterAll(async () => {
+  await app.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+/** A Kubernetes secret volume: files are symlinks into `..data`, which is swapped atomically. */
+class SecretVolume {
+  #n = 0;
+  constructor(readonly dir: string) {}
+  async write(files: Record<string, string>): Promise<void> {
+    const gen = path.join(this.dir, `..gen_${++this.#n}`);
+    await mkdir(gen, { recursive: true });
+    for (const [name, content] of Object.entries(files)) await writeFile(path.join(gen, name), content, { mode: 0o600 });
+    const tmp = path.join(this.dir, '..data_tmp');
+    await symlink(path.basename(gen), tmp);
+    await rename(tmp, path.join(this.dir, '..data'));
+    for (const name of Object.keys(files)) {
+      await symlink(path.join('..data', name), path.join(this.dir, name)).catch(() => undefined);
+    }
+  }
+}
+
+interface Setup {
+  dir: string;
+  volume: SecretVolume;
+  configFile: string;
+  sc: RunningSidecar;
+  reloader: Reloader;
+  writeConfig(cfg: Record<string, unknown>): Promise<void>;
+  close(): Promise<void>;
+}
+
+function config(volumeDir: string, clientCAs: string[], scopes: string[] = ['orders:read']): Record<string, unknown> {
+  return withEphemeralPorts({
+    version: 1,
+    tls: { cert: `${volumeDir}/server.crt`, key: `${volumeDir}/server.key`, clientCAs: clientCAs.map((c) => `${volumeDir}/${c}`) },
+    identities: [{ name: 'orders', match: { uri: URI }, scopes }],
+    routes: [
+      { name: 'health', path: '/healthz', public: true },
+      { name: 'read', prefix: '/orders', methods: ['GET'], scopes: ['orders:read'] },
+    ],
+    upstream: { url: app.url },
+  });
+}
+
+async function setup(name: string, clientCAs: string[], debounceMs = 100): Promise<Setup> {
+  const dir = path.join(root, name);
+  const volume = new SecretVolume(path.join(dir, 'secret'));
+  await mkdir(volume.dir, { recursive: true });
+  const server = await issueLeaf(caA, { commonName: 'localhost', dnsNames: ['localhost'], ips: ['127.0.0.1'], eku: ['serverAuth'], days: 30 });
+  await volume.write({ 'server.crt': server.certPem, 'server.key': server.keyPem, 'ca-a.crt': caA.certPem, 'ca-b.crt': caB.certPem });
+  const configFile = path.join(dir, 'sidecar.yaml');
+  let current = config(volume.dir, clientCAs);
+  await writeFile(configFile, stringify(current));
+  const sc = await startSidecarFile(configFile);
+  // Keep the ports the sidecar got: a rewritten config must not ask for new ones.
+  const pin = (cfg: Record<string, unknown>): Record<string, unknown> => ({ ...cfg, listen: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } });
+  current = pin(current);
+  const reloader = new Reloader(sc.sidecar, configFile, silentLog(), { debounceMs });
+  reloader.start();
+  return {
+    dir,
+    volume,
+    configFile,
+    sc,
+    reloader,
+    async writeConfig(cfg) {
+      await writeFile(configFile, stringify(pin(cfg)));
+    },
+    async close() {
+      reloader.close();
+      await sc.close();
+    },
+  };
+}
+
+function agent(client: IssuedCert, connections = 1): Agent {
+  return new Agent({ connections, connect: { ca: caA.certPem, cert: client.certPem, key: client.keyPem, servername: 'localhost' } });
+}
+
+/** The server certificate a brand-new connection sees. */
+function servedThumbprint(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: caA.certPem, cert: clientA.certPem, key: clientA.keyPem }, () => {
+      const fp = s.getPeerX509Certificate()?.fingerprint256 ?? '';
+      s.destroy();
+      resolve(fp);
+    });
+    s.on('error', reject);
+  });
+}
+
+async function until(pred: () => Promise<boolean> | boolean, timeoutMs: number): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await pred()) return Date.now() - start;
+    if (Date.now() - start > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('certificate rotation by symlink swap', () => {
+  it('rotates the server certificate 20 times under keep-alive load without a failed request', async () => {
+    const s = await setup('rotate', ['ca-a.crt']);
+    const load = agent(clientA, 8);
+    let ok = 0;
+    let failed = 0;
+    let stop = false;
+    const worker = async (): Promise<void> => {
+      while (!stop) {
+        try {
+          const res = await request(`${s.sc.origin}/orders/1`, { dispatcher: load });
+          await res.body.dump();
+          if (res.statusCode === 200) ok++;
+          else failed++;
+        } catch {
+          failed++;
+        }
+      }
+    };
+    const workers = Array.from({ length: 8 }, worker);
+    const delays: number[] = [];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const next = await issueLeaf(caA, { commonName: 'localhost', dnsNames: ['localhost'], ips: ['127.0.0.1'], eku: ['serverAuth'], days: 30 });
+        await s.volume.write({ 'server.crt': next.certPem, 'server.key': next.keyPem, 'ca-a.crt': caA.certPem, 'ca-b.crt': caB.certPem });
+        delays.push(await until(async () => (await servedThumbprint(s.sc.port)) === next.sha256, 2000));
+      }
+    } finally {
+      stop = true;
+      await Promise.all(workers);
+      await load.close();
+      await s.close();
+    }
+    expect(failed).toBe(0);
+    expect(ok).toBeGreaterThan(100);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(2000);
+  }, 60_000);
+});
+
+describe('trust withdrawal', () => {
+  it('refuses the next request on an open connection once its CA is removed, and a resumed session', async () => {
+    const s = await setup('withdraw', ['ca-a.crt', 'ca-b.crt']);
+    const b = agent(clientB);
+    // A TLS session ticket from before the change, for a resumption attempt after it.
+    const session = await new Promise<Buffer>((resolve, reject) => {
+      const sock = tls.connect(
+        { host: '127.0.0.1', port: s.sc.port, servername: 'localhost', ca: caA.certPem, cert: clientB.certPem, key: clientB.keyPem },
+        () => sock.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'),
+      );
+      sock.once('session', (sess: Buffer) => resolve(sess));
+      sock.on('error', reject);
+      sock.resume();
+    });
+    try {
+      expect((await request(`${s.sc.origin}/orders/1`, { dispatcher: b })).statusCode).toBe(200);
+      await s.writeConfig(config(s.volume.dir, ['ca-a.crt']));
+      expect(await s.reloader.reload('test')).toBe('applied');
+      // Same keep-alive connection (connections: 1): judged against the new trust.
+      const after = await request(`${s.sc.origin}/orders/1`, { dispatcher: b }).catch(() => null);
+      if (after !== null) {
+        expect(after.statusCode).toBe(403);
+        await after.body.dump();
+      }
+      await s.sc.audit.waitFor((l) => l.msg === 'request' && l.reason === 'trust_withdrawn');
+      const resumed = await new Promise<{ reused: boolean; served: boolean }>((resolve) => {
+        let data = '';
+        const sock = tls.connect(
+          { host: '127.0.0.1', port: s.sc.port, servername: 'localhost', ca: caA.certPem, cert: clientB.certPem, key: clientB.keyPem, session },
+          () => sock.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'),
+        );
+        sock.on('data', (c: Buffer) => (data += c.toString()));
+        const done = (): void => resolve({ reused: sock.isSessionReused(), served: data.startsWith('HTTP/1.1 200') });
+        sock.on('close', done);
+        sock.on('error', () => undefined);
+      });
+      expect(resumed.served).toBe(false);
+      await s.sc.audit.waitFor((l) => l.msg === 'handshake_rejected' && l.reason === 'untrusted');
+    } finally {
+      await b.close();
+      await s.close();
+    }
+  });
+
+  it('applies a withdrawn scope to the next request on an open connection', async () => {
+    const s = await setup('scope', ['ca-a.crt']);
+    const a = agent(clientA);
+    try {
+      expect((await request(`${s.sc.origin}/orders/1`, { dispatcher: a })).statusCode).toBe(200);
+      await s.writeConfig(config(s.volume.dir, ['ca-a.crt'], []));
+      // Picked up by the folder watch this time, not an explicit reload.
+      await until(() => s.sc.sidecar.snapshot.generation > 1, 3000);
+      const res = await request(`${s.sc.origin}/orders/1`, { dispatcher: a });
+      expect(res.statusCode).toBe(403);
+      await s.sc.audit.waitFor((l) => l.msg === 'request' && l.reason === 'scope_missing');
+    } finally {
+      await a.close();
+      await s.close();
+    }
+  });
+});
+
+describe('a bad new version', () => {
+  it('is refused and counted; the old config keeps serving; fixing the file recovers', async () => {
+    const s = await setup('broken', ['ca-a.crt']);
+    const a = agent(clientA);
+    const metric = async (result: string): Promise<number> =>
+      value(parseProm(await (await request(`${s.sc.admin}/metrics`)).body.text()), 'mtls_sidecar_config_reloads_total', { result });
+    try {
+      await writeFile(s.configFile, 'version: 1\ntls: [this is: not, valid\n');
+      expect(await s.reloader.reload('test')).toBe('failed');
+      expect(await metric('failure')).toBeGreaterThanOrEqual(1);
+      expect((await request(`${s.sc.origin}/orders/1`, { dispatcher: a })).statusCode).toBe(200);
+
+      // A key that does not match the certificate is refused too (files, not just YAML).
+      await s.writeConfig({ ...config(s.volume.dir, ['ca-a.crt']), tls: { cert: `${s.volume.dir}/server.crt`, key: `${s.volume.dir}/ca-a.crt`, clientCAs: [`${s.volume.dir}/ca-a.crt`] } });
+      expect(await s.reloader.reload('test')).toBe('failed');
+      expect((await request(`${s.sc.origin}/orders/1`, { dispatcher: a })).statusCode).toBe(200);
+
+      await s.writeConfig(config(s.volume.dir, ['ca-a.crt'], []));
+      expect(await s.reloader.reload('test')).toBe('applied');
+      expect(await metric('success')).toBeGreaterThanOrEqual(1);
+      expect((await request(`${s.sc.origin}/orders/1`, { dispatcher: a })).statusCode).toBe(403);
+    } finally {
+      await a.close();
+      await s.close();
+    }
+  });
+
+  it('does not reload when nothing changed', async () => {
+    const s = await setup('unchanged', ['ca-a.crt']);
+    try {
+      expect(await s.reloader.reload('test')).toBe('unchanged');
+      expect(s.sc.sidecar.snapshot.generation).toBe(1);
+    } finally {
+      await s.close();
+    }
+  });
+});
