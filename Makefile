@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NODE := node_modules/.bin/node
 CLI := $(NODE) dist/main.js
 
-.PHONY: all install build typecheck test run certs check clean bench
+.PHONY: all install build typecheck test test-deps run certs check clean bench
 
 all: build
 
@@ -34,8 +34,11 @@ run: build certs/ca.crt
 check: build
 	$(CLI) check --config examples/sidecar.yaml
 
+test-deps:
+	@bash .ci/deps.sh
+
 # Type-check, then every test (unit, integration on real sockets, CLI), then one summary line.
-test: build
+test: build test-deps
 	npx tsc -p tsconfig.json --noEmit
 	@mkdir -p .tmp
 	@status=0; npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json || status=$$?; \
