@@ -27,6 +27,7 @@ export class Metrics {
   readonly #upstreamDuration: Histogram<'route'>;
   readonly #handshakes: Counter<'result' | 'reason'>;
   readonly #rateLimited: Counter<'identity'>;
+  readonly #rateLimitErrors: Counter<'action'>;
   readonly #certExpiry: Gauge<'cert'>;
   readonly #reloads: Counter<'result'>;
   readonly #requestChildren = new Map<string, RequestChild>();
@@ -66,6 +67,12 @@ export class Metrics {
       name: 'mtls_sidecar_rate_limited_total',
       help: 'Requests refused by the rate limiter, by identity.',
       labelNames: ['identity'],
+      registers: [registry],
+    });
+    this.#rateLimitErrors = new Counter({
+      name: 'mtls_sidecar_ratelimit_backend_errors_total',
+      help: 'Rate-limit decisions the backend (Redis) could not make, by what was done (allow, deny).',
+      labelNames: ['action'],
       registers: [registry],
     });
     new Gauge({
@@ -127,6 +134,10 @@ export class Metrics {
 
   rateLimited(identity: string): void {
     this.#rateLimited.labels(identity).inc();
+  }
+
+  rateLimitBackendError(action: 'allow' | 'deny'): void {
+    this.#rateLimitErrors.labels(action).inc();
   }
 
   reload(result: 'success' | 'failure'): void {

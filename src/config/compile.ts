@@ -13,6 +13,10 @@ import { parseCrlFile, verifyCrlSignature } from '../pki/crl.js';
 import { subjectNameDer } from '../pki/certinfo.js';
 import { normalizeSha256Thumbprint } from '../pki/thumbprint.js';
 import { canonicalSerial } from '../tls/verify.js';
+import { createJwtVerifier } from '../jwt/verify.js';
+import type { JwtVerifierOptions } from '../jwt/verify.js';
+import { JwtError } from '../jwt/errors.js';
+import { jwtSettingsFromConfig } from '../jwt/settings.js';
 import type { ConfigIssue, Locator } from './load.js';
 import { formatPath } from './load.js';
 import type { RawConfig } from './schema.js';
@@ -27,6 +31,8 @@ export interface CompileOptions {
   readonly generation: number;
   /** The config text, so its digest joins the file digests (reloads skip unchanged inputs). */
   readonly text?: string;
+  /** Options for the JWT verifier (a test's fetch for a JWKS URL on a throwaway CA, onError). */
+  readonly jwt?: JwtVerifierOptions;
   /** Injected clock so tests can compile "in the future" (expired CRLs). */
   readonly now?: () => number;
 }
@@ -179,11 +185,25 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
     }),
   );
 
+  // --- JWT: keys and denylist are read now, so a bad JWKS is a config error like a bad PEM ---
+  let jwt: Snapshot['jwt'] = null;
   if (raw.jwt !== undefined) {
-    issues.add(['jwt'], 'JWT validation is not available in this version yet; remove the jwt section', 'schema');
+    try {
+      const verifier = await createJwtVerifier(jwtSettingsFromConfig(raw.jwt, resolve), opts.jwt ?? {});
+      for (const f of verifier.watchedFiles()) await readOrIssue(f, ['jwt'], issues);
+      jwt = Object.freeze({ verifier, required: raw.jwt.required });
+    } catch (err) {
+      if (err instanceof JwtError) issues.add(err.configPath, err.message);
+      else issues.add(['jwt'], messageOf(err));
+    }
+  } else {
+    raw.routes.forEach((r, i) => {
+      if (r.tokenScopes !== undefined) issues.add(['routes', i, 'tokenScopes'], 'tokenScopes needs a jwt section', 'schema');
+    });
   }
 
   if (issues.list.length > 0 || key === null || certPem === null || keyPem === null) {
+    jwt?.verifier.close();
     return { ok: false, issues: issues.list };
   }
 
@@ -214,6 +234,7 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
     identityMatcher: new IdentityMatcher(identities),
     routes: Object.freeze(routes),
     routeTable: new RouteTable(routes),
+    jwt,
     rateLimit:
       rl === undefined
         ? null

@@ -5,6 +5,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { IdentityMatcher, IdentityMatch } from '../identity/match.js';
 import type { RouteTable } from '../policy/routes.js';
+import type { JwtVerifier } from '../jwt/verify.js';
 
 export interface Bucket {
   readonly rps: number;
@@ -111,6 +112,8 @@ export interface Snapshot {
     readonly backend: 'memory' | 'redis';
     readonly redis: { readonly url: string; readonly keyPrefix: string; readonly onError: 'allow' | 'deny' } | undefined;
   } | null;
+  /** `jwt` section: a verifier built at load time (JWKS file and denylist read), or null. */
+  readonly jwt: { readonly verifier: JwtVerifier; readonly required: boolean } | null;
   readonly upstream: { readonly origin: string; readonly connectTimeoutMs: number; readonly timeoutMs: number };
   readonly forwardClientCert: 'sanitize_set' | 'sanitize';
   readonly limits: {

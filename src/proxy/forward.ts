@@ -93,6 +93,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
       return;
     }
     const out = responseHeaders(headers, ctx.requestId, this.securityHeaders);
+    if (ctx.extraHeaders !== null) Object.assign(out, ctx.extraHeaders);
     if (this.drain !== null && this.drain.closing) out['connection'] = 'close';
     this.res.writeHead(statusCode, out);
   }

@@ -45,7 +45,7 @@ export type HeaderScan =
  * One pass over the raw header pairs: refuses duplicate Host/Authorization/Content-Length
  * (request smuggling and auth confusion), and collects what will be forwarded.
  */
-export function scanRequestHeaders(raw: readonly string[], connectionValue: string | undefined): HeaderScan {
+export function scanRequestHeaders(raw: readonly string[], connectionValue: string | undefined, dropAuthorization = false): HeaderScan {
   const named = connectionValue === undefined ? null : connectionTokens(connectionValue);
   const out: string[] = [];
   let host: string | null = null;
@@ -68,6 +68,8 @@ export function scanRequestHeaders(raw: readonly string[], connectionValue: stri
         continue;
       case 'authorization':
         if (++authorizations > 1) return { ok: false, detail: 'duplicate_authorization' };
+        // With jwt configured the sidecar consumes the token; the app gets x-jwt-* instead.
+        if (dropAuthorization) continue;
         break;
       case 'content-length':
         if (contentLength !== null) return { ok: false, detail: 'duplicate_content_length' };

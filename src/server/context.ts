@@ -3,6 +3,8 @@ import type { X509Certificate } from 'node:crypto';
 import type { IdentityRule, RouteRule, TrustPolicy } from '../config/snapshot.js';
 import type { PeerInfo } from '../identity/peer.js';
 import type { RequestReason } from '../reasons.js';
+import type { JwtConnectionCache, JwtOk } from '../jwt/verify.js';
+import type { InboundRequest, OutboundResponse } from './types.js';
 
 const kConn = Symbol('mtls-sidecar.conn');
 
@@ -43,6 +45,10 @@ export class ConnInfo {
   inflight: number;
   /** The HTTP/2 session on this connection, if any (drain sends it GOAWAY). */
   h2: { close(): void } | null;
+  /** base64url SHA-256 of the leaf, for RFC 8705 token binding (computed on first JWT use). */
+  jwtThumbprint: string | null;
+  /** Verified tokens on this connection (created on first JWT use). */
+  jwtCache: JwtConnectionCache | null;
   readonly peer: PeerInfo;
   readonly x509: X509Certificate;
   readonly remote: string;
@@ -60,6 +66,8 @@ export class ConnInfo {
     this.trust = trust;
     this.inflight = 0;
     this.h2 = null;
+    this.jwtThumbprint = null;
+    this.jwtCache = null;
     this.x509 = x509;
     this.peer = peer;
     this.identity = identity;
@@ -68,11 +76,36 @@ export class ConnInfo {
   }
 }
 
+/** What the forward step needs, gathered by the checks before it (fixed shape). */
+export class ForwardPlan {
+  readonly headers: string[];
+  readonly authority: string | null;
+  readonly contentLength: number | null;
+  readonly pathAndQuery: string;
+  readonly expectContinue: boolean;
+  readonly authorization: string | undefined;
+  constructor(headers: string[], authority: string | null, contentLength: number | null, pathAndQuery: string, expectContinue: boolean, authorization: string | undefined) {
+    this.headers = headers;
+    this.authority = authority;
+    this.contentLength = contentLength;
+    this.pathAndQuery = pathAndQuery;
+    this.expectContinue = expectContinue;
+    this.authorization = authorization;
+  }
+}
+
 export class RequestContext {
   readonly start: number;
   readonly conn: ConnInfo;
   readonly protocol: string;
   readonly method: string;
+  readonly req: InboundRequest;
+  readonly res: OutboundResponse;
+  plan: ForwardPlan | null;
+  /** Claims of a validated token, when the route needed one. */
+  jwt: JwtOk | null;
+  /** Response headers the checks add (RateLimit-*), or null. */
+  extraHeaders: Record<string, string> | null;
   requestId: string;
   /** Normalized path (no query) once known; the raw path before normalization. */
   path: string;
@@ -85,11 +118,16 @@ export class RequestContext {
   bytesIn: number;
   bytesOut: number;
   audited: boolean;
-  constructor(start: number, conn: ConnInfo, protocol: string, method: string) {
+  constructor(start: number, conn: ConnInfo, protocol: string, method: string, req: InboundRequest, res: OutboundResponse) {
     this.start = start;
     this.conn = conn;
     this.protocol = protocol;
     this.method = method;
+    this.req = req;
+    this.res = res;
+    this.plan = null;
+    this.jwt = null;
+    this.extraHeaders = null;
     this.requestId = '';
     this.path = '';
     this.route = null;

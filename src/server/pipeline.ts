@@ -1,15 +1,16 @@
 /**
  * The inbound pipeline: the only place that knows the order of the stages (linkerd's
- * push_* idea, as one straight-line function). Each stage is a plain function over the
- * frozen snapshot; only the upstream call is asynchronous.
+ * push_* idea, as straight-line functions). Each stage is a plain function over the frozen
+ * snapshot; only JWT verification without a cached token, the Redis limiter and the upstream
+ * call are asynchronous, and the synchronous cases never touch a Promise.
  *
  *   connection (tls/verify, identity/peer, identity/match — once per connection)
  *   -> headers scan -> path normalize -> route -> identity/scopes -> body limit
- *   -> 100-continue -> forward (proxy/forward) -> audit
+ *   -> JWT (jwt/verify) -> rate limit (ratelimit/*) -> 100-continue -> forward (proxy/forward)
+ *   -> audit + metrics when the response closes
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { TLSSocket } from 'node:tls';
 import type { Pool } from 'undici';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
@@ -20,11 +21,24 @@ import { scanRequestHeaders } from '../proxy/headers.js';
 import { BodyMeter, ForwardHandler, dispatchOptions } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
 import { headerSafe } from '../identity/peer.js';
-import { RequestContext, connOf, connOfSession } from './context.js';
+import { certThumbprintB64url, wwwAuthenticate } from '../jwt/verify.js';
+import type { JwtResult } from '../jwt/verify.js';
+import { routeNeedsToken } from '../jwt/settings.js';
+import { rateLimitHeaders } from '../ratelimit/headers.js';
+import type { RatePlan, RatePlanner } from '../ratelimit/plan.js';
+import type { RateDecision, RateLimiter } from '../ratelimit/types.js';
+import { ForwardPlan, RequestContext, connOf, connOfSession } from './context.js';
 import type { ConnInfo } from './context.js';
 import { writeRefusal } from './respond.js';
 import type { RefusalReason } from './respond.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
+
+/** The rate limiter in force: planner per snapshot, limiter (with its buckets) per backend. */
+export interface RateLimitState {
+  readonly planner: RatePlanner;
+  readonly limiter: RateLimiter;
+  readonly onError: 'allow' | 'deny';
+}
 
 /** What the pipeline needs from the running sidecar. */
 export interface PipelineHost {
@@ -33,6 +47,7 @@ export interface PipelineHost {
   readonly audit: Audit;
   readonly metrics: Metrics;
   readonly log: Log;
+  readonly rate: RateLimitState | null;
   /** Re-judge an open connection after a reload; null when it may go on. */
   refreshConnection(conn: ConnInfo): RequestReason | null;
   /** After the listener closed: HTTP/1.1 responses say `Connection: close`. */
@@ -52,18 +67,18 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
     return;
   }
   const s = host.snapshot;
-  const ctx = new RequestContext(performance.now(), conn, req.httpVersionMajor === 2 ? 'HTTP/2' : 'HTTP/1.1', req.method ?? '');
+  const ctx = new RequestContext(performance.now(), conn, req.httpVersionMajor === 2 ? 'HTTP/2' : 'HTTP/1.1', req.method ?? '', req, res);
   const incomingId = req.headers['x-request-id'];
   ctx.requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
   const target = req.url ?? '';
   conn.inflight++;
-  res.once('close', () => onClose(host, ctx, res, session === undefined ? socket : null));
+  res.once('close', () => onClose(host, ctx, session === undefined ? socket : null));
 
   if (conn.generation !== s.generation) {
     const withdrawn = host.refreshConnection(conn);
     if (withdrawn !== null) {
       ctx.path = auditPath(target);
-      refuse(host, ctx, res, 'trust_withdrawn', true);
+      refuse(host, ctx, 'trust_withdrawn', true, null);
       // The connection itself is no longer trusted: end it once this answer is out.
       if (session !== undefined) (session as unknown as { close(): void }).close();
       return;
@@ -73,65 +88,135 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
   // 1. Header sanity (duplicates that enable smuggling or auth confusion) and the header-count limit.
   if (req.rawHeaders.length > s.limits.maxHeaders * 2 + 8) {
     ctx.path = auditPath(target);
-    return refuse(host, ctx, res, 'header_too_large', true);
+    return refuse(host, ctx, 'header_too_large', true, null);
   }
   const connection = req.headers['connection'];
-  const scan = scanRequestHeaders(req.rawHeaders, typeof connection === 'string' ? connection : undefined);
+  const scan = scanRequestHeaders(req.rawHeaders, typeof connection === 'string' ? connection : undefined, s.jwt !== null);
   if (!scan.ok) {
     ctx.path = auditPath(target);
-    return refuse(host, ctx, res, 'bad_request', true);
+    return refuse(host, ctx, 'bad_request', true, null);
   }
 
   // 2. Path normalization: what is routed is byte for byte what is forwarded.
   const norm = normalizeTarget(target);
   if (!norm.ok) {
     ctx.path = auditPath(target);
-    return refuse(host, ctx, res, 'bad_path', false);
+    return refuse(host, ctx, 'bad_path', false, null);
   }
   ctx.path = norm.path;
 
   // 3. Route (default deny).
   const route = s.routeTable.match(ctx.method, norm.path);
-  if (route === undefined) return refuse(host, ctx, res, 'no_route', false);
+  if (route === undefined) return refuse(host, ctx, 'no_route', false, null);
   ctx.route = route;
 
   // 4. Identity and scopes. A public route admits any trusted certificate.
   if (!route.public) {
     const identity = conn.identity;
-    if (identity === null) return refuse(host, ctx, res, 'no_identity', false);
+    if (identity === null) return refuse(host, ctx, 'no_identity', false, null);
     for (let i = 0; i < route.scopes.length; i++) {
-      if (!identity.scopeSet.has(route.scopes[i] as string)) return refuse(host, ctx, res, 'scope_missing', false);
+      if (!identity.scopeSet.has(route.scopes[i] as string)) return refuse(host, ctx, 'scope_missing', false, null);
     }
   }
 
   // 5. Body limit known up front.
-  if (scan.contentLength !== null && scan.contentLength > s.limits.maxBodySize) return refuse(host, ctx, res, 'body_too_large', true);
+  if (scan.contentLength !== null && scan.contentLength > s.limits.maxBodySize) return refuse(host, ctx, 'body_too_large', true, null);
 
-  // 6. Authorized: only now may a client waiting on Expect: 100-continue send its body.
-  if (scan.expectContinue && req.httpVersionMajor === 1) res.writeContinue();
-
-  forward(host, s, ctx, req, res, scan.headers, scan.host, scan.contentLength, norm.path + norm.query);
+  const authorization = req.headers['authorization'];
+  ctx.plan = new ForwardPlan(scan.headers, scan.host, scan.contentLength, norm.path + norm.query, scan.expectContinue, authorization);
+  checkToken(host, s, ctx);
 }
 
-function forward(
-  host: PipelineHost,
-  s: Snapshot,
-  ctx: RequestContext,
-  req: InboundRequest,
-  res: OutboundResponse,
-  headers: string[],
-  authority: string | null,
-  contentLength: number | null,
-  pathAndQuery: string,
-): void {
+/** 6. JWT, where the route needs one (SPEC §3 jwt, §4). */
+function checkToken(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
+  const jwt = s.jwt;
+  const route = ctx.route;
+  if (jwt === null || route === null || !routeNeedsToken(route, jwt.required)) return checkRate(host, s, ctx);
   const conn = ctx.conn;
-  if (authority !== null) headers.push('host', authority);
+  if (conn.jwtThumbprint === null) conn.jwtThumbprint = certThumbprintB64url(conn.x509.raw);
+  if (conn.jwtCache === null) conn.jwtCache = jwt.verifier.newConnectionCache();
+  const result = jwt.verifier.verify(ctx.plan?.authorization, conn.jwtThumbprint, route.tokenScopes, conn.jwtCache);
+  if (result instanceof Promise) {
+    result.then(
+      (r) => afterToken(host, s, ctx, r),
+      () => afterToken(host, s, ctx, { ok: false, reason: 'jwt_invalid' }),
+    );
+  } else {
+    afterToken(host, s, ctx, result);
+  }
+}
+
+function afterToken(host: PipelineHost, s: Snapshot, ctx: RequestContext, r: JwtResult): void {
+  if (ctx.audited) return; // the client left while the token was being checked
+  if (!r.ok) return refuse(host, ctx, r.reason, false, { 'www-authenticate': wwwAuthenticate(r.reason) });
+  ctx.jwt = r;
+  checkRate(host, s, ctx);
+}
+
+/** 7. Rate limit per identity (after authorization: a refused request spends no token). */
+function checkRate(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
+  const rate = host.rate;
+  const route = ctx.route;
+  if (rate === null || route === null) return forward(host, s, ctx);
+  const conn = ctx.conn;
+  const plan = rate.planner.plan(conn.identity === null ? null : conn.identity.name, conn.peer.sha256Hex, route);
+  if (plan === null) return forward(host, s, ctx);
+  const decision = rate.limiter.take(plan.takes);
+  if (decision instanceof Promise) {
+    decision.then(
+      (d) => afterRate(host, s, ctx, rate, plan, d),
+      () => afterRate(host, s, ctx, rate, plan, { kind: 'unavailable' }),
+    );
+  } else {
+    afterRate(host, s, ctx, rate, plan, decision);
+  }
+}
+
+function afterRate(host: PipelineHost, s: Snapshot, ctx: RequestContext, rate: RateLimitState, plan: RatePlan, d: RateDecision): void {
+  if (ctx.audited) return;
+  const identity = ctx.conn.identity === null ? 'unknown' : ctx.conn.identity.name;
+  switch (d.kind) {
+    case 'allow':
+      ctx.extraHeaders = rateLimitHeaders(d, plan.names[d.index] ?? 'default');
+      return forward(host, s, ctx);
+    case 'deny':
+      host.metrics.rateLimited(identity);
+      return refuse(host, ctx, 'rate_limited', false, rateLimitHeaders(d, plan.names[d.index] ?? 'default'));
+    case 'unavailable':
+      host.metrics.rateLimitBackendError(rate.onError);
+      if (rate.onError === 'deny') return refuse(host, ctx, 'ratelimit_unavailable', false, null);
+      ctx.reason = 'ratelimit_unavailable'; // allowed, but the audit line says the limit was not applied
+      return forward(host, s, ctx);
+    default: {
+      const never: never = d;
+      return never;
+    }
+  }
+}
+
+/** 8. Authorized and within limits: forward to the app. */
+function forward(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
+  const plan = ctx.plan as ForwardPlan;
+  const req = ctx.req;
+  const res = ctx.res;
+  const conn = ctx.conn;
+  // Only now may a client waiting on Expect: 100-continue send its body.
+  if (plan.expectContinue && req.httpVersionMajor === 1) res.writeContinue();
+  const headers = plan.headers;
+  if (plan.authority !== null) headers.push('host', plan.authority);
   headers.push('x-forwarded-proto', 'https', 'x-forwarded-for', conn.remote, 'x-request-id', ctx.requestId);
   if (s.forwardClientCert === 'sanitize_set') headers.push('x-forwarded-client-cert', conn.peer.xfcc);
   if (conn.identity !== null) headers.push('x-client-identity', conn.identity.name, 'x-client-scopes', conn.identity.scopesHeader);
+  const jwt = ctx.jwt;
+  if (jwt !== null) {
+    if (jwt.subHeader !== null) headers.push('x-jwt-sub', jwt.subHeader);
+    headers.push('x-jwt-scopes', jwt.scopesHeader);
+  }
 
   const hasBody =
-    req.httpVersionMajor === 2 ? req.stream?.endAfterHeaders !== true : (contentLength !== null && contentLength > 0) || req.headers['transfer-encoding'] !== undefined;
+    req.httpVersionMajor === 2
+      ? req.stream?.endAfterHeaders !== true
+      : (plan.contentLength !== null && plan.contentLength > 0) || req.headers['transfer-encoding'] !== undefined;
   let meter: BodyMeter | null = null;
   if (hasBody) {
     meter = new BodyMeter(s.limits.maxBodySize);
@@ -140,15 +225,17 @@ function forward(
     req.resume();
   }
   ctx.decision = 'allow';
-  const handler = new ForwardHandler(ctx, res, meter, s.securityHeaders, req.httpVersionMajor === 1 ? host : null, (c, r, failure) => onForwardDone(host, c, r, failure));
+  const handler = new ForwardHandler(ctx, res, meter, s.securityHeaders, req.httpVersionMajor === 1 ? host : null, (c, r, failure) =>
+    onForwardDone(host, c, r, failure),
+  );
   res.once('close', () => handler.abort());
   ctx.upstreamStart = performance.now();
-  host.pool.dispatch(dispatchOptions(pathAndQuery, ctx.method, headers, meter), handler);
+  host.pool.dispatch(dispatchOptions(plan.pathAndQuery, ctx.method, headers, meter), handler);
 }
 
 function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundResponse, failure: RequestReason | null): void {
   if (failure === null) {
-    ctx.reason = 'ok';
+    if (ctx.reason !== 'ratelimit_unavailable') ctx.reason = 'ok';
     return; // audited on close
   }
   if (failure === 'client_aborted') {
@@ -158,7 +245,7 @@ function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundRes
   if (!res.headersSent && !res.writableEnded) {
     ctx.reason = failure;
     if (failure === 'body_too_large') ctx.decision = 'deny';
-    ctx.bytesOut = writeRefusal(res, failure as RefusalReason, ctx.requestId, host.snapshot.securityHeaders, null, failure === 'body_too_large');
+    ctx.bytesOut = writeRefusal(res, failure as RefusalReason, ctx.requestId, host.snapshot.securityHeaders, null, failure === 'body_too_large' || host.closing);
     ctx.status = statusOf(res, ctx.status);
   } else {
     // Headers already went out: the only honest signal left is to cut the stream.
@@ -167,10 +254,11 @@ function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundRes
   }
 }
 
-function refuse(host: PipelineHost, ctx: RequestContext, res: OutboundResponse, reason: RefusalReason, close: boolean): void {
+function refuse(host: PipelineHost, ctx: RequestContext, reason: RefusalReason, close: boolean, extra: Record<string, string> | null): void {
+  const res = ctx.res;
   ctx.decision = 'deny';
   ctx.reason = reason;
-  ctx.bytesOut = writeRefusal(res, reason, ctx.requestId, host.snapshot.securityHeaders, null, close || host.closing);
+  ctx.bytesOut = writeRefusal(res, reason, ctx.requestId, host.snapshot.securityHeaders, extra, close || host.closing);
   ctx.status = statusOf(res, 0);
   // Unread request bodies are discarded (HTTP/2) or the connection is closed (HTTP/1.1, `close`).
   res.req.resume();
@@ -181,12 +269,13 @@ function statusOf(res: OutboundResponse, fallback: number): number {
   return typeof code === 'number' ? code : fallback;
 }
 
-function onClose(host: PipelineHost, ctx: RequestContext, res: OutboundResponse, h1socket: { destroy(): void; destroyed?: boolean } | null): void {
+function onClose(host: PipelineHost, ctx: RequestContext, h1socket: { destroy(): void; destroyed?: boolean } | null): void {
   if (ctx.audited) return;
   ctx.audited = true;
+  const res = ctx.res;
   ctx.conn.inflight--;
   if (host.closing) host.requestEnded(ctx.conn, h1socket);
-  if (!res.writableEnded && ctx.reason === 'ok') ctx.reason = 'client_aborted';
+  if (!res.writableEnded && (ctx.reason === 'ok' || ctx.status === 0)) ctx.reason = 'client_aborted';
   if (ctx.status === 0) ctx.status = statusOf(res, 0);
   const conn = ctx.conn;
   const durationMs = performance.now() - ctx.start;

@@ -21,7 +21,11 @@ import { AdminServer } from '../admin/server.js';
 import { applyServerLimits, createListener } from './listener.js';
 import type { SidecarServer } from './listener.js';
 import { handleRequest } from './pipeline.js';
-import type { PipelineHost } from './pipeline.js';
+import type { PipelineHost, RateLimitState } from './pipeline.js';
+import { MemoryRateLimiter } from '../ratelimit/memory.js';
+import { RedisRateLimiter } from '../ratelimit/redis.js';
+import { RatePlanner } from '../ratelimit/plan.js';
+import type { RateLimiter } from '../ratelimit/types.js';
 import { rawRefusal } from './respond.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
 
@@ -40,6 +44,8 @@ export class Sidecar implements PipelineHost {
   /** The listener has closed: HTTP/1.1 responses carry `Connection: close`. */
   closing = false;
   pool: Pool;
+  rate: RateLimitState | null = null;
+  #limiterKey = '';
   readonly audit: Audit;
   readonly log: Log;
   readonly metrics: Metrics;
@@ -58,6 +64,7 @@ export class Sidecar implements PipelineHost {
     this.#now = deps.now ?? Date.now;
     this.metrics = deps.metrics ?? new Metrics(() => this.#sockets.size);
     this.metrics.certificates(snapshot.certs);
+    this.rate = this.#rateFor(snapshot);
     this.admin = new AdminServer(this);
     this.pool = createUpstreamPool(snapshot.upstream);
     this.server = createListener(snapshot, {
@@ -140,7 +147,10 @@ export class Sidecar implements PipelineHost {
       old.close().catch(() => undefined);
     }
     applyServerLimits(this.server, applied);
+    this.rate = this.#rateFor(applied);
     this.snapshot = applied;
+    // Requests already past the token check hold their own result; new ones use the new verifier.
+    if (prev.jwt !== null && prev.jwt.verifier !== applied.jwt?.verifier) prev.jwt.verifier.close();
     this.metrics.certificates(applied.certs);
     return warnings;
   }
@@ -231,7 +241,34 @@ export class Sidecar implements PipelineHost {
     timer.unref();
     await closed;
     clearTimeout(timer);
-    await Promise.all([this.pool.close().catch(() => undefined), this.admin.close()]);
+    await Promise.all([this.pool.close().catch(() => undefined), this.admin.close(), this.rate?.limiter.close()]);
+    this.snapshot.jwt?.verifier.close();
+  }
+
+  /**
+   * The limiter for a snapshot. Buckets live in the limiter, so it is kept across reloads while
+   * the backend is the same (a reload must not hand every identity a fresh burst).
+   */
+  #rateFor(s: Snapshot): RateLimitState | null {
+    const rl = s.rateLimit;
+    const settings = rl === null ? null : { default: rl.default, identities: rl.identities };
+    const prev = this.rate;
+    if (RatePlanner.inert(settings, s.routes)) {
+      if (prev !== null) void prev.limiter.close();
+      this.#limiterKey = '';
+      return null;
+    }
+    const redis = rl?.backend === 'redis' ? rl.redis : undefined;
+    const key = redis === undefined ? 'memory' : `redis ${redis.url} ${redis.keyPrefix}`;
+    let limiter: RateLimiter;
+    if (prev !== null && key === this.#limiterKey) {
+      limiter = prev.limiter;
+    } else {
+      if (prev !== null) void prev.limiter.close();
+      limiter = redis === undefined ? new MemoryRateLimiter() : new RedisRateLimiter({ url: redis.url, keyPrefix: redis.keyPrefix, log: this.log });
+      this.#limiterKey = key;
+    }
+    return { planner: new RatePlanner(settings), limiter, onError: redis?.onError ?? 'allow' };
   }
 
   /** Called by the pipeline when a request on an HTTP/1.1 connection ends during drain. */
