@@ -35,6 +35,8 @@ export interface SidecarDeps {
   readonly metrics?: Metrics;
   /** Wall clock for certificate validity; injected so tests can move it. */
   readonly now?: () => number;
+  /** Monotonic clock (ms) of the in-memory rate limiter; injected so tests can step time exactly. */
+  readonly rateClock?: () => number;
 }
 
 export class Sidecar implements PipelineHost {
@@ -53,6 +55,7 @@ export class Sidecar implements PipelineHost {
   readonly admin: AdminServer;
   listening = false;
   readonly #now: () => number;
+  readonly #rateClock: (() => number) | undefined;
   readonly #sockets = new Set<Socket>();
   /** Connections past the handshake check. */
   readonly #accepted = new Set<TLSSocket>();
@@ -62,6 +65,7 @@ export class Sidecar implements PipelineHost {
     this.audit = deps.audit;
     this.log = deps.log;
     this.#now = deps.now ?? Date.now;
+    this.#rateClock = deps.rateClock;
     this.metrics = deps.metrics ?? new Metrics(() => this.#sockets.size);
     this.metrics.certificates(snapshot.certs);
     this.rate = this.#rateFor(snapshot);
@@ -265,7 +269,7 @@ export class Sidecar implements PipelineHost {
       limiter = prev.limiter;
     } else {
       if (prev !== null) void prev.limiter.close();
-      limiter = redis === undefined ? new MemoryRateLimiter() : new RedisRateLimiter({ url: redis.url, keyPrefix: redis.keyPrefix, log: this.log });
+      limiter = redis === undefined ? new MemoryRateLimiter(this.#rateClock === undefined ? {} : { now: this.#rateClock }) : new RedisRateLimiter({ url: redis.url, keyPrefix: redis.keyPrefix, log: this.log });
       this.#limiterKey = key;
     }
     return { planner: new RatePlanner(settings), limiter, onError: redis?.onError ?? 'allow' };

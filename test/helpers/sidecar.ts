@@ -32,9 +32,14 @@ export async function writeConfig(config: ConfigObject): Promise<{ file: string;
   return { file, dir };
 }
 
-export async function startSidecar(config: ConfigObject): Promise<RunningSidecar> {
+export interface StartOptions {
+  /** Clock of the in-memory rate limiter (ms), for exact rate-limit tests. */
+  readonly rateClock?: () => number;
+}
+
+export async function startSidecar(config: ConfigObject, opts: StartOptions = {}): Promise<RunningSidecar> {
   const { file, dir } = await writeConfig(withEphemeralPorts(config));
-  return startSidecarFile(file, dir);
+  return startSidecarFile(file, dir, opts);
 }
 
 /** Listen and admin on ephemeral loopback ports unless the config says otherwise. */
@@ -47,12 +52,12 @@ export function withEphemeralPorts(config: ConfigObject): ConfigObject {
 }
 
 /** Start from a config file the test controls (reload tests edit it in place). */
-export async function startSidecarFile(file: string, cleanupDir: string | null = null): Promise<RunningSidecar> {
+export async function startSidecarFile(file: string, cleanupDir: string | null = null, opts: StartOptions = {}): Promise<RunningSidecar> {
   const outcome = await loadAndCompile(file, 1);
   if (!outcome.ok) throw new Error(`test config rejected:\n${outcome.lines.join('\n')}`);
   const sink = new AuditSink();
   const audit = createAudit('stdout', sink);
-  const sidecar = new Sidecar(outcome.snapshot, { audit, log: silentLog() });
+  const sidecar = new Sidecar(outcome.snapshot, { audit, log: silentLog(), ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}) });
   const admin = await sidecar.listenAdmin();
   const addr = await sidecar.listen();
   return {
