@@ -3,8 +3,10 @@
 import { certsCommand } from './cli/certs.js';
 import { checkCommand } from './cli/check.js';
 import { fingerprintCommand } from './cli/fingerprint.js';
+import { injectCommand } from './cli/inject.js';
 import type { Command, CommandIo } from './cli/io.js';
 import { runCommand } from './cli/run.js';
+import { webhookCommand } from './cli/webhook.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from './errors.js';
 
 const USAGE = `Usage: mtls-sidecar <command> [options]
@@ -14,6 +16,8 @@ Commands:
   check        validate a config and every file it names
   certs        generate a dev PKI (CA, server cert, client certs, CRL)
   fingerprint  print the sha256: thumbprint and spki: pin of PEM certificates
+  inject       add the sidecar to Kubernetes manifests (offline, like istioctl kube-inject)
+  webhook      serve the Kubernetes mutating admission webhook that injects the sidecar
 
 Run "mtls-sidecar <command> --help" for the options of each. --debug prints stack traces.`;
 
@@ -22,6 +26,8 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   check: checkCommand,
   certs: certsCommand,
   fingerprint: fingerprintCommand,
+  inject: (argv, io) => injectCommand(argv, io),
+  webhook: (argv, io) => webhookCommand(argv, io),
 };
 
 export async function main(argv: string[], io: CommandIo): Promise<number> {

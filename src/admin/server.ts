@@ -8,8 +8,11 @@ import type { AddressInfo } from 'node:net';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Metrics } from './metrics.js';
 import { describeConfig } from './describe.js';
+import type { AppHealthHandler } from '../inject/app-health.js';
 
 export interface AdminHost {
+  /** Kubelet probes of the app rewritten by `inject` (Istio style), forwarded to the app; or null. */
+  readonly appHealth: AppHealthHandler | null;
   readonly snapshot: Snapshot;
   readonly metrics: Metrics;
   /** True once the TLS listener is accepting. */
@@ -51,6 +54,8 @@ export class AdminServer {
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // Only the exact /app-health/<container>/<probe> paths recorded at injection are answered here.
+    if (this.#host.appHealth !== null && this.#host.appHealth(req, res)) return;
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method_not_allowed' });
     switch (path) {

@@ -6,6 +6,7 @@ import { createLog } from '../log.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from '../errors.js';
 import { Sidecar } from '../server/sidecar.js';
 import { Reloader } from '../reload/reload.js';
+import { appHealthFromEnv } from '../inject/app-health.js';
 import type { CommandIo } from './io.js';
 import { resolveConfigPath } from './io.js';
 
@@ -44,9 +45,14 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     return EXIT_USAGE;
   }
   const s = outcome.snapshot;
+  const appHealth = appHealthFromEnv(process.env);
+  if (!appHealth.ok) {
+    io.stderr(`run: MTLS_SIDECAR_APP_PROBES: ${appHealth.error}`);
+    return EXIT_USAGE;
+  }
   const log = createLog();
   const audit = createAudit(s.audit.file);
-  const sidecar = new Sidecar(s, { audit, log });
+  const sidecar = new Sidecar(s, { audit, log, appHealth: appHealth.handler });
   try {
     const admin = await sidecar.listenAdmin();
     const addr = await sidecar.listen();

@@ -73,7 +73,8 @@ export class MemoryRateLimiter implements RateLimiter {
   constructor(opts: MemoryRateLimiterOptions = {}) {
     this.#now = opts.now ?? (() => performance.now());
     this.#maxIdleKeys = Math.max(1, Math.floor(opts.maxIdleKeys ?? 100_000));
-    this.#idleMs = Math.max(0, opts.idleMs ?? 60_000);
+    // At least 1 ms, so an entry used in the current take() is never idle.
+    this.#idleMs = Math.max(1, opts.idleMs ?? 60_000);
   }
 
   take(takes: readonly Take[]): RateDecision {

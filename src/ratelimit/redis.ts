@@ -237,7 +237,8 @@ export class RedisRateLimiter implements RateLimiter {
         if (flag === 0) return { kind: 'deny', retryAfterSeconds: retryAfterSeconds(x), resetSeconds: secondsCeil(reset), policy: take.bucket, index: i };
       }
     }
-    this.#onCallError(new Error('unexpected reply from the rate-limit script'));
+    this.#errors++;
+    this.#logCallError('unexpected reply from the rate-limit script');
     return UNAVAILABLE;
   }
 
@@ -256,13 +257,18 @@ export class RedisRateLimiter implements RateLimiter {
 
   #onCallError(err: unknown): void {
     this.#errors++;
-    // Connection-level failures are logged once per outage by #onDown; log the rest (script or
-    // reply errors, e.g. WRONGTYPE on a key someone else wrote) at most every 10 s.
-    if (this.#closed || this.#client.status !== 'ready') return;
+    // Connection-level failures ("Connection is closed.", a destroyed socket…) are the outage
+    // that #onDown logs once. Log what Redis itself refused (a ReplyError: a script error, or
+    // WRONGTYPE on a key someone else wrote), at most every 10 s.
+    if (err instanceof Error && err.name === 'ReplyError') this.#logCallError(err.message);
+  }
+
+  #logCallError(detail: string): void {
+    if (this.#closed) return;
     const now = Date.now();
     if (now - this.#lastScriptErrorLog < 10_000) return;
     this.#lastScriptErrorLog = now;
-    this.#log?.warn({ component: 'ratelimit', err: describe(err) }, 'rate limit: redis call failed, decision is "unavailable"');
+    this.#log?.warn({ component: 'ratelimit', err: detail }, 'rate limit: redis call failed, decision is "unavailable"');
   }
 }
 

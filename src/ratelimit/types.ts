@@ -33,6 +33,7 @@
  *                          allow the one with the fewest tokens left, on deny the one that frees
  *                          a token last), so the caller can name the policy in the headers.
  *   - `takes` must not be empty (RangeError): with no bucket to apply, don't call take().
+ *     Keys within one call should be distinct (RatePlanner's always are).
  */
 
 export interface Bucket {

@@ -18,6 +18,7 @@ import type { RequestReason } from '../reasons.js';
 import { ConnInfo, attachConn, connOf } from './context.js';
 import { Metrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
+import type { AppHealthHandler } from '../inject/app-health.js';
 import { applyServerLimits, createListener } from './listener.js';
 import type { SidecarServer } from './listener.js';
 import { handleRequest } from './pipeline.js';
@@ -37,6 +38,8 @@ export interface SidecarDeps {
   readonly now?: () => number;
   /** Monotonic clock (ms) of the in-memory rate limiter; injected so tests can step time exactly. */
   readonly rateClock?: () => number;
+  /** App probes forwarded on the admin port (from MTLS_SIDECAR_APP_PROBES, set by `inject`). */
+  readonly appHealth?: AppHealthHandler | null;
 }
 
 export class Sidecar implements PipelineHost {
@@ -54,6 +57,7 @@ export class Sidecar implements PipelineHost {
   readonly server: SidecarServer;
   readonly admin: AdminServer;
   listening = false;
+  readonly appHealth: AppHealthHandler | null;
   readonly #now: () => number;
   readonly #rateClock: (() => number) | undefined;
   readonly #sockets = new Set<Socket>();
@@ -66,6 +70,7 @@ export class Sidecar implements PipelineHost {
     this.log = deps.log;
     this.#now = deps.now ?? Date.now;
     this.#rateClock = deps.rateClock;
+    this.appHealth = deps.appHealth ?? null;
     this.metrics = deps.metrics ?? new Metrics(() => this.#sockets.size);
     this.metrics.certificates(snapshot.certs);
     this.rate = this.#rateFor(snapshot);

@@ -1,0 +1,339 @@
+/**
+ * deploy/: every kustomize base renders with `kubectl kustomize` and every rendered object is
+ * valid against the Kubernetes (and cert-manager, prometheus-operator) schemas; the pieces
+ * agree with each other (ports, names, mounts, selectors); the example app is exactly what
+ * `inject` makes of its source; its sidecar.yaml passes the config schema; the alerting rules
+ * pass promtool and use only SPEC §6 metric names.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import { parseConfigText } from '../../src/config/load.js';
+import { CERTS_MOUNT, CONFIG_KEY, CONFIG_MOUNT } from '../../src/inject/constants.js';
+import { parseWebhookConfigText } from '../../src/webhook/config.js';
+import { validateK8s } from '../unit/inject/k8s-schema.js';
+import { runInject } from '../unit/inject/run.js';
+
+const run = promisify(execFile);
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const DEPLOY = path.join(ROOT, 'deploy');
+type Obj = Record<string, unknown>;
+
+/** The value at a path of keys and indices in a rendered manifest (undefined when absent). */
+function get(o: unknown, ...keys: (string | number)[]): unknown {
+  let cur = o;
+  for (const k of keys) cur = cur !== null && typeof cur === 'object' ? (cur as Record<string | number, unknown>)[k] : undefined;
+  return cur;
+}
+/** The list of mappings at a path ([] when absent). */
+function list(o: unknown, ...keys: (string | number)[]): Obj[] {
+  const v = get(o, ...keys);
+  return Array.isArray(v) ? (v as Obj[]) : [];
+}
+function str(o: unknown, ...keys: (string | number)[]): string {
+  return String(get(o, ...keys));
+}
+
+const BASES = readdirSync(DEPLOY, { withFileTypes: true })
+  .filter((e) => e.isDirectory() && existsSync(path.join(DEPLOY, e.name, 'kustomization.yaml')))
+  .map((e) => e.name)
+  .sort();
+
+async function has(tool: string): Promise<boolean> {
+  try {
+    await run('sh', ['-c', `command -v ${tool}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const rendered = new Map<string, Obj[]>();
+let kubectl = false;
+
+beforeAll(async () => {
+  kubectl = await has('kubectl');
+  if (!kubectl) return;
+  await Promise.all(
+    BASES.map(async (base) => {
+      const { stdout } = await run('kubectl', ['kustomize', path.join(DEPLOY, base)], { maxBuffer: 16 * 1024 * 1024 });
+      const docs = parseAllDocuments(stdout, { version: '1.1' });
+      rendered.set(base, 'empty' in docs ? [] : docs.map((d) => d.toJS() as Obj));
+    }),
+  );
+}, 60_000);
+
+function find(base: string, kind: string, name?: unknown): Obj {
+  const o = (rendered.get(base) ?? []).find((x) => x['kind'] === kind && (name === undefined || get(x, 'metadata', 'name') === name));
+  if (o === undefined) throw new Error(`${base}: no ${kind}${name !== undefined ? `/${String(name)}` : ''}`);
+  return o;
+}
+
+/** What Pod Security Standards "restricted" requires of a pod spec (the parts that apply here). */
+function restrictedViolations(spec: unknown): string[] {
+  const out: string[] = [];
+  const pod = get(spec, 'securityContext');
+  for (const c of [...list(spec, 'initContainers'), ...list(spec, 'containers')]) {
+    const sc = get(c, 'securityContext');
+    const where = `container ${str(c, 'name')}`;
+    if (get(sc, 'allowPrivilegeEscalation') !== false) out.push(`${where}: allowPrivilegeEscalation must be false`);
+    const drop = get(sc, 'capabilities', 'drop');
+    if (!Array.isArray(drop) || !drop.includes('ALL')) out.push(`${where}: capabilities must drop ALL`);
+    if ((get(sc, 'runAsNonRoot') ?? get(pod, 'runAsNonRoot')) !== true) out.push(`${where}: runAsNonRoot must be true`);
+    if ((get(sc, 'seccompProfile', 'type') ?? get(pod, 'seccompProfile', 'type')) !== 'RuntimeDefault') out.push(`${where}: seccompProfile must be RuntimeDefault`);
+    if ((get(sc, 'runAsUser') ?? get(pod, 'runAsUser')) === 0) out.push(`${where}: runAsUser must not be 0`);
+    if (get(sc, 'privileged') === true) out.push(`${where}: must not be privileged`);
+  }
+  for (const v of list(spec, 'volumes')) {
+    const type = Object.keys(v).find((k) => k !== 'name');
+    if (!['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'].includes(String(type))) out.push(`volume ${str(v, 'name')}: type ${type} not allowed`);
+  }
+  return out;
+}
+
+describe('kubectl kustomize deploy/<base>', () => {
+  it('finds the bases', () => {
+    expect(BASES).toEqual(['cert-manager', 'example', 'monitoring', 'webhook']);
+  });
+
+  for (const base of BASES) {
+    it(`${base} renders and every object validates`, (ctx) => {
+      if (!kubectl) ctx.skip();
+      const objects = rendered.get(base) ?? [];
+      expect(objects.length).toBeGreaterThan(0);
+      for (const o of objects) validateK8s(o);
+    });
+  }
+
+  it('every pod template meets Pod Security Standards "restricted"', (ctx) => {
+    if (!kubectl) ctx.skip();
+    for (const base of ['webhook', 'example']) expect(restrictedViolations(get(find(base, 'Deployment'), 'spec', 'template', 'spec')), base).toEqual([]);
+  });
+});
+
+describe('the webhook base', () => {
+  it('MutatingWebhookConfiguration: v1 reviews, no side effects, a timeout, opt-in selectors, the CA from cert-manager', (ctx) => {
+    if (!kubectl) ctx.skip();
+    const mwc = find('webhook', 'MutatingWebhookConfiguration');
+    const svc = find('webhook', 'Service', 'mtls-sidecar-webhook');
+    const hooks = list(mwc, 'webhooks');
+    expect(hooks).toHaveLength(2);
+    for (const h of hooks) {
+      expect(h['admissionReviewVersions']).toEqual(['v1']);
+      expect(h['sideEffects']).toBe('None');
+      expect(['Fail', 'Ignore']).toContain(h['failurePolicy']);
+      expect(h['timeoutSeconds']).toBeGreaterThanOrEqual(1);
+      expect(h['timeoutSeconds']).toBeLessThanOrEqual(10);
+      expect(h['rules']).toEqual([{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
+      expect(get(h, 'clientConfig', 'service')).toEqual({
+        name: get(svc, 'metadata', 'name'),
+        namespace: get(svc, 'metadata', 'namespace'),
+        path: '/mutate',
+        port: get(svc, 'spec', 'ports', 0, 'port'),
+      });
+      // The system namespaces (and the webhook's own) are never sent.
+      expect(get(h, 'namespaceSelector', 'matchExpressions')).toContainEqual(
+        expect.objectContaining({ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: expect.arrayContaining(['kube-system', 'mtls-sidecar-system']) }),
+      );
+    }
+    const [byPod, byNamespace] = hooks;
+    expect(get(byPod, 'objectSelector')).toEqual({ matchLabels: { 'mtls-sidecar.io/inject': 'true' } });
+    expect(get(byNamespace, 'namespaceSelector', 'matchLabels')).toEqual({ 'mtls-sidecar.io/injection': 'enabled' });
+    expect(get(byNamespace, 'objectSelector')).toEqual({ matchExpressions: [{ key: 'mtls-sidecar.io/inject', operator: 'NotIn', values: ['false', 'true'] }] });
+    // cert-manager injects the CA of the very Certificate whose Secret the webhook serves.
+    const [ns, name] = str(mwc, 'metadata', 'annotations', 'cert-manager.io/inject-ca-from').split('/');
+    const cert = find('webhook', 'Certificate', name);
+    expect(get(cert, 'metadata', 'namespace')).toBe(ns);
+    expect(get(cert, 'spec', 'dnsNames')).toContain(`${str(svc, 'metadata', 'name')}.${str(svc, 'metadata', 'namespace')}.svc`);
+    expect(list(find('webhook', 'Deployment'), 'spec', 'template', 'spec', 'volumes')).toContainEqual({ name: 'tls', secret: { secretName: get(cert, 'spec', 'secretName') } });
+  });
+
+  it("the Deployment runs `webhook` with a config that validates and agrees with the pod's ports and mounts", (ctx) => {
+    if (!kubectl) ctx.skip();
+    const deployment = find('webhook', 'Deployment');
+    const pod = get(deployment, 'spec', 'template', 'spec');
+    const container = list(pod, 'containers')[0];
+    const args = get(container, 'args') as string[];
+    expect(args.slice(0, 2)).toEqual(['webhook', '--config']);
+    const configPath = String(args[2]);
+    const mounts = list(container, 'volumeMounts');
+    const mount = mounts.find((m) => configPath.startsWith(`${str(m, 'mountPath')}/`));
+    const volume = list(pod, 'volumes').find((v) => v['name'] === mount?.['name']);
+    const cm = find('webhook', 'ConfigMap', get(volume, 'configMap', 'name'));
+    const parsed = parseWebhookConfigText(str(cm, 'data', path.basename(configPath)), path.dirname(configPath));
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.issues));
+    const c = parsed.config;
+    const port = (n: string): unknown => list(container, 'ports').find((p) => p['name'] === n)?.['containerPort'];
+    expect(c.listen.port).toBe(port('https'));
+    expect(c.admin.port).toBe(port('admin'));
+    const tlsMount = str(mounts.find((m) => m['name'] === 'tls'), 'mountPath');
+    expect(c.tls.cert).toBe(`${tlsMount}/tls.crt`);
+    expect(c.tls.key).toBe(`${tlsMount}/tls.key`);
+    expect(c.inject.image).toBe(get(container, 'image')); // one release: the webhook injects its own version
+    expect(get(find('webhook', 'Service'), 'spec', 'ports', 0, 'targetPort')).toBe('https');
+    expect(get(container, 'readinessProbe', 'httpGet')).toEqual({ path: '/healthz', port: 'admin' });
+    // The webhook's own pods are never injected.
+    expect(get(deployment, 'spec', 'template', 'metadata', 'labels', 'mtls-sidecar.io/inject')).toBe('false');
+  });
+
+  it('the checked-in webhook.yaml is the one the ConfigMap carries', (ctx) => {
+    if (!kubectl) ctx.skip();
+    expect(get(find('webhook', 'ConfigMap'), 'data', 'webhook.yaml')).toBe(readFileSync(path.join(DEPLOY, 'webhook/webhook.yaml'), 'utf8'));
+  });
+});
+
+describe('the example app', () => {
+  it('app.yaml is exactly `mtls-sidecar inject -f app.source.yaml`', async () => {
+    const ran = await runInject(['-f', path.join(DEPLOY, 'example/app.source.yaml')]);
+    expect(ran.stderr).toBe('');
+    expect(ran.code).toBe(0);
+    expect(ran.stdout).toBe(readFileSync(path.join(DEPLOY, 'example/app.yaml'), 'utf8'));
+  });
+
+  it('sidecar.yaml passes the config schema and matches what was injected', () => {
+    const loaded = parseConfigText(readFileSync(path.join(DEPLOY, 'example/sidecar.yaml'), 'utf8'));
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.issues));
+    const cfg = loaded.raw;
+    const docs = parseAllDocuments(readFileSync(path.join(DEPLOY, 'example/app.yaml'), 'utf8'), { version: '1.1' });
+    const app = ('empty' in docs ? [] : docs.map((d) => d.toJS() as Obj)).find((o) => o['kind'] === 'Deployment');
+    const spec = get(app, 'spec', 'template', 'spec');
+    const sidecar = list(spec, 'initContainers').find((c) => c['name'] === 'mtls-sidecar');
+    const port = (n: string): unknown => list(sidecar, 'ports').find((p) => p['name'] === n)?.['containerPort'];
+    expect(cfg.listen.port).toBe(port('mtls'));
+    expect(cfg.admin.port).toBe(port('mtls-admin'));
+    expect(cfg.admin.address).toBe('0.0.0.0'); // the kubelet and Prometheus reach it on the pod IP
+    expect(get(sidecar, 'args')).toEqual(['run', '--config', `${CONFIG_MOUNT}/${CONFIG_KEY}`]);
+    for (const f of [cfg.tls.cert, cfg.tls.key, ...cfg.tls.clientCAs]) expect(f.startsWith(`${CERTS_MOUNT}/`)).toBe(true);
+    const appPort = get(spec, 'containers', 0, 'ports', 0, 'containerPort');
+    expect(cfg.upstream.url).toBe(`http://127.0.0.1:${String(appPort)}`);
+    expect(get(spec, 'containers', 0, 'args')).toContain(`-listen=127.0.0.1:${String(appPort)}`);
+  });
+
+  it('the rendered ConfigMap, Secret and Certificate are the ones the pod names', (ctx) => {
+    if (!kubectl) ctx.skip();
+    const deployment = find('example', 'Deployment', 'orders');
+    const pod = get(deployment, 'spec', 'template');
+    const volumes = list(pod, 'spec', 'volumes');
+    const configMap = get(volumes.find((v) => v['name'] === 'mtls-sidecar-config'), 'configMap', 'name');
+    const secret = get(volumes.find((v) => v['name'] === 'mtls-sidecar-certs'), 'secret', 'secretName');
+    expect(get(find('example', 'ConfigMap', configMap), 'data', CONFIG_KEY)).toBe(readFileSync(path.join(DEPLOY, 'example/sidecar.yaml'), 'utf8'));
+    const cert = (rendered.get('example') ?? []).find((o) => o['kind'] === 'Certificate' && get(o, 'spec', 'secretName') === secret);
+    expect(cert).toBeDefined();
+    const ns = str(deployment, 'metadata', 'namespace');
+    const sa = str(pod, 'spec', 'serviceAccountName');
+    expect(get(cert, 'spec', 'uris')).toEqual([`spiffe://cluster.local/ns/${ns}/sa/${sa}`]);
+    expect(get(cert, 'spec', 'usages')).toEqual(['server auth', 'client auth']);
+    expect(get(cert, 'spec', 'privateKey', 'rotationPolicy')).toBe('Always');
+    find('cert-manager', str(cert, 'spec', 'issuerRef', 'kind'), str(cert, 'spec', 'issuerRef', 'name'));
+    find('example', 'ServiceAccount', sa);
+    expect(get(find('example', 'Service', 'orders'), 'spec', 'ports', 0, 'targetPort')).toBe('mtls');
+  });
+});
+
+describe('monitoring', () => {
+  const SPEC_METRICS = [
+    'mtls_sidecar_requests_total',
+    'mtls_sidecar_request_duration_seconds',
+    'mtls_sidecar_upstream_duration_seconds',
+    'mtls_sidecar_tls_handshakes_total',
+    'mtls_sidecar_rate_limited_total',
+    'mtls_sidecar_active_connections',
+    'mtls_sidecar_cert_expiry_timestamp_seconds',
+    'mtls_sidecar_config_reloads_total',
+  ];
+  const HISTOGRAMS = ['mtls_sidecar_request_duration_seconds', 'mtls_sidecar_upstream_duration_seconds'];
+
+  it('the list above is SPEC §6 (when the SPEC is beside the checkout)', (ctx) => {
+    const spec = path.resolve(ROOT, '../shared/SPEC.md');
+    if (!existsSync(spec)) ctx.skip();
+    const text = readFileSync(spec, 'utf8');
+    const section = text.slice(text.indexOf('## 6.'), text.indexOf('## 7.'));
+    const names = new Set([...section.matchAll(/`(mtls_sidecar_[a-z_]+)/g)].map((m) => m[1]));
+    expect([...names].sort()).toEqual([...SPEC_METRICS].sort());
+  });
+
+  it('every metric name used anywhere in deploy/ is a SPEC §6 name', () => {
+    const files: string[] = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(path.join(dir, e.name));
+        else files.push(path.join(dir, e.name));
+      }
+    };
+    walk(DEPLOY);
+    const used = new Set<string>();
+    for (const f of files) {
+      for (const m of readFileSync(f, 'utf8').matchAll(/\bmtls_sidecar_[a-z_]+/g)) {
+        const name = m[0];
+        const base = HISTOGRAMS.find((h) => name === `${h}_bucket` || name === `${h}_sum` || name === `${h}_count`) ?? name;
+        expect(SPEC_METRICS, `${path.relative(ROOT, f)} uses ${name}`).toContain(base);
+        used.add(base);
+      }
+    }
+    // The rules and the dashboard together cover every SPEC metric.
+    expect([...used].sort()).toEqual([...SPEC_METRICS].sort());
+  });
+
+  it('alerts.yml passes promtool check rules', async (ctx) => {
+    if (!(await has('promtool'))) ctx.skip();
+    const { stdout } = await run('promtool', ['check', 'rules', path.join(DEPLOY, 'monitoring/alerts.yml')]);
+    expect(stdout).toMatch(/SUCCESS: \d+ rules found/);
+  });
+
+  it('alerts on what the issue names', () => {
+    const rules = list(parse(readFileSync(path.join(DEPLOY, 'monitoring/alerts.yml'), 'utf8')), 'groups').flatMap((g) => list(g, 'rules'));
+    const expr = (alert: string): string => str(rules.find((r) => r['alert'] === alert), 'expr');
+    expect(expr('MtlsSidecarCertificateExpiringSoon')).toMatch(/mtls_sidecar_cert_expiry_timestamp_seconds - time\(\)\) < 30 \* 24 \* 3600/);
+    expect(expr('MtlsSidecarHandshakeRejectionsHigh')).toMatch(/mtls_sidecar_tls_handshakes_total\{result="rejected"\}/);
+    expect(expr('MtlsSidecarHigh5xxRate')).toMatch(/mtls_sidecar_requests_total\{code=~"5.."\}/);
+    expect(expr('MtlsSidecarRateLimiting')).toMatch(/mtls_sidecar_rate_limited_total/);
+    expect(expr('MtlsSidecarConfigReloadFailed')).toMatch(/mtls_sidecar_config_reloads_total\{result="failure"\}/);
+    for (const r of rules) {
+      expect(str(r, 'labels', 'severity'), str(r, 'alert')).toMatch(/^(critical|warning|info)$/);
+      expect(get(r, 'annotations', 'summary'), str(r, 'alert')).toBeTruthy();
+    }
+  });
+
+  it('the PrometheusRule carries exactly the groups of alerts.yml', () => {
+    const plain: unknown = parse(readFileSync(path.join(DEPLOY, 'monitoring/alerts.yml'), 'utf8'));
+    const crd: unknown = parse(readFileSync(path.join(DEPLOY, 'monitoring/prometheusrule.yaml'), 'utf8'));
+    expect(get(crd, 'spec', 'groups')).toEqual(get(plain, 'groups'));
+  });
+
+  it('the PodMonitor scrapes the admin port the injector names', (ctx) => {
+    if (!kubectl) ctx.skip();
+    const pm = find('monitoring', 'PodMonitor', 'mtls-sidecar');
+    expect(get(pm, 'spec', 'podMetricsEndpoints', 0)).toMatchObject({ port: 'mtls-admin', path: '/metrics' });
+    expect(get(pm, 'spec', 'namespaceSelector')).toEqual({ any: true });
+  });
+
+  it('the Grafana dashboard is valid JSON with a query per panel', () => {
+    const dash: unknown = JSON.parse(readFileSync(path.join(DEPLOY, 'monitoring/grafana-dashboard.json'), 'utf8'));
+    expect(get(dash, 'uid')).toBe('mtls-sidecar');
+    const panels = list(dash, 'panels');
+    expect(panels.length).toBeGreaterThanOrEqual(10);
+    expect(new Set(panels.map((p) => p['id'])).size).toBe(panels.length);
+    for (const p of panels) {
+      expect(list(p, 'targets').length, str(p, 'title')).toBeGreaterThan(0);
+      for (const t of list(p, 'targets')) expect(str(t, 'expr')).toMatch(/mtls_sidecar_/);
+    }
+  });
+});
+
+describe('the image', () => {
+  it('Dockerfile: multi-stage, no dev dependencies, numeric non-root user, mtls-sidecar as entrypoint', () => {
+    const text = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+    expect(text.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2);
+    expect(text).toMatch(/npm ci --omit=dev/);
+    expect(text).toMatch(/^USER \d+:\d+$/m);
+    expect(text).toMatch(/^ENTRYPOINT \["mtls-sidecar"\]$/m);
+    const last = text.slice(text.lastIndexOf('\nFROM '));
+    expect(last).not.toMatch(/COPY --from=build \/src\/node_modules/);
+    const ignore = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8');
+    expect(ignore.split('\n')).toContain('*');
+    expect(ignore).not.toMatch(/^!.*(node_modules|certs|\.key)/m);
+  });
+});
