@@ -229,4 +229,26 @@ describe('run', () => {
       expect(await exited).toBe(0);
     }
   }, 30_000);
+
+  it('exits at once on a second signal during the drain', async () => {
+    const port = await deadPort();
+    const cfg = baseConfig(pki, app.url, {
+      listen: { address: '127.0.0.1', port, http2: true },
+      admin: { address: '127.0.0.1', port: 0 },
+      audit: { file: path.join(dir, 'audit-twice.log') },
+      shutdown: { drainDelay: '20s', timeout: '20s' },
+    });
+    const child = spawn(process.execPath, [bin, 'run', '--config', await configFile('twice.yaml', cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 10_000;
+    while (!stderr.includes('"listening"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGTERM');
+    while (!stderr.includes('"draining"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const t0 = Date.now();
+    child.kill('SIGTERM');
+    expect(await exited).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(2000);
+  }, 30_000);
 });
