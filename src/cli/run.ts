@@ -9,6 +9,7 @@ import { Reloader } from '../reload/reload.js';
 import { appHealthFromEnv } from '../inject/app-health.js';
 import type { CommandIo } from './io.js';
 import { resolveConfigPath } from './io.js';
+import { delay, waitForSignal } from './signals.js';
 
 export const RUN_HELP = `Usage: mtls-sidecar run [--config PATH]
 
@@ -82,23 +83,4 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
   await audit.close();
   log.info('stopped');
   return EXIT_OK;
-}
-
-function waitForSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (sig: string): void => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      // A second signal ends the process at once (SPEC §7); only main.ts exits, via this hook.
-      process.once('SIGTERM', () => process.emit('mtls-sidecar:abort' as 'SIGTERM'));
-      process.once('SIGINT', () => process.emit('mtls-sidecar:abort' as 'SIGINT'));
-      resolve(sig);
-    };
-    process.once('SIGTERM', on);
-    process.once('SIGINT', on);
-  });
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

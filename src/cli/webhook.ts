@@ -6,6 +6,7 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from '../errors.js';
 import { loadWebhookConfig } from '../webhook/config.js';
 import { WebhookServer } from '../webhook/server.js';
 import type { CommandIo } from './io.js';
+import { waitForSignal } from './signals.js';
 
 export const WEBHOOK_HELP = `Usage: mtls-sidecar webhook [--config PATH]
 
@@ -58,18 +59,4 @@ export async function webhookCommand(argv: string[], io: CommandIo, opts: Webhoo
   await server.close();
   log.info('stopped');
   return EXIT_OK;
-}
-
-function waitForSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (sig: string): void => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      process.once('SIGTERM', () => process.emit('mtls-sidecar:abort' as 'SIGTERM'));
-      process.once('SIGINT', () => process.emit('mtls-sidecar:abort' as 'SIGINT'));
-      resolve(sig);
-    };
-    process.once('SIGTERM', on);
-    process.once('SIGINT', on);
-  });
 }
