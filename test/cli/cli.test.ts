@@ -244,8 +244,11 @@ describe('run', () => {
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const deadline = Date.now() + 10_000;
     while (!stderr.includes('"listening"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(stderr).toContain('"listening"');
     child.kill('SIGTERM');
-    while (!stderr.includes('"draining"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const drainDeadline = Date.now() + 10_000;
+    while (!stderr.includes('"draining"') && Date.now() < drainDeadline) await new Promise((r) => setTimeout(r, 20));
+    expect(stderr).toContain('"draining"');
     const t0 = Date.now();
     child.kill('SIGTERM');
     expect(await exited).toBe(1);
