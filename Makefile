@@ -44,8 +44,11 @@ test: build test-deps
 	@status=0; npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json || status=$$?; \
 	  $(NODE) .ci/summary.mjs .tmp/vitest.json; exit $$status
 
+# Benchmark (issue 9): the sidecar vs nginx, HAProxy and a bare undici proxy, each on one pinned
+# core; installs nginx/haproxy from Debian if missing. Writes bench/RESULTS.md + bench/results.svg.
+# BENCH_RUNS=3 BENCH_SECONDS=5 by default; see bench/README.md for the other variables.
 bench: build
-	@echo "benchmarks arrive with the performance issue (bench/)"; exit 1
+	$(NODE) bench/run.mjs
 
 clean:
 	rm -rf dist .tmp coverage

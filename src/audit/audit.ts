@@ -3,6 +3,8 @@
  * Records are built from a fixed allow-list of fields, so a token, cookie or body can never
  * enter one; there is nothing to redact at run time.
  */
+import { mkdir, open } from 'node:fs/promises';
+import path from 'node:path';
 import { pino } from 'pino';
 import type { DestinationStream, Logger } from 'pino';
 import type { HandshakeReason, RequestReason } from '../reasons.js';
@@ -37,6 +39,8 @@ export interface HandshakeRecord {
 }
 
 export interface Audit {
+  /** Resolves once the destination is open (rejects, with the reason, if it cannot be). */
+  ready(): Promise<void>;
   request(rec: RequestRecord): void;
   handshake(rec: HandshakeRecord): void;
   /** Resolves once every line written so far has reached the destination. */
@@ -45,6 +49,9 @@ export interface Audit {
 }
 
 type FlushableDestination = DestinationStream & {
+  fd?: number;
+  on?: (event: string, fn: (err?: Error) => void) => void;
+  off?: (event: string, fn: (err?: Error) => void) => void;
   flush?: (cb?: (err?: Error) => void) => void;
   flushSync?: () => void;
   end?: () => void;
@@ -55,7 +62,7 @@ type FlushableDestination = DestinationStream & {
  * `file` is "stdout", "stderr" or a path. Writes go through sonic-boom asynchronously
  * (pino's destination): nothing is dropped (no maxLength), and flush() drains it on exit.
  */
-export function createAudit(file: string, destination?: DestinationStream): Audit {
+export function createAudit(file: string | number, destination?: DestinationStream): Audit {
   const dest: FlushableDestination =
     destination ??
     pino.destination({
@@ -76,6 +83,9 @@ export function createAudit(file: string, destination?: DestinationStream): Audi
     dest,
   );
   return {
+    ready() {
+      return whenOpen(dest);
+    },
     request(rec) {
       logger.info(rec, 'request');
     },
@@ -87,9 +97,38 @@ export function createAudit(file: string, destination?: DestinationStream): Audi
     },
     async close() {
       await flushDestination(dest);
-      if (destination === undefined && file !== 'stdout' && file !== 'stderr') dest.end?.();
+      if (destination === undefined && file !== 'stdout' && file !== 'stderr' && file !== 1 && file !== 2) dest.end?.();
     },
   };
+}
+
+/**
+ * Open the audit file ourselves, then hand pino the descriptor: a file that cannot be opened
+ * is a clean start-up error, not a destination that never becomes ready (and that pino's
+ * exit hook would then throw on).
+ */
+export async function openAudit(file: string): Promise<Audit> {
+  if (file === 'stdout' || file === 'stderr') return createAudit(file);
+  await mkdir(path.dirname(file), { recursive: true });
+  const handle = await open(file, 'a', 0o640);
+  // sonic-boom owns the descriptor from here on (and closes it on end()).
+  return createAudit(handle.fd);
+}
+
+function whenOpen(dest: FlushableDestination): Promise<void> {
+  if (typeof dest.fd !== 'number' || dest.fd >= 0 || dest.once === undefined) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onReady = (): void => {
+      dest.off?.('error', onError);
+      resolve();
+    };
+    const onError = (err?: Error): void => {
+      dest.off?.('ready', onReady);
+      reject(err ?? new Error('audit destination failed to open'));
+    };
+    dest.once?.('ready', onReady);
+    dest.on?.('error', onError);
+  });
 }
 
 function isoTimeFirst(): string {

@@ -1,7 +1,8 @@
 /** `mtls-sidecar run`: serve until SIGTERM/SIGINT, then drain (SPEC §7). */
 import { parseArgs } from 'node:util';
 import { loadAndCompile } from '../config/index.js';
-import { createAudit } from '../audit/audit.js';
+import { openAudit } from '../audit/audit.js';
+import type { Audit } from '../audit/audit.js';
 import { createLog } from '../log.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from '../errors.js';
 import { Sidecar } from '../server/sidecar.js';
@@ -52,7 +53,15 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     return EXIT_USAGE;
   }
   const log = createLog();
-  const audit = createAudit(s.audit.file);
+  let audit: Audit;
+  try {
+    // Open the audit file before serving: a request must never be served unaudited.
+    audit = await openAudit(s.audit.file);
+    await audit.ready();
+  } catch (err) {
+    io.stderr(`run: cannot open audit.file ${s.audit.file}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+    return EXIT_FAILURE;
+  }
   const sidecar = new Sidecar(s, { audit, log, appHealth: appHealth.handler });
   try {
     const admin = await sidecar.listenAdmin();

@@ -113,6 +113,27 @@ describe('check', () => {
 });
 
 describe('run', () => {
+  it('exits 1 with one line when the port is taken or the audit file cannot be opened', async () => {
+    const net = await import('node:net');
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const taken = (blocker.address() as import('node:net').AddressInfo).port;
+    try {
+      const busy = await configFile('busy.yaml', baseConfig(pki, app.url, { listen: { address: '127.0.0.1', port: taken }, admin: { address: '127.0.0.1', port: 0 } }));
+      const r = await cli(['run', '--config', busy]);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toMatch(/^run: cannot listen: .*EADDRINUSE/);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      blocker.close();
+    }
+    const noAudit = await configFile('noaudit.yaml', baseConfig(pki, app.url, { audit: { file: '/etc/passwd/audit.log' }, admin: { address: '127.0.0.1', port: 0 } }));
+    const r = await cli(['run', '--config', noAudit]);
+    expect(r.code).toBe(1);
+    // mkdir of an existing file's path: EEXIST (or ENOTDIR, depending on the call that fails).
+    expect(r.stderr.trim()).toMatch(/^run: cannot open audit.file \/etc\/passwd\/audit.log: (EEXIST|ENOTDIR)$/);
+  });
+
   it('exits 2 on a bad config without serving', async () => {
     const file = await configFile('bad-run.yaml', 'version: 2\n');
     const r = await cli(['run', '--config', file]);

@@ -1,0 +1,72 @@
+// The Node reference: a bare mTLS proxy with undici and nothing else. Client certificate
+// required and verified by Node/OpenSSL (rejectUnauthorized), HTTP/2 with HTTP/1.1 fallback on
+// one port (the sidecar's default listener shape), each request forwarded with Pool.stream to
+// the upstream. No identity, routes, audit, metrics, limits or header hygiene beyond what
+// HTTP/2 itself requires (pseudo-headers and connection-specific headers cannot cross).
+//
+//   node bench/bare-undici-proxy.mjs PORT UPSTREAM_URL CERT KEY CA
+import fs from 'node:fs';
+import http2 from 'node:http2';
+import { Pool } from 'undici';
+
+const [port, upstream, cert, key, ca] = process.argv.slice(2);
+if (ca === undefined) {
+  console.error('usage: bare-undici-proxy.mjs PORT UPSTREAM_URL CERT KEY CA');
+  process.exit(2);
+}
+
+const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTimeout: 300_000 });
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings']);
+
+const server = http2.createSecureServer(
+  {
+    cert: fs.readFileSync(cert),
+    key: fs.readFileSync(key),
+    ca: fs.readFileSync(ca),
+    // The same TLS versions, suites and server preference as the sidecar (src/tls/context.ts).
+    minVersion: 'TLSv1.2',
+    ciphers: [
+      'TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256',
+      'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
+      'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+    ].join(':'),
+    honorCipherOrder: true,
+    requestCert: true,
+    rejectUnauthorized: true,
+    allowHTTP1: true,
+  },
+  (req, res) => {
+    const headers = {};
+    for (const name in req.headers) {
+      if (name.charCodeAt(0) === 58 /* : */ || HOP.has(name)) continue;
+      headers[name] = req.headers[name];
+    }
+    if (headers.host === undefined) headers.host = req.headers[':authority'] ?? 'localhost';
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    pool.stream(
+      { path: req.url, method: req.method, headers, body: hasBody ? req : null },
+      ({ statusCode, headers: up }) => {
+        for (const h of HOP) delete up[h];
+        res.writeHead(statusCode, up);
+        return res;
+      },
+      (err) => {
+        if (err === null || err === undefined) return;
+        if (!res.headersSent) {
+          res.writeHead(502, { 'content-type': 'text/plain' });
+          res.end('bad gateway\n');
+        } else res.destroy(err);
+      },
+    );
+  },
+);
+// Idle keep-alive like the other targets (Node's HTTP/1 default is 5 s).
+server.keepAliveTimeout = 300_000;
+server.listen(Number(port), '127.0.0.1', () => console.log(`bare-undici-proxy on 127.0.0.1:${port} -> ${upstream}`));
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => {
+    server.close();
+    pool.close().finally(() => process.exit(0));
+    setTimeout(() => process.exit(0), 1000).unref();
+  });
+}
