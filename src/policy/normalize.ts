@@ -18,6 +18,10 @@
  *     (above the root) is refused. Empty segments are dropped before ".." is applied (as nginx's
  *     merge_slashes does), so "/a//../b" is "/b". If the last segment was empty, "." or "..", the
  *     result keeps a trailing slash ("/a/b/", "/a/." -> "/a/", "/a/.." -> "/").
+ *  6. A dot-segment carrying path parameters ("..;x", ".;", "%2e%2e;") is refused: Tomcat, Jetty
+ *     and Spring strip ";params" before resolving dots, so "/public/..;/admin" would be routed
+ *     here as /public/..;/admin and served there as /admin ("..;" traversal, Orange Tsai,
+ *     "Breaking Parser Logic", Black Hat USA 2018).
  *
  * The result is idempotent: normalizing a normalized path returns it unchanged.
  *
@@ -45,6 +49,7 @@ const BAD_PERCENT = refused('bad_percent');
 const ENCODED_SLASH = refused('encoded_slash');
 const ENCODED_BACKSLASH = refused('encoded_backslash');
 const DOT_DOT_ABOVE_ROOT = refused('dot_dot_above_root');
+const DOT_SEGMENT_PARAM = refused('dot_segment_param');
 
 const C_SLASH = 0x2f;
 const C_DOT = 0x2e;
@@ -126,6 +131,7 @@ function normalizePath(raw: string, end: number): string | Refused {
       segment = decoded;
     }
 
+    if (segment.charCodeAt(0) === C_DOT && isDotSegmentWithParams(segment)) return DOT_SEGMENT_PARAM;
     if (segment === '' || segment === '.') {
       if (last) trailingSlash = true;
     } else if (segment === '..') {
@@ -139,6 +145,13 @@ function normalizePath(raw: string, end: number): string | Refused {
   if (kept.length === 0) return '/';
   const joined = `/${kept.join('/')}`;
   return trailingSlash ? `${joined}/` : joined;
+}
+
+/** "." or ".." followed by ";" and path parameters (segment already decoded). */
+function isDotSegmentWithParams(segment: string): boolean {
+  const semi = segment.indexOf(';');
+  if (semi === -1) return false;
+  return semi === 1 || (semi === 2 && segment.charCodeAt(1) === C_DOT);
 }
 
 /** Decodes raw[start, stop), whose first '%' is at firstPct. */

@@ -19,21 +19,38 @@ const DROP_REQUEST = new Set([
   'expect',
   'host',
   'http2-settings',
-  'x-forwarded-client-cert',
-  'x-client-identity',
-  'x-client-scopes',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'x-forwarded-port',
-  'x-forwarded-prefix',
   'x-real-ip',
   'forwarded',
   'x-request-id',
+  // Method overrides: routing used the request's own method, so the app must not act on another
+  // one (Express method-override, Rails/Symfony/Spring-style filters honour these headers).
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  // Path overrides: routing used the request target, so the app must not route on another one
+  // (CVE-2018-14773: Symfony/Zend honoured X-Original-URL / X-Rewrite-URL over the path).
+  'x-original-url',
+  'x-rewrite-url',
 ]);
 
-/** Protected names also matched with `_` for `-` (nginx and some apps treat them alike). */
-const PROTECTED_PREFIX = 'x-jwt-';
+/**
+ * Whole families the sidecar owns (README "What the app receives"): x-forwarded-* (XFCC among
+ * them), x-client-*, x-jwt-*. Matched as prefixes, and with `_` for `-` (nginx, CGI/WSGI and
+ * some apps treat them alike).
+ */
+const PROTECTED_PREFIXES = ['x-forwarded-', 'x-client-', 'x-jwt-'];
+
+/**
+ * Framing headers whose `_` spelling is dropped too: a CGI/WSGI app maps `Content_Length` and
+ * `Content-Length` to the same CONTENT_LENGTH variable, which must come from the sidecar's framing.
+ */
+const FRAMING_ALIASES = new Set(['content-length']);
+
+function isProtected(lower: string): boolean {
+  if (DROP_REQUEST.has(lower)) return true;
+  for (const p of PROTECTED_PREFIXES) if (lower.startsWith(p)) return true;
+  return false;
+}
 
 const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
 
@@ -80,7 +97,7 @@ export function scanRequestHeaders(raw: readonly string[], connectionValue: stri
         else return { ok: false, detail: 'bad_expect' };
         continue;
     }
-    if (DROP_REQUEST.has(lower) || lower.startsWith(PROTECTED_PREFIX)) continue;
+    if (isProtected(lower)) continue;
     if (named !== null && named.has(lower)) continue;
     if (lower.includes('_') && isProtectedAlias(lower)) continue;
     out.push(name, value);
@@ -100,7 +117,7 @@ export function scanRequestHeaders(raw: readonly string[], connectionValue: stri
 
 function isProtectedAlias(lower: string): boolean {
   const dashed = lower.replaceAll('_', '-');
-  return DROP_REQUEST.has(dashed) || dashed.startsWith(PROTECTED_PREFIX);
+  return isProtected(dashed) || FRAMING_ALIASES.has(dashed);
 }
 
 function connectionTokens(value: string): Set<string> {
