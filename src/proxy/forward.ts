@@ -69,6 +69,8 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly done: ForwardDone;
   controller: Dispatcher.DispatchController | null = null;
   finished = false;
+  /** The client went away (possibly before undici even started the request). */
+  gone = false;
 
   constructor(ctx: RequestContext, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, drain: { readonly closing: boolean } | null, done: ForwardDone) {
     this.ctx = ctx;
@@ -81,6 +83,8 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
+    // Closed before the request left: never hold an upstream connection for nobody.
+    if (this.gone) controller.abort(new Error('client aborted'));
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -88,7 +92,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     const ctx = this.ctx;
     ctx.upstreamMs = performance.now() - ctx.upstreamStart;
     ctx.status = statusCode;
-    if (this.res.destroyed === true) {
+    if (this.gone || this.res.destroyed === true) {
       controller.abort(new Error('client went away'));
       return;
     }
@@ -99,6 +103,10 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.gone) {
+      controller.abort(new Error('client went away'));
+      return;
+    }
     this.ctx.bytesOut += chunk.length;
     if (!this.res.write(chunk)) {
       controller.pause();
@@ -118,6 +126,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
 
   /** The client hung up: stop talking to the app. */
   abort(): void {
+    this.gone = true;
     if (!this.finished && this.controller !== null && !this.controller.aborted) this.controller.abort(new Error('client aborted'));
   }
 

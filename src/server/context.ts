@@ -45,6 +45,8 @@ export class ConnInfo {
   inflight: number;
   /** The HTTP/2 session on this connection, if any (drain sends it GOAWAY). */
   h2: { close(): void } | null;
+  /** HTTP/1.1: the current request was answered while its body is still arriving. */
+  answeredBodyPending: boolean;
   /** base64url SHA-256 of the leaf, for RFC 8705 token binding (computed on first JWT use). */
   jwtThumbprint: string | null;
   /** Verified tokens on this connection (created on first JWT use). */
@@ -68,6 +70,7 @@ export class ConnInfo {
     this.h2 = null;
     this.jwtThumbprint = null;
     this.jwtCache = null;
+    this.answeredBodyPending = false;
     this.x509 = x509;
     this.peer = peer;
     this.identity = identity;

@@ -258,10 +258,23 @@ function refuse(host: PipelineHost, ctx: RequestContext, reason: RefusalReason, 
   const res = ctx.res;
   ctx.decision = 'deny';
   ctx.reason = reason;
+  // HTTP/1.1 with a body still arriving after the answer: it is read and dropped; if it is so
+  // slow that requestTimeout fires, the connection is closed without a second response.
+  const req = ctx.req;
+  if (req.httpVersionMajor === 1 && !(req as { complete?: boolean }).complete && hasBody(req)) {
+    const conn = ctx.conn;
+    conn.answeredBodyPending = true;
+    req.once('end', () => (conn.answeredBodyPending = false));
+  }
   ctx.bytesOut = writeRefusal(res, reason, ctx.requestId, host.snapshot.securityHeaders, extra, close || host.closing);
   ctx.status = statusOf(res, 0);
   // Unread request bodies are discarded (HTTP/2) or the connection is closed (HTTP/1.1, `close`).
   res.req.resume();
+}
+
+function hasBody(req: InboundRequest): boolean {
+  const cl = req.headers['content-length'];
+  return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
 }
 
 function statusOf(res: OutboundResponse, fallback: number): number {

@@ -199,6 +199,12 @@ export class Sidecar implements PipelineHost {
   /** HTTP/1.1 parser errors and timeouts: Node hands us the raw socket, so answer by hand. */
   #onClientError(err: Error & { code?: string }, socket: Socket): void {
     const conn = connOf(socket);
+    if (conn?.answeredBodyPending === true) {
+      // The request was already answered (e.g. refused while its body was still arriving):
+      // a second, unsolicited response would desynchronise the client. Just close.
+      socket.destroy();
+      return;
+    }
     const reason: 'header_too_large' | 'request_timeout' | 'bad_request' =
       err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
     const requestId = randomUUID();

@@ -240,7 +240,10 @@ describe('concurrent streams (RFC 9113 §5.1.2, SETTINGS_MAX_CONCURRENT_STREAMS)
       const c = await F.connectH2(t.sc.port, tls());
       await c.write(Buffer.concat(Array.from({ length: 3 * MAX_STREAMS }, (_, i) => F.headers(i * 2 + 1, request, { endStream: true }))));
       await sleep(600);
-      expect(maxInFlight).toBeGreaterThan(0);
+      // Either the excess streams were refused one by one (and the first ones served), or the
+      // whole connection was ended; then its forwarded requests are aborted too (no upstream
+      // work for a client that is gone), so the app may see none.
+      if (c.goaway === null) expect(maxInFlight).toBeGreaterThan(0);
       expect(maxInFlight).toBeLessThanOrEqual(MAX_STREAMS);
       // The excess was refused: REFUSED_STREAM per stream, or the connection ended (PROTOCOL_ERROR).
       expect(rstCodes(c).includes(F.ErrorCode.REFUSED_STREAM) || c.goaway !== null).toBe(true);
@@ -455,7 +458,7 @@ describe('upstream resources after reset streams (CVE-2023-44487 amplification)'
   //   - in onResponseStart (and onResponseData): `if (this.gone || this.res.destroyed === true)`
   //     abort instead of writing.
   // Flip to it() once fixed.
-  it.fails('after 1,000 reset streams, the sidecar holds no more than maxConcurrentStreams upstream requests 1 s later', async () => {
+  it('after 1,000 reset streams, the sidecar holds no more than maxConcurrentStreams upstream requests 1 s later', async () => {
     appDelayMs = 200;
     try {
       for (let k = 0; k < 5; k++) {
