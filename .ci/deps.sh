@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# System packages the tests use: a real Redis (rate limits) and promtool (metrics and alert
-# rules). Installed only when missing, and only where we may (root with apt-get); elsewhere the
+# System packages the tests use: a real Redis (rate limits), promtool (metrics and alert
+# rules) and testssl.sh (the adversarial suite's scan of the listener). Installed only when missing, and only where we may (root with apt-get); elsewhere the
 # tests that need them say they were skipped.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v testssl >/dev/null 2>&1 || command -v testssl.sh >/dev/null 2>&1 || need+=(testssl.sh)
 [ ${#need[@]} -eq 0 ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "installing ${need[*]} (apt-get)"
