@@ -6,6 +6,7 @@ export const REQUEST_REASONS = [
   'ok',
   'bad_path',
   'bad_request',
+  'misdirected',
   'header_too_large',
   'request_timeout',
   'no_route',
@@ -68,6 +69,7 @@ export interface Refusal {
 export const REFUSALS: Readonly<Record<Exclude<RequestReason, 'ok' | 'client_aborted'>, Refusal>> = Object.freeze({
   bad_path: { status: 400, code: 'bad_request' },
   bad_request: { status: 400, code: 'bad_request' },
+  misdirected: { status: 421, code: 'misdirected_request' },
   header_too_large: { status: 431, code: 'header_too_large' },
   request_timeout: { status: 408, code: 'request_timeout' },
   no_route: { status: 403, code: 'forbidden' },

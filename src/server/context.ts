@@ -45,6 +45,8 @@ export class ConnInfo {
   inflight: number;
   /** The HTTP/2 session on this connection, if any (drain sends it GOAWAY). */
   h2: { close(): void } | null;
+  /** The TLS SNI name the client asked for (lower case), or null when it sent none. */
+  sni: string | null;
   /** HTTP/1.1: the current request was answered while its body is still arriving. */
   answeredBodyPending: boolean;
   /** base64url SHA-256 of the leaf, for RFC 8705 token binding (computed on first JWT use). */
@@ -71,6 +73,7 @@ export class ConnInfo {
     this.jwtThumbprint = null;
     this.jwtCache = null;
     this.answeredBodyPending = false;
+    this.sni = null;
     this.x509 = x509;
     this.peer = peer;
     this.identity = identity;

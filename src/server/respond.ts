@@ -58,5 +58,6 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
   400: 'Bad Request',
   408: 'Request Timeout',
   413: 'Payload Too Large',
+  421: 'Misdirected Request',
   431: 'Request Header Fields Too Large',
 };

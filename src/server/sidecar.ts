@@ -186,7 +186,10 @@ export class Sidecar implements PipelineHost {
     const identity = s.identityMatcher.match(peer.fields) ?? null;
     this.#accepted.add(socket);
     socket.once('close', () => this.#accepted.delete(socket));
-    attachConn(socket, new ConnInfo(s.generation, s.tls.trust, verdict.x509, peer, identity, remote, socket.getProtocol()));
+    const conn = new ConnInfo(s.generation, s.tls.trust, verdict.x509, peer, identity, remote, socket.getProtocol());
+    const sni = (socket as { servername?: string | false | null }).servername;
+    conn.sni = typeof sni === 'string' && sni !== '' ? sni.toLowerCase() : null;
+    attachConn(socket, conn);
   }
 
   #onTlsClientError(err: Error, socket: TLSSocket): void {
