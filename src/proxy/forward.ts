@@ -51,6 +51,13 @@ export class BodyMeter extends Transform {
   }
 }
 
+export class RequestTimeout extends Error {
+  readonly code = 'ERR_REQUEST_TIMEOUT';
+  constructor() {
+    super('request body not received within limits.requestTimeout');
+  }
+}
+
 export interface ForwardDone {
   (ctx: RequestContext, res: OutboundResponse, failure: RequestReason | null): void;
 }
@@ -71,6 +78,8 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   finished = false;
   /** The client went away (possibly before undici even started the request). */
   gone = false;
+  /** The request body did not arrive within requestTimeout (HTTP/2; HTTP/1.1 has Node's own). */
+  timedOut = false;
 
   constructor(ctx: RequestContext, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, drain: { readonly closing: boolean } | null, done: ForwardDone) {
     this.ctx = ctx;
@@ -84,7 +93,8 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
     // Closed before the request left: never hold an upstream connection for nobody.
-    if (this.gone) controller.abort(new Error('client aborted'));
+    if (this.timedOut) controller.abort(new RequestTimeout());
+    else if (this.gone) controller.abort(new Error('client aborted'));
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -124,6 +134,13 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     this.finish(classifyUpstreamError(err, this.meter));
   }
 
+  /** requestTimeout passed with the body still arriving: stop, and answer 408 if still possible. */
+  timeout(): void {
+    if (this.finished || this.timedOut) return;
+    this.timedOut = true;
+    if (this.controller !== null && !this.controller.aborted) this.controller.abort(new RequestTimeout());
+  }
+
   /** The client hung up: stop talking to the app. */
   abort(): void {
     this.gone = true;
@@ -143,6 +160,7 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENET
 export function classifyUpstreamError(err: Error, meter: BodyMeter | null): RequestReason {
   const code = (err as { code?: string }).code ?? '';
   if (err instanceof BodyTooLarge || code === 'ERR_BODY_TOO_LARGE' || (meter !== null && meter.bytes > 0 && meter.destroyed && meter.errored instanceof BodyTooLarge)) return 'body_too_large';
+  if (err instanceof RequestTimeout || code === 'ERR_REQUEST_TIMEOUT') return 'request_timeout';
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'upstream_timeout';
   if (err.message === 'client aborted' || err.message === 'client went away') return 'client_aborted';
   if (UNREACHABLE.has(code)) return 'upstream_unreachable';

@@ -36,7 +36,7 @@ export class Reloader {
   #watchers = new Map<string, FSWatcher>();
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<ReloadOutcome> | null = null;
-  #again = false;
+  #queued: Promise<ReloadOutcome> | null = null;
   #closed = false;
 
   constructor(target: ReloadTarget, configFile: string, log: Log, opts: ReloaderOptions = {}) {
@@ -60,24 +60,27 @@ export class Reloader {
   }
 
   /**
-   * Reload now (SIGHUP, or after a watched change). Concurrent calls are folded: one reload
-   * runs at a time and a change seen meanwhile triggers exactly one more.
+   * Reload now (SIGHUP, or after a watched change). One reload runs at a time; a call made
+   * while one runs queues exactly one more (shared by every caller until it starts), which reads
+   * the files as they are then, so a caller always gets the outcome for content at least as new
+   * as when it called.
    */
-  async reload(trigger: string): Promise<ReloadOutcome> {
-    if (this.#running !== null) {
-      this.#again = true;
-      return this.#running;
-    }
-    this.#running = this.#reloadOnce(trigger);
-    try {
-      return await this.#running;
-    } finally {
-      this.#running = null;
-      if (this.#again && !this.#closed) {
-        this.#again = false;
-        void this.reload('coalesced');
-      }
-    }
+  reload(trigger: string): Promise<ReloadOutcome> {
+    if (this.#queued !== null) return this.#queued;
+    const previous = this.#running;
+    const run: Promise<ReloadOutcome> = (previous ?? Promise.resolve<unknown>(undefined)).then(
+      () => {
+        if (this.#queued === run) this.#queued = null;
+        return this.#closed ? 'unchanged' : this.#reloadOnce(trigger);
+      },
+      () => (this.#closed ? 'unchanged' : this.#reloadOnce(trigger)),
+    );
+    if (previous !== null) this.#queued = run;
+    this.#running = run;
+    void run.finally(() => {
+      if (this.#running === run) this.#running = null;
+    });
+    return run;
   }
 
   async #reloadOnce(trigger: string): Promise<ReloadOutcome> {

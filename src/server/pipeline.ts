@@ -56,6 +56,8 @@ export interface PipelineHost {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+/** A Host (or :authority) is a host and an optional port: no path, userinfo or spaces (RFC 9110 7.2). */
+const BAD_HOST = /[/\\@\s?#]/;
 
 export function handleRequest(host: PipelineHost, req: InboundRequest, res: OutboundResponse): void {
   const session = req.httpVersionMajor === 2 ? req.stream?.session : undefined;
@@ -97,6 +99,10 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
     return refuse(host, ctx, 'bad_request', true, null);
   }
 
+  if (scan.host !== null && BAD_HOST.test(scan.host)) {
+    ctx.path = auditPath(target);
+    return refuse(host, ctx, 'bad_request', true, null);
+  }
   // A request for another host than the one the TLS connection was made for (RFC 9110
   // 15.5.20, RFC 6066 11.1): the certificate and policy were chosen for the SNI name.
   if (conn.sni !== null && scan.host !== null && !sameHost(conn.sni, scan.host)) {
@@ -236,6 +242,14 @@ function forward(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
     onForwardDone(host, c, r, failure),
   );
   res.once('close', () => handler.abort());
+  if (meter !== null && req.httpVersionMajor === 2) {
+    // Node applies requestTimeout to HTTP/1.1 only; bound a slow HTTP/2 body the same way (SPEC §4).
+    const left = Math.max(1, s.limits.requestTimeoutMs - (performance.now() - ctx.start));
+    const timer = setTimeout(() => handler.timeout(), left);
+    timer.unref();
+    req.once('end', () => clearTimeout(timer));
+    res.once('close', () => clearTimeout(timer));
+  }
   ctx.upstreamStart = performance.now();
   host.pool.dispatch(dispatchOptions(plan.pathAndQuery, ctx.method, headers, meter), handler);
 }
@@ -251,8 +265,15 @@ function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundRes
   }
   if (!res.headersSent && !res.writableEnded) {
     ctx.reason = failure;
-    if (failure === 'body_too_large') ctx.decision = 'deny';
-    ctx.bytesOut = writeRefusal(res, failure as RefusalReason, ctx.requestId, host.snapshot.securityHeaders, null, failure === 'body_too_large' || host.closing);
+    if (failure === 'body_too_large' || failure === 'request_timeout') ctx.decision = 'deny';
+    ctx.bytesOut = writeRefusal(
+      res,
+      failure as RefusalReason,
+      ctx.requestId,
+      host.snapshot.securityHeaders,
+      null,
+      failure === 'body_too_large' || failure === 'request_timeout' || host.closing,
+    );
     ctx.status = statusOf(res, ctx.status);
   } else {
     // Headers already went out: the only honest signal left is to cut the stream.
