@@ -40,6 +40,20 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
   }
 }
 
+/** `mtls-sidecar run` as a child process, with its stderr (the operational log) collected. */
+function spawnRun(file: string): { child: ReturnType<typeof spawn>; exited: Promise<number | null>; stderr: () => string; waitFor: (needle: string) => Promise<void> } {
+  const child = spawn(process.execPath, [bin, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const waitFor = async (needle: string): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (!stderr.includes(needle) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(stderr).toContain(needle);
+  };
+  return { child, exited, stderr: () => stderr, waitFor };
+}
+
 async function configFile(name: string, content: string | object): Promise<string> {
   const file = path.join(dir, name);
   await writeFile(file, typeof content === 'string' ? content : stringify(content));
@@ -151,13 +165,8 @@ describe('run', () => {
     });
     const file = await configFile('run.yaml', cfg);
     const port = (cfg['listen'] as { port: number }).port;
-    const child = spawn(process.execPath, [bin, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 10_000;
-    while (!stderr.includes('"listening"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(stderr).toContain('"listening"');
+    const { child, exited, stderr, waitFor } = spawnRun(file);
+    await waitFor('"listening"');
 
     const agent = agentFor(creds(pki, 'orders'));
     const n = 25;
@@ -167,7 +176,7 @@ describe('run', () => {
     expect(await exited).toBe(0);
     const lines = (await readFile(auditFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.filter((l) => l['msg'] === 'request')).toHaveLength(n);
-    expect(stderr).not.toMatch(/PRIVATE KEY/);
+    expect(stderr()).not.toMatch(/PRIVATE KEY/);
   }, 30_000);
 
   it('drains on SIGTERM: readyz 503 at once, a slow request still completes, new connections refused, exit 0', async () => {
@@ -183,12 +192,8 @@ describe('run', () => {
       audit: { file: auditFile },
       shutdown: { drainDelay: '300ms', timeout: '5s' },
     });
-    const child = spawn(process.execPath, [bin, 'run', '--config', await configFile('drain.yaml', cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 10_000;
-    while (!stderr.includes('"listening"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const { child, exited, waitFor } = spawnRun(await configFile('drain.yaml', cfg));
+    await waitFor('"listening"');
     const agent = agentFor(creds(pki, 'orders'));
     try {
       const inflight = call(agent, `https://localhost:${port}`, '/orders/slow');
@@ -225,15 +230,7 @@ describe('run', () => {
       shutdown: { drainDelay: '0ms', timeout: '2s' },
     });
     const file = await configFile('hup.yaml', cfg);
-    const child = spawn(process.execPath, [bin, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const wait = async (needle: string): Promise<void> => {
-      const deadline = Date.now() + 10_000;
-      while (!stderr.includes(needle) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(stderr).toContain(needle);
-    };
+    const { child, exited, waitFor: wait } = spawnRun(file);
     await wait('"listening"');
     const agent = agentFor(creds(pki, 'billing'));
     try {
@@ -259,17 +256,10 @@ describe('run', () => {
       audit: { file: path.join(dir, 'audit-twice.log') },
       shutdown: { drainDelay: '20s', timeout: '20s' },
     });
-    const child = spawn(process.execPath, [bin, 'run', '--config', await configFile('twice.yaml', cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 10_000;
-    while (!stderr.includes('"listening"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(stderr).toContain('"listening"');
+    const { child, exited, waitFor } = spawnRun(await configFile('twice.yaml', cfg));
+    await waitFor('"listening"');
     child.kill('SIGTERM');
-    const drainDeadline = Date.now() + 10_000;
-    while (!stderr.includes('"draining"') && Date.now() < drainDeadline) await new Promise((r) => setTimeout(r, 20));
-    expect(stderr).toContain('"draining"');
+    await waitFor('"draining"');
     const t0 = Date.now();
     child.kill('SIGTERM');
     expect(await exited).toBe(1);
