@@ -208,3 +208,13 @@ export function isCaCertificate(certDer: Buffer): boolean {
     throw e;
   }
 }
+
+/**
+ * The one form serials are compared in: upper-case hex without leading zeros. node prints whole
+ * bytes ("0A5E"), a CRL entry may carry a sign byte ("00A5"); the number is what counts.
+ */
+export function canonicalSerial(hex: string): string {
+  let i = 0;
+  while (i < hex.length - 1 && hex.charCodeAt(i) === 48 /* '0' */) i++;
+  return (i === 0 ? hex : hex.slice(i)).toUpperCase();
+}

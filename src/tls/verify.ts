@@ -11,7 +11,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { TrustPolicy } from '../config/snapshot.js';
 import type { HandshakeReason } from '../reasons.js';
-import { usesSha1Signature } from '../pki/certinfo.js';
+import { canonicalSerial, usesSha1Signature } from '../pki/certinfo.js';
 import { spkiPin } from '../pki/thumbprint.js';
 
 export type TrustVerdict =
@@ -110,14 +110,4 @@ function checkRevocation(x509: X509Certificate, trust: TrustPolicy): HandshakeRe
     if (crl.revoked.has(serial) && x509.checkIssued(crl.ca) && x509.verify(crl.ca.publicKey)) return 'revoked';
   }
   return null;
-}
-
-/**
- * Serials compared as upper-case hex without leading zeros: node prints whole bytes ("0A5E"),
- * a CRL entry may carry a sign byte ("00A5"); the number is what counts.
- */
-export function canonicalSerial(hex: string): string {
-  let i = 0;
-  while (i < hex.length - 1 && hex.charCodeAt(i) === 48 /* '0' */) i++;
-  return (i === 0 ? hex : hex.slice(i)).toUpperCase();
 }
