@@ -217,6 +217,7 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
     listen: Object.freeze({ ...raw.listen }),
     tls: Object.freeze({
       material: new TlsMaterial(certPem, keyPem, caPems),
+      serverLeaf: serverChain[0] ?? null,
       minVersion: raw.tls.minVersion,
       trust: Object.freeze({
         hasClientCAs: cas.length > 0,

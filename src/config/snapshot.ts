@@ -97,6 +97,8 @@ export interface Snapshot {
   readonly listen: { readonly address: string; readonly port: number; readonly http2: boolean };
   readonly tls: {
     readonly material: TlsMaterial;
+    /** The serving certificate (the leaf of tls.cert): which hosts this listener is authoritative for. */
+    readonly serverLeaf: X509Certificate | null;
     readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
     readonly trust: TrustPolicy;
     readonly files: readonly string[];

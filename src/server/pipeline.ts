@@ -21,6 +21,7 @@ import { scanRequestHeaders } from '../proxy/headers.js';
 import { BodyMeter, ForwardHandler, dispatchOptions } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
 import { headerSafe } from '../identity/peer.js';
+import { misdirected } from '../tls/authority.js';
 import { certThumbprintB64url, wwwAuthenticate } from '../jwt/verify.js';
 import type { JwtResult } from '../jwt/verify.js';
 import { routeNeedsToken } from '../jwt/settings.js';
@@ -103,9 +104,8 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
     ctx.path = auditPath(target);
     return refuse(host, ctx, 'bad_request', true, null);
   }
-  // A request for another host than the one the TLS connection was made for (RFC 9110
-  // 15.5.20, RFC 6066 11.1): the certificate and policy were chosen for the SNI name.
-  if (conn.sni !== null && scan.host !== null && !sameHost(conn.sni, scan.host)) {
+  // A request for another origin than this connection serves (RFC 9110 15.5.20, RFC 6066 11.1).
+  if (conn.sni !== null && scan.host !== null && scan.host !== conn.sni && misdirected(conn.sni, scan.host, s.tls.serverLeaf)) {
     ctx.path = auditPath(target);
     return refuse(host, ctx, 'misdirected', false, null);
   }
@@ -298,19 +298,6 @@ function refuse(host: PipelineHost, ctx: RequestContext, reason: RefusalReason, 
   ctx.status = statusOf(res, 0);
   // Unread request bodies are discarded (HTTP/2) or the connection is closed (HTTP/1.1, `close`).
   res.req.resume();
-}
-
-/** Host header (or :authority) names the SNI host: case-insensitive, port ignored. */
-function sameHost(sni: string, hostHeader: string): boolean {
-  let name = hostHeader;
-  if (name.charCodeAt(0) === 91 /* '[' IPv6 literal */) {
-    const end = name.indexOf(']');
-    name = end === -1 ? name : name.slice(1, end);
-  } else {
-    const colon = name.lastIndexOf(':');
-    if (colon !== -1) name = name.slice(0, colon);
-  }
-  return name.length === sni.length && name.toLowerCase() === sni;
 }
 
 function hasBody(req: InboundRequest): boolean {
