@@ -3,7 +3,9 @@
  * Records are built from a fixed allow-list of fields, so a token, cookie or body can never
  * enter one; there is nothing to redact at run time.
  */
-import { mkdir, open } from 'node:fs/promises';
+import { open } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { pino } from 'pino';
 import type { DestinationStream, Logger } from 'pino';
@@ -110,10 +112,14 @@ export function createAudit(file: string | number, destination?: DestinationStre
 export async function openAudit(file: string): Promise<Audit> {
   if (file === 'stdout' || file === 'stderr') return createAudit(file);
   await mkdir(path.dirname(file), { recursive: true });
-  const handle = await open(file, 'a', 0o640);
+  // A plain descriptor, not a FileHandle: a FileHandle closes its fd when garbage-collected,
+  // after which the audit stream would write into whatever socket reused that number.
+  const fd = await openFd(file, 'a', 0o640);
   // sonic-boom owns the descriptor from here on (and closes it on end()).
-  return createAudit(handle.fd);
+  return createAudit(fd);
 }
+
+const openFd = promisify(open);
 
 function whenOpen(dest: FlushableDestination): Promise<void> {
   if (typeof dest.fd !== 'number' || dest.fd >= 0 || dest.once === undefined) return Promise.resolve();
