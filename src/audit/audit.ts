@@ -11,12 +11,24 @@ import { pino } from 'pino';
 import type { DestinationStream, Logger } from 'pino';
 import type { HandshakeReason, RequestReason } from '../reasons.js';
 
+/**
+ * The audit fields fixed for a TLS connection (who the peer is, where from), serialized once
+ * per connection (and again if a reload changes its identity), not once per request.
+ */
+export class AuditConn {
+  /** `"identity":…,"certSha256":…,"uri":…,"subject":…` */
+  readonly peer: string;
+  /** `"remote":…,"tlsVersion":…` */
+  readonly origin: string;
+  constructor(identity: string | null, certSha256: string | null, uri: string | null, subject: string | null, remote: string, tlsVersion: string | null) {
+    this.peer = `"identity":${str(identity)},"certSha256":${str(certSha256)},"uri":${str(uri)},"subject":${str(subject)}`;
+    this.origin = `"remote":${JSON.stringify(remote)},"tlsVersion":${str(tlsVersion)}`;
+  }
+}
+
 export interface RequestRecord {
   requestId: string;
-  identity: string | null;
-  certSha256: string | null;
-  uri: string | null;
-  subject: string | null;
+  conn: AuditConn;
   method: string;
   path: string;
   route: string | null;
@@ -27,8 +39,6 @@ export interface RequestRecord {
   upstreamMs: number | null;
   bytesIn: number;
   bytesOut: number;
-  remote: string;
-  tlsVersion: string | null;
   protocol: string;
 }
 
@@ -60,19 +70,59 @@ type FlushableDestination = DestinationStream & {
   once?: (event: string, fn: () => void) => void;
 };
 
+/** Audit writes are batched to this many bytes (sonic-boom minLength; below its 16 KiB maxWrite). */
+export const BATCH_BYTES = 64 * 1024;
+/** Longest a line waits in the batch before it is written (like Envoy's access log flush interval, 1 s). */
+export const FLUSH_MS = 250;
+
+/**
+ * The request line, built directly for its fixed shape: the same JSON pino would write (time
+ * first, msg last), without pino's generic serializer, which was most of the audit cost per
+ * request. Strings go through JSON.stringify (escaping); numbers and enums are written as is.
+ */
+export function requestLine(r: RequestRecord): string {
+  return (
+    `{"time":"${new Date().toISOString()}","requestId":${JSON.stringify(r.requestId)},${r.conn.peer},"method":${JSON.stringify(r.method)},` +
+    `"path":${JSON.stringify(r.path)},"route":${str(r.route)},"decision":"${r.decision}","reason":"${r.reason}",` +
+    `"status":${num(r.status)},"durationMs":${num(r.durationMs)},"upstreamMs":${r.upstreamMs === null ? 'null' : num(r.upstreamMs)},` +
+    `"bytesIn":${num(r.bytesIn)},"bytesOut":${num(r.bytesOut)},${r.conn.origin},"protocol":${JSON.stringify(r.protocol)},"msg":"request"}\n`
+  );
+}
+
+function str(v: string | null): string {
+  return v === null ? 'null' : JSON.stringify(v);
+}
+
+/** JSON has no NaN/Infinity; pino writes them as null too. */
+function num(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null';
+}
+
 /**
  * `file` is "stdout", "stderr" or a path. Writes go through sonic-boom asynchronously
  * (pino's destination): nothing is dropped (no maxLength), and flush() drains it on exit.
  */
 export function createAudit(file: string | number, destination?: DestinationStream): Audit {
-  const dest: FlushableDestination =
-    destination ??
-    pino.destination({
-      dest: file === 'stdout' ? 1 : file === 'stderr' ? 2 : file,
-      sync: false,
-      mkdir: true,
-      append: true,
-    });
+  const boom: FlushableDestination | null =
+    destination !== undefined
+      ? null
+      : pino.destination({
+          dest: file === 'stdout' ? 1 : file === 'stderr' ? 2 : file,
+          sync: false,
+          mkdir: true,
+          append: true,
+          // Lines are gathered into writes of at least BATCH_BYTES (one write per ~12 requests
+          // instead of one per request), and whatever is pending is written every FLUSH_MS.
+          // Nothing is dropped (no maxLength); close() and the exit path flush the rest.
+          minLength: BATCH_BYTES,
+          maxWrite: 4 * BATCH_BYTES,
+          periodicFlush: FLUSH_MS,
+          // Buffers, not strings: in string mode sonic-boom measures the whole pending batch
+          // (Buffer.byteLength of a growing string) on every line, ~9 µs per line at this size.
+          contentMode: 'buffer',
+        } as Parameters<typeof pino.destination>[0]);
+  const dest: FlushableDestination = boom ?? (destination as FlushableDestination);
+  const write: (line: string) => void = boom !== null ? (line) => void boom.write(Buffer.from(line) as unknown as string) : (line) => void dest.write(line);
   const logger: Logger = pino(
     {
       base: null,
@@ -82,14 +132,14 @@ export function createAudit(file: string | number, destination?: DestinationStre
       timestamp: isoTimeFirst,
       formatters: { level: () => ({}) },
     },
-    dest,
+    { write },
   );
   return {
     ready() {
       return whenOpen(dest);
     },
     request(rec) {
-      logger.info(rec, 'request');
+      write(requestLine(rec));
     },
     handshake(rec) {
       logger.info(rec, 'handshake_rejected');

@@ -2,6 +2,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { IdentityRule, RouteRule, TrustPolicy } from '../config/snapshot.js';
 import type { PeerInfo } from '../identity/peer.js';
+import { AuditConn } from '../audit/audit.js';
 import type { RequestReason } from '../reasons.js';
 import type { JwtConnectionCache, JwtOk } from '../jwt/verify.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
@@ -38,7 +39,10 @@ export function connOfSession(session: { readonly socket: object }): ConnInfo | 
 /** Computed once per TLS connection, after the handshake check; tagged with the config generation. */
 export class ConnInfo {
   generation: number;
+  /** Set through setIdentity (the audit fields follow it). */
   identity: IdentityRule | null;
+  /** This connection's audit fields, serialized once. */
+  audit: AuditConn;
   /** The trust this connection was last judged against (a reload compares with it). */
   trust: TrustPolicy;
   /** Requests in flight on this connection (drain closes idle HTTP/1.1 connections at once). */
@@ -79,6 +83,19 @@ export class ConnInfo {
     this.identity = identity;
     this.remote = remote;
     this.tlsVersion = tlsVersion;
+    this.audit = this.#auditConn();
+  }
+
+  /** A reload matched the peer again: identity (and with it the audit fields) may change. */
+  setIdentity(identity: IdentityRule | null): void {
+    if (identity === this.identity) return;
+    this.identity = identity;
+    this.audit = this.#auditConn();
+  }
+
+  #auditConn(): AuditConn {
+    const p = this.peer;
+    return new AuditConn(this.identity === null ? null : this.identity.name, p.sha256Hex, p.uri, p.subject, this.remote, this.tlsVersion);
   }
 }
 

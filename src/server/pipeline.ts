@@ -331,10 +331,7 @@ function onClose(host: PipelineHost, ctx: RequestContext, h1socket: { destroy():
   );
   host.audit.request({
     requestId: ctx.requestId,
-    identity: conn.identity === null ? null : conn.identity.name,
-    certSha256: conn.peer.sha256Hex,
-    uri: conn.peer.uri,
-    subject: conn.peer.subject,
+    conn: conn.audit,
     method: ctx.method,
     path: ctx.path,
     route: ctx.route === null ? null : ctx.route.name,
@@ -345,8 +342,6 @@ function onClose(host: PipelineHost, ctx: RequestContext, h1socket: { destroy():
     upstreamMs: ctx.upstreamMs === null ? null : round3(ctx.upstreamMs),
     bytesIn: ctx.bytesIn,
     bytesOut: ctx.bytesOut,
-    remote: conn.remote,
-    tlsVersion: conn.tlsVersion,
     protocol: ctx.protocol,
   });
 }

@@ -16,6 +16,7 @@ import { applySecureContext } from '../tls/context.js';
 import { createUpstreamPool } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
 import { ConnInfo, attachConn, connOf } from './context.js';
+import { PeerMemo } from './peers.js';
 import { Metrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { AppHealthHandler } from '../inject/app-health.js';
@@ -63,6 +64,8 @@ export class Sidecar implements PipelineHost {
   readonly #sockets = new Set<Socket>();
   /** Connections past the handshake check. */
   readonly #accepted = new Set<TLSSocket>();
+  /** What each client certificate is, computed once per certificate and config. */
+  readonly #peers = new PeerMemo();
 
   constructor(snapshot: Snapshot, deps: SidecarDeps) {
     this.snapshot = snapshot;
@@ -84,7 +87,7 @@ export class Sidecar implements PipelineHost {
     });
     this.server.on('connection', (socket: Socket) => {
       this.#sockets.add(socket);
-      socket.once('close', () => this.#sockets.delete(socket));
+      socket.on('close', () => this.#sockets.delete(socket));
     });
     this.server.on('session', (session: { socket: object; close(): void }) => {
       const conn = connOf(session.socket);
@@ -127,7 +130,7 @@ export class Sidecar implements PipelineHost {
     const s = this.snapshot;
     const verdict = rejudgeCertificate(conn.x509, conn.trust, s.tls.trust, this.#now());
     if (!verdict.ok) return 'trust_withdrawn';
-    conn.identity = s.identityMatcher.match(conn.peer.fields) ?? null;
+    conn.setIdentity(s.identityMatcher.match(conn.peer.fields) ?? null);
     conn.trust = s.tls.trust;
     conn.generation = s.generation;
     return null;
@@ -166,7 +169,8 @@ export class Sidecar implements PipelineHost {
 
   #onSecureConnection(socket: TLSSocket): void {
     const s = this.snapshot;
-    const verdict = verifyPeer(socket, s.tls.trust, this.#now());
+    const trust = s.tls.trust;
+    const verdict = verifyPeer(socket, trust, this.#now(), (x509) => this.#peers.entry(x509, trust).facts);
     const remote = socket.remoteAddress ?? 'unknown';
     if (!verdict.ok) {
       this.metrics.handshake('rejected', verdict.reason);
@@ -182,11 +186,12 @@ export class Sidecar implements PipelineHost {
       return;
     }
     this.metrics.handshake('accepted', 'ok');
-    const peer = describePeer(verdict.x509);
-    const identity = s.identityMatcher.match(peer.fields) ?? null;
+    const entry = this.#peers.entry(verdict.x509, trust);
+    const peer = entry.peer;
+    const identity = entry.identity(s.generation, (p) => s.identityMatcher.match(p.fields) ?? null);
     this.#accepted.add(socket);
-    socket.once('close', () => this.#accepted.delete(socket));
-    const conn = new ConnInfo(s.generation, s.tls.trust, verdict.x509, peer, identity, remote, socket.getProtocol());
+    socket.on('close', () => this.#accepted.delete(socket));
+    const conn = new ConnInfo(s.generation, trust, verdict.x509, peer, identity, remote, socket.getProtocol());
     const sni = (socket as { servername?: string | false | null }).servername;
     conn.sni = typeof sni === 'string' && sni !== '' ? sni.toLowerCase() : null;
     attachConn(socket, conn);
@@ -216,10 +221,7 @@ export class Sidecar implements PipelineHost {
       this.metrics.request(conn.identity === null ? 'unknown' : conn.identity.name, 'unknown', 'OTHER', status, 'deny', 0, null);
       this.audit.request({
         requestId,
-        identity: conn.identity === null ? null : conn.identity.name,
-        certSha256: conn.peer.sha256Hex,
-        uri: conn.peer.uri,
-        subject: conn.peer.subject,
+        conn: conn.audit,
         method: '',
         path: '',
         route: null,
@@ -230,8 +232,6 @@ export class Sidecar implements PipelineHost {
         upstreamMs: null,
         bytesIn: 0,
         bytesOut: 0,
-        remote: conn.remote,
-        tlsVersion: conn.tlsVersion,
         protocol: 'HTTP/1.1',
       });
     }

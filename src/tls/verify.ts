@@ -33,13 +33,42 @@ const OPENSSL_REASONS: Readonly<Record<string, HandshakeReason>> = {
   CA_MD_TOO_WEAK: 'weak_signature',
 };
 
+/**
+ * What a certificate is, judged against one trust policy, apart from the clock and OpenSSL's
+ * chain verdict. A pure function of (certificate, trust): the connection stage memoizes it per
+ * certificate (see server/peers.ts), so a client reconnecting with the same certificate costs a
+ * lookup, not a re-parse.
+ */
+export interface CertFacts {
+  readonly trust: TrustPolicy;
+  readonly validFrom: number;
+  readonly validTo: number;
+  /** EKU, CA:TRUE, weak key or SHA-1 signature: refused whatever the chain. */
+  readonly leafReason: HandshakeReason | null;
+  /** With pins configured: null when the leaf matches one, else pin_mismatch. */
+  readonly pinReason: HandshakeReason | null;
+  readonly revoked: boolean;
+}
+
+export function certFacts(x509: X509Certificate, trust: TrustPolicy): CertFacts {
+  return {
+    trust,
+    validFrom: x509.validFromDate.getTime(),
+    validTo: x509.validToDate.getTime(),
+    leafReason: checkLeafStatic(x509),
+    pinReason: checkPins(x509, trust),
+    revoked: checkRevocation(x509, trust) !== null,
+  };
+}
+
 /** Judge a fresh handshake: OpenSSL's chain verdict (authorizationError) plus our checks. */
-export function verifyPeer(socket: TLSSocket, trust: TrustPolicy, now: number): TrustVerdict {
+export function verifyPeer(socket: TLSSocket, trust: TrustPolicy, now: number, facts?: (x509: X509Certificate) => CertFacts): TrustVerdict {
   const x509 = socket.getPeerX509Certificate();
   if (x509 === undefined) return { ok: false, reason: 'no_cert', x509: null };
   const err = socket.authorizationError as unknown;
   const chainError = err === null || err === undefined ? null : typeof err === 'string' ? err : ((err as { code?: string }).code ?? 'UNKNOWN');
-  return judgeCertificate(x509, chainError, trust, now);
+  const reason = verdictFrom(facts === undefined ? certFacts(x509, trust) : facts(x509), chainError, now);
+  return reason === null ? { ok: true, x509 } : { ok: false, reason, x509 };
 }
 
 /**
@@ -55,12 +84,18 @@ export function rejudgeCertificate(x509: X509Certificate, verifiedAgainst: Trust
     const stillTrusted = verifiedAgainst.hasClientCAs && isSubset(verifiedAgainst.caFingerprints, trust.caFingerprints);
     if (!stillTrusted && !trust.cas.some((ca) => x509.checkIssued(ca) && x509.verify(ca.publicKey))) chainError = 'CA_WITHDRAWN';
   }
-  return judgeCertificate(x509, chainError, trust, now);
+  const reason = verdictFrom(certFacts(x509, trust), chainError, now);
+  return reason === null ? { ok: true, x509 } : { ok: false, reason, x509 };
 }
 
-function judgeCertificate(x509: X509Certificate, chainError: string | null, trust: TrustPolicy, now: number): TrustVerdict {
-  const reason = checkLeaf(x509, now) ?? checkTrust(chainError, x509, trust) ?? checkRevocation(x509, trust);
-  return reason === null ? { ok: true, x509 } : { ok: false, reason, x509 };
+/** The order of the checks decides which reason an audit line names: validity, leaf, chain/pins, revocation. */
+export function verdictFrom(f: CertFacts, chainError: string | null, now: number): HandshakeReason | null {
+  if (now < f.validFrom) return 'not_yet_valid';
+  if (now > f.validTo) return 'expired';
+  if (f.leafReason !== null) return f.leafReason;
+  if (f.trust.hasClientCAs && chainError !== null) return OPENSSL_REASONS[chainError] ?? 'untrusted';
+  if (f.pinReason !== null) return f.pinReason;
+  return f.revoked ? 'revoked' : null;
 }
 
 function isSubset(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
@@ -68,10 +103,8 @@ function isSubset(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
   return true;
 }
 
-/** Properties of the leaf alone: SPEC §3 validity/EKU and the §4 protective defaults. */
-function checkLeaf(x509: X509Certificate, now: number): HandshakeReason | null {
-  if (now < x509.validFromDate.getTime()) return 'not_yet_valid';
-  if (now > x509.validToDate.getTime()) return 'expired';
+/** Properties of the leaf alone: SPEC §3 EKU and the §4 protective defaults (validity is checked per handshake). */
+function checkLeafStatic(x509: X509Certificate): HandshakeReason | null {
   const eku = x509.keyUsage;
   if (eku !== undefined && eku.length > 0 && !eku.includes(EKU_CLIENT_AUTH) && !eku.includes(EKU_ANY)) return 'bad_eku';
   if (x509.ca) return 'ca_leaf';
@@ -89,15 +122,12 @@ function checkLeaf(x509: X509Certificate, now: number): HandshakeReason | null {
   return null;
 }
 
-function checkTrust(chainError: string | null, x509: X509Certificate, trust: TrustPolicy): HandshakeReason | null {
-  if (trust.hasClientCAs && chainError !== null) return OPENSSL_REASONS[chainError] ?? 'untrusted';
-  // With pins alone, OpenSSL's verdict is ignored: a pinned self-signed leaf is the trust anchor.
-  if (trust.pinsSha256.size > 0 || trust.pinsSpki.size > 0) {
-    if (trust.pinsSha256.has(x509.fingerprint256)) return null;
-    if (trust.pinsSpki.size > 0 && trust.pinsSpki.has(spkiPin(x509))) return null;
-    return 'pin_mismatch';
-  }
-  return null;
+/** With pins alone, OpenSSL's verdict is ignored: a pinned self-signed leaf is the trust anchor. */
+function checkPins(x509: X509Certificate, trust: TrustPolicy): HandshakeReason | null {
+  if (trust.pinsSha256.size === 0 && trust.pinsSpki.size === 0) return null;
+  if (trust.pinsSha256.has(x509.fingerprint256)) return null;
+  if (trust.pinsSpki.size > 0 && trust.pinsSpki.has(spkiPin(x509))) return null;
+  return 'pin_mismatch';
 }
 
 function checkRevocation(x509: X509Certificate, trust: TrustPolicy): HandshakeReason | null {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openAudit } from '../../../src/audit/audit.js';
+import { AuditConn, openAudit } from '../../../src/audit/audit.js';
 import type { RequestRecord } from '../../../src/audit/audit.js';
 
 v8.setFlagsFromString('--expose-gc');
@@ -17,10 +17,7 @@ const gc = vm.runInNewContext('gc') as () => void;
 
 const record = (requestId: string): RequestRecord => ({
   requestId,
-  identity: 'orders',
-  certSha256: 'ab'.repeat(32),
-  uri: 'spiffe://cluster.local/ns/shop/sa/orders',
-  subject: 'CN=orders',
+  conn: new AuditConn('orders', 'ab'.repeat(32), 'spiffe://cluster.local/ns/shop/sa/orders', 'CN=orders', '127.0.0.1', 'TLSv1.3'),
   method: 'GET',
   path: '/orders/1',
   route: 'orders',
@@ -31,8 +28,6 @@ const record = (requestId: string): RequestRecord => ({
   upstreamMs: 1.2,
   bytesIn: 0,
   bytesOut: 12,
-  remote: '127.0.0.1',
-  tlsVersion: 'TLSv1.3',
   protocol: 'HTTP/1.1',
 });
 

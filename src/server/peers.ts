@@ -1,0 +1,69 @@
+/**
+ * Per-certificate memo for the connection stage. In a mesh the same few client certificates
+ * reconnect all day; what a certificate is (trust facts, subject/SAN fields, XFCC value, the
+ * identity it maps to) is a pure function of its DER and the loaded config, so it is computed
+ * once per certificate and config, keyed by the leaf's SHA-256, not once per handshake. The
+ * clock and OpenSSL's chain verdict are still judged on every handshake (tls/verify).
+ */
+import type { X509Certificate } from 'node:crypto';
+import type { IdentityRule, TrustPolicy } from '../config/snapshot.js';
+import { describePeer } from '../identity/peer.js';
+import type { PeerInfo } from '../identity/peer.js';
+import { certFacts } from '../tls/verify.js';
+import type { CertFacts } from '../tls/verify.js';
+
+/** Enough for every workload identity of a large mesh; past it the oldest entry goes. */
+export const PEER_MEMO_MAX = 4096;
+
+export class PeerEntry {
+  facts: CertFacts;
+  #peer: PeerInfo | null = null;
+  #identity: IdentityRule | null = null;
+  #identityGeneration = -1;
+  readonly #x509: X509Certificate;
+  constructor(x509: X509Certificate, trust: TrustPolicy) {
+    this.#x509 = x509;
+    this.facts = certFacts(x509, trust);
+  }
+  get peer(): PeerInfo {
+    if (this.#peer === null) this.#peer = describePeer(this.#x509);
+    return this.#peer;
+  }
+  /** The identity under config `generation`, matched once per generation. */
+  identity(generation: number, match: (peer: PeerInfo) => IdentityRule | null): IdentityRule | null {
+    if (this.#identityGeneration !== generation) {
+      this.#identity = match(this.peer);
+      this.#identityGeneration = generation;
+    }
+    return this.#identity;
+  }
+}
+
+export class PeerMemo {
+  readonly #entries = new Map<string, PeerEntry>();
+  readonly #max: number;
+  constructor(max = PEER_MEMO_MAX) {
+    this.#max = max;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  entry(x509: X509Certificate, trust: TrustPolicy): PeerEntry {
+    const key = x509.fingerprint256;
+    let e = this.#entries.get(key);
+    if (e === undefined) {
+      if (this.#entries.size >= this.#max) {
+        const oldest = this.#entries.keys().next();
+        if (oldest.done !== true) this.#entries.delete(oldest.value);
+      }
+      e = new PeerEntry(x509, trust);
+      this.#entries.set(key, e);
+    } else if (e.facts.trust !== trust) {
+      // A reload brought new trust (CAs, pins, CRLs): the facts are judged again.
+      e.facts = certFacts(x509, trust);
+    }
+    return e;
+  }
+}
