@@ -120,7 +120,13 @@ function isProtectedAlias(lower: string): boolean {
   return isProtected(dashed) || FRAMING_ALIASES.has(dashed);
 }
 
-function connectionTokens(value: string): Set<string> {
+/**
+ * The tokens a Connection header names, or null when it names nothing beyond the hop-by-hop
+ * headers always dropped (the everyday `keep-alive` / `close`: no Set built per message).
+ */
+function connectionTokens(value: string): Set<string> | null {
+  const v = value.length <= 10 ? value.toLowerCase() : '';
+  if (v === 'keep-alive' || v === 'close') return null;
   const set = new Set<string>();
   for (const t of value.split(',')) {
     const tok = t.trim().toLowerCase();

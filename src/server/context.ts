@@ -125,6 +125,8 @@ export class RequestContext {
   readonly req: InboundRequest;
   readonly res: OutboundResponse;
   plan: ForwardPlan | null;
+  /** The upstream exchange, once forwarded (the client leaving aborts it). */
+  handler: { abort(): void } | null;
   /** Claims of a validated token, when the route needed one. */
   jwt: JwtOk | null;
   /** Response headers the checks add (RateLimit-*), or null. */
@@ -149,6 +151,7 @@ export class RequestContext {
     this.req = req;
     this.res = res;
     this.plan = null;
+    this.handler = null;
     this.jwt = null;
     this.extraHeaders = null;
     this.requestId = '';

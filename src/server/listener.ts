@@ -147,7 +147,7 @@ export function pipelineH1(server: SidecarServer, req: InboundRequest, res: Outb
 
 function run(socket: H1Socket, p: Pipeline, req: InboundRequest, res: OutboundResponse, dispatch: (req: InboundRequest, res: OutboundResponse) => void): void {
   p.active = true;
-  res.once('close', () => {
+  res.on('close', () => {
     p.active = false;
     const next = p.waiting.shift();
     if (next !== undefined && !socket.destroyed) run(socket, p, next[0], next[1], dispatch);

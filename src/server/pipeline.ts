@@ -75,7 +75,8 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
   ctx.requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
   const target = req.url ?? '';
   conn.inflight++;
-  res.once('close', () => onClose(host, ctx, session === undefined ? socket : null));
+  // One 'close' listener per request (on, not once: a response closes once, and once() wraps).
+  res.on('close', () => onClose(host, ctx, session === undefined ? socket : null));
 
   if (conn.generation !== s.generation) {
     const withdrawn = host.refreshConnection(conn);
@@ -241,7 +242,7 @@ function forward(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
   const handler = new ForwardHandler(ctx, res, meter, s.securityHeaders, req.httpVersionMajor === 1 ? host : null, (c, r, failure) =>
     onForwardDone(host, c, r, failure),
   );
-  res.once('close', () => handler.abort());
+  ctx.handler = handler; // aborted from onClose when the client leaves first
   if (meter !== null && req.httpVersionMajor === 2) {
     // Node applies requestTimeout to HTTP/1.1 only; bound a slow HTTP/2 body the same way (SPEC §4).
     const left = Math.max(1, s.limits.requestTimeoutMs - (performance.now() - ctx.start));
@@ -311,6 +312,7 @@ function statusOf(res: OutboundResponse, fallback: number): number {
 }
 
 function onClose(host: PipelineHost, ctx: RequestContext, h1socket: { destroy(): void; destroyed?: boolean } | null): void {
+  if (ctx.handler !== null) ctx.handler.abort();
   if (ctx.audited) return;
   ctx.audited = true;
   const res = ctx.res;
