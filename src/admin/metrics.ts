@@ -1,10 +1,18 @@
 /**
  * Prometheus metrics (SPEC §6), one registry per sidecar (injected, so tests run several).
  * Label values come only from config names plus "unknown"/"OTHER", so cardinality is bounded
- * whatever clients send. Child handles are cached per label tuple: prom-client's labels()
- * allocates on every call, the cache makes the request path a Map lookup.
+ * whatever clients send.
+ *
+ * The series bumped per request or per connection (requests, durations, handshakes, rate
+ * limiting) live in plain objects found by Map lookups on the strings the caller already holds:
+ * prom-client's own inc()/observe() validate, hash and wrap the labels on every call, which cost
+ * microseconds per request. They are turned into prom-client's value shape only at scrape time,
+ * so the exposition is exactly what prom-client would print for the same observations
+ * (test/unit/admin/metrics.test.ts compares the two). Rare series (reloads, certificate expiry,
+ * open connections) and the process metrics stay plain prom-client.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Metric } from 'prom-client';
 import type { CertSummary } from '../config/snapshot.js';
 import type { HandshakeReason } from '../reasons.js';
 
@@ -17,64 +25,233 @@ export function methodLabel(method: string): string {
   return METHODS.has(method) ? method : 'OTHER';
 }
 
-type RequestChild = { inc(): void };
-type DurationChild = { observe(v: number): void };
+/** Method label by index; the last one is OTHER, so any method maps to one of 10 values. */
+const METHOD_LABELS = [...METHODS, 'OTHER'];
+const OTHER_INDEX = METHOD_LABELS.length - 1;
+const METHOD_INDEX = new Map(METHOD_LABELS.slice(0, OTHER_INDEX).map((m, i) => [m, i]));
+
+type Labels = Readonly<Record<string, string>>;
+
+/** One counter series, in prom-client's Counter value shape. */
+interface CounterSeries {
+  value: number;
+  readonly labels: Labels;
+}
+
+/** A sample line as prom-client's Histogram hands it to the registry (lib/histogram.js setValuePair). */
+interface HistogramSample {
+  labels: Record<string, string | number>;
+  sharedLabels: Labels;
+  value: number;
+  metricName: string;
+  exemplar: null | undefined;
+}
+
+/** prom-client's MetricObjectWithValues, as its Counter.get()/Histogram.get() return it. */
+interface MetricData<V> {
+  name: string;
+  help: string;
+  type: 'counter' | 'histogram';
+  values: V[];
+  aggregator: 'sum';
+}
+
+/**
+ * What the Registry needs of a metric (prom-client 15 lib/registry.js): `name`, `type`, get() or
+ * getForPromString() for the exposition and JSON, reset() for resetMetrics(). That is all it
+ * calls, so registering these objects through a cast is safe; the one thing they lack is the
+ * labels()/inc() API a caller of registry.getSingleMetric() might try, and nothing does that.
+ */
+abstract class ScrapeTimeMetric {
+  /** Mutable: registry.metrics() strips `_total` off counter names in OpenMetrics mode. */
+  name: string;
+  readonly help: string;
+  readonly aggregator = 'sum' as const;
+  readonly #onReset: () => void;
+
+  constructor(registry: Registry, name: string, help: string, onReset: () => void) {
+    this.name = name;
+    this.help = help;
+    this.#onReset = onReset;
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** Like prom-client's reset() of a labelled metric: every series goes, including pre-created ones. */
+  reset(): void {
+    this.clear();
+    this.#onReset();
+  }
+
+  protected abstract clear(): void;
+}
+
+class ScrapeTimeCounter extends ScrapeTimeMetric {
+  readonly type = 'counter' as const;
+  /** In creation order, which is the order prom-client prints (insertion order of its hashMap). */
+  #series: CounterSeries[] = [];
+
+  /** A new series at 0; the caller keeps it and bumps `value`. */
+  series(labels: Labels): CounterSeries {
+    const s: CounterSeries = { value: 0, labels };
+    this.#series.push(s);
+    return s;
+  }
+
+  // Same key order and shape as prom-client's Counter.get().
+  async get(): Promise<MetricData<CounterSeries>> {
+    return {
+      help: this.help,
+      name: this.name,
+      type: this.type,
+      values: this.#series.map((s) => ({ value: s.value, labels: s.labels })),
+      aggregator: this.aggregator,
+    };
+  }
+
+  protected clear(): void {
+    this.#series = [];
+  }
+}
+
+const BOUNDS = Float64Array.from(LATENCY_BUCKETS);
+const NB = BOUNDS.length;
+
+/** One histogram series: per-bucket (not cumulative) counts, like prom-client's bucketValues. */
+class HistogramSeries {
+  readonly counts = new Float64Array(NB);
+  sum = 0;
+  count = 0;
+  constructor(readonly labels: Labels) {}
+
+  /** `v` must be finite (prom-client throws otherwise; callers here drop it instead). */
+  observe(v: number): void {
+    // prom-client's findBound: the first bound >= v; above the last, only +Inf (count) sees it.
+    let i = 0;
+    while (i < NB && v > BOUNDS[i]!) i++;
+    if (i < NB) this.counts[i]!++;
+    this.sum += v;
+    this.count += 1;
+  }
+}
+
+class ScrapeTimeHistogram extends ScrapeTimeMetric {
+  readonly type = 'histogram' as const;
+  #series: HistogramSeries[] = [];
+
+  series(labels: Labels): HistogramSeries {
+    const s = new HistogramSeries(labels);
+    this.#series.push(s);
+    return s;
+  }
+
+  // The lines prom-client builds (extractBucketValuesForExport + addSumAndCountForExport):
+  // cumulative buckets with a numeric `le`, then +Inf (= count), _sum and _count.
+  async getForPromString(): Promise<MetricData<HistogramSample>> {
+    const bucket = `${this.name}_bucket`;
+    const sum = `${this.name}_sum`;
+    const count = `${this.name}_count`;
+    const values: HistogramSample[] = [];
+    for (const s of this.#series) {
+      let acc = 0;
+      for (let i = 0; i < NB; i++) {
+        acc += s.counts[i]!;
+        values.push({ labels: { le: LATENCY_BUCKETS[i]! }, sharedLabels: s.labels, value: acc, metricName: bucket, exemplar: null });
+      }
+      values.push(
+        { labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count, metricName: bucket, exemplar: null },
+        { labels: {}, sharedLabels: s.labels, value: s.sum, metricName: sum, exemplar: undefined },
+        { labels: {}, sharedLabels: s.labels, value: s.count, metricName: count, exemplar: undefined },
+      );
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  // prom-client's Histogram.get(): the same samples with the series labels merged in (splayLabels).
+  async get(): Promise<MetricData<Omit<HistogramSample, 'sharedLabels'>>> {
+    const data = await this.getForPromString();
+    return {
+      ...data,
+      values: data.values.map(({ sharedLabels, labels, ...rest }) => ({ ...rest, labels: Object.assign(labels, sharedLabels) })),
+    };
+  }
+
+  protected clear(): void {
+    this.#series = [];
+  }
+}
+
+/** The series of one identity/route pair. */
+class RouteEntry {
+  /** Request counters by packed (code, decision, method): see Metrics.request. */
+  readonly counts = new Map<number, CounterSeries>();
+  /** Counters for a code that is not a uint32 (Node never reports one; kept so nothing is lost). */
+  odd: Map<string, CounterSeries> | null = null;
+  duration: HistogramSeries | null = null;
+}
+
+/** Above this many distinct decisions the packed key would overflow its bits; such calls take the slow path. */
+const MAX_PACKED_DECISIONS = 4096;
 
 export class Metrics {
   readonly registry: Registry;
-  readonly #requests: Counter<'identity' | 'route' | 'method' | 'code' | 'decision'>;
-  readonly #requestDuration: Histogram<'identity' | 'route'>;
-  readonly #upstreamDuration: Histogram<'route'>;
-  readonly #handshakes: Counter<'result' | 'reason'>;
-  readonly #rateLimited: Counter<'identity'>;
-  readonly #rateLimitErrors: Counter<'action'>;
+  readonly #requests: ScrapeTimeCounter;
+  readonly #requestDuration: ScrapeTimeHistogram;
+  readonly #upstreamDuration: ScrapeTimeHistogram;
+  readonly #handshakes: ScrapeTimeCounter;
+  readonly #rateLimited: ScrapeTimeCounter;
+  readonly #rateLimitErrors: ScrapeTimeCounter;
   readonly #certExpiry: Gauge<'cert'>;
   readonly #reloads: Counter<'result'>;
-  readonly #requestChildren = new Map<string, RequestChild>();
-  readonly #durationChildren = new Map<string, DurationChild>();
-  readonly #upstreamChildren = new Map<string, DurationChild>();
+  /** identity → route → series: two lookups on the (interned config-name) strings, no key building. */
+  readonly #routes = new Map<string, Map<string, RouteEntry>>();
+  readonly #upstreamByRoute = new Map<string, HistogramSeries>();
+  readonly #handshakeSeries = new Map<string, Map<string, CounterSeries>>();
+  readonly #rateLimitedSeries = new Map<string, CounterSeries>();
+  readonly #rateLimitErrorSeries = new Map<string, CounterSeries>();
+  /** Decision label → small integer for the packed key; callers only pass allow/deny. */
+  readonly #decisions = new Map<string, number>([
+    ['allow', 0],
+    ['deny', 1],
+  ]);
 
   constructor(activeConnections: () => number, registry: Registry = new Registry()) {
     this.registry = registry;
     collectDefaultMetrics({ register: registry });
-    this.#requests = new Counter({
-      name: 'mtls_sidecar_requests_total',
-      help: 'Requests by identity, route, method, status code and decision.',
-      labelNames: ['identity', 'route', 'method', 'code', 'decision'],
-      registers: [registry],
+    // Registration order is exposition order: keep it as it always was.
+    this.#requests = new ScrapeTimeCounter(registry, 'mtls_sidecar_requests_total', 'Requests by identity, route, method, status code and decision.', () => {
+      for (const byRoute of this.#routes.values()) {
+        for (const e of byRoute.values()) {
+          e.counts.clear();
+          e.odd = null;
+        }
+      }
     });
-    this.#requestDuration = new Histogram({
-      name: 'mtls_sidecar_request_duration_seconds',
-      help: 'Time from request start to response end, as seen by the sidecar.',
-      labelNames: ['identity', 'route'],
-      buckets: LATENCY_BUCKETS,
-      registers: [registry],
-    });
-    this.#upstreamDuration = new Histogram({
-      name: 'mtls_sidecar_upstream_duration_seconds',
-      help: 'Time from forwarding a request to the app until its response headers arrive.',
-      labelNames: ['route'],
-      buckets: LATENCY_BUCKETS,
-      registers: [registry],
-    });
-    this.#handshakes = new Counter({
-      name: 'mtls_sidecar_tls_handshakes_total',
-      help: 'TLS handshakes by result (accepted, rejected) and reason.',
-      labelNames: ['result', 'reason'],
-      registers: [registry],
-    });
-    this.#rateLimited = new Counter({
-      name: 'mtls_sidecar_rate_limited_total',
-      help: 'Requests refused by the rate limiter, by identity.',
-      labelNames: ['identity'],
-      registers: [registry],
-    });
-    this.#rateLimitErrors = new Counter({
-      name: 'mtls_sidecar_ratelimit_backend_errors_total',
-      help: 'Rate-limit decisions the backend (Redis) could not make, by what was done (allow, deny).',
-      labelNames: ['action'],
-      registers: [registry],
-    });
+    this.#requestDuration = new ScrapeTimeHistogram(
+      registry,
+      'mtls_sidecar_request_duration_seconds',
+      'Time from request start to response end, as seen by the sidecar.',
+      () => {
+        for (const byRoute of this.#routes.values()) for (const e of byRoute.values()) e.duration = null;
+      },
+    );
+    this.#upstreamDuration = new ScrapeTimeHistogram(
+      registry,
+      'mtls_sidecar_upstream_duration_seconds',
+      'Time from forwarding a request to the app until its response headers arrive.',
+      () => this.#upstreamByRoute.clear(),
+    );
+    this.#handshakes = new ScrapeTimeCounter(registry, 'mtls_sidecar_tls_handshakes_total', 'TLS handshakes by result (accepted, rejected) and reason.', () =>
+      this.#handshakeSeries.clear(),
+    );
+    this.#rateLimited = new ScrapeTimeCounter(registry, 'mtls_sidecar_rate_limited_total', 'Requests refused by the rate limiter, by identity.', () =>
+      this.#rateLimitedSeries.clear(),
+    );
+    this.#rateLimitErrors = new ScrapeTimeCounter(
+      registry,
+      'mtls_sidecar_ratelimit_backend_errors_total',
+      'Rate-limit decisions the backend (Redis) could not make, by what was done (allow, deny).',
+      () => this.#rateLimitErrorSeries.clear(),
+    );
     new Gauge({
       name: 'mtls_sidecar_active_connections',
       help: 'Open client connections.',
@@ -98,46 +275,77 @@ export class Metrics {
     // Pre-create the series operators alert on, so they read 0 rather than being absent.
     this.#reloads.labels('success').inc(0);
     this.#reloads.labels('failure').inc(0);
-    this.#handshakes.labels('accepted', 'ok').inc(0);
+    this.#handshakeSeriesFor('accepted', 'ok');
   }
 
+  /**
+   * Non-finite durations (NaN from a broken clock source, say) are dropped from the histograms
+   * rather than throwing as prom-client would; the request is still counted.
+   */
   request(identity: string, route: string, method: string, code: number, decision: string, seconds: number, upstreamSeconds: number | null): void {
-    // The key uses the bounded method label: arbitrary HTTP/2 methods must not grow the cache.
-    const m = methodLabel(method);
-    const key = `${identity}\u0000${route}\u0000${m}\u0000${code}\u0000${decision}`;
-    let child = this.#requestChildren.get(key);
-    if (child === undefined) {
-      child = this.#requests.labels(identity, route, m, String(code), decision);
-      this.#requestChildren.set(key, child);
+    let byRoute = this.#routes.get(identity);
+    if (byRoute === undefined) {
+      byRoute = new Map();
+      this.#routes.set(identity, byRoute);
     }
-    child.inc();
-    const dkey = `${identity}\u0000${route}`;
-    let d = this.#durationChildren.get(dkey);
-    if (d === undefined) {
-      d = this.#requestDuration.labels(identity, route);
-      this.#durationChildren.set(dkey, d);
+    let e = byRoute.get(route);
+    if (e === undefined) {
+      e = new RouteEntry();
+      byRoute.set(route, e);
     }
-    d.observe(seconds);
-    if (upstreamSeconds !== null) {
-      let u = this.#upstreamChildren.get(route);
+    // Keyed by the bounded method label (its index): arbitrary HTTP/2 methods must not add series.
+    const mi = METHOD_INDEX.get(method) ?? OTHER_INDEX;
+    const di = decision === 'allow' ? 0 : decision === 'deny' ? 1 : this.#decisionIndex(decision);
+    if (code >>> 0 === code && di < MAX_PACKED_DECISIONS) {
+      // code < 2^32, di < 2^12, mi < 2^4: the product stays below 2^48, exact in a double.
+      const key = (code * MAX_PACKED_DECISIONS + di) * 16 + mi;
+      let c = e.counts.get(key);
+      if (c === undefined) {
+        c = this.#requestSeries(identity, route, mi, code, decision);
+        e.counts.set(key, c);
+      }
+      c.value += 1;
+    } else {
+      this.#oddRequest(e, identity, route, mi, code, decision);
+    }
+    if (Number.isFinite(seconds)) {
+      let d = e.duration;
+      if (d === null) {
+        d = this.#requestDuration.series({ identity, route });
+        e.duration = d;
+      }
+      d.observe(seconds);
+    }
+    if (upstreamSeconds !== null && Number.isFinite(upstreamSeconds)) {
+      let u = this.#upstreamByRoute.get(route);
       if (u === undefined) {
-        u = this.#upstreamDuration.labels(route);
-        this.#upstreamChildren.set(route, u);
+        u = this.#upstreamDuration.series({ route });
+        this.#upstreamByRoute.set(route, u);
       }
       u.observe(upstreamSeconds);
     }
   }
 
   handshake(result: 'accepted' | 'rejected', reason: HandshakeReason | 'ok'): void {
-    this.#handshakes.labels(result, reason).inc();
+    this.#handshakeSeriesFor(result, reason).value += 1;
   }
 
   rateLimited(identity: string): void {
-    this.#rateLimited.labels(identity).inc();
+    let s = this.#rateLimitedSeries.get(identity);
+    if (s === undefined) {
+      s = this.#rateLimited.series({ identity });
+      this.#rateLimitedSeries.set(identity, s);
+    }
+    s.value += 1;
   }
 
   rateLimitBackendError(action: 'allow' | 'deny'): void {
-    this.#rateLimitErrors.labels(action).inc();
+    let s = this.#rateLimitErrorSeries.get(action);
+    if (s === undefined) {
+      s = this.#rateLimitErrors.series({ action });
+      this.#rateLimitErrorSeries.set(action, s);
+    }
+    s.value += 1;
   }
 
   reload(result: 'success' | 'failure'): void {
@@ -148,6 +356,45 @@ export class Metrics {
   certificates(certs: readonly CertSummary[]): void {
     this.#certExpiry.reset();
     for (const c of certs) this.#certExpiry.labels(certLabel(c)).set(Math.floor(c.notAfterMs / 1000));
+  }
+
+  #requestSeries(identity: string, route: string, mi: number, code: number, decision: string): CounterSeries {
+    // Label order and the stringified code are what prom-client's labels(...) produced.
+    return this.#requests.series({ identity, route, method: METHOD_LABELS[mi]!, code: String(code), decision });
+  }
+
+  #oddRequest(e: RouteEntry, identity: string, route: string, mi: number, code: number, decision: string): void {
+    e.odd ??= new Map();
+    const key = `${String(code)}\u0000${decision}\u0000${mi}`;
+    let c = e.odd.get(key);
+    if (c === undefined) {
+      c = this.#requestSeries(identity, route, mi, code, decision);
+      e.odd.set(key, c);
+    }
+    c.value += 1;
+  }
+
+  #decisionIndex(decision: string): number {
+    let i = this.#decisions.get(decision);
+    if (i === undefined) {
+      i = this.#decisions.size;
+      this.#decisions.set(decision, i);
+    }
+    return i;
+  }
+
+  #handshakeSeriesFor(result: string, reason: string): CounterSeries {
+    let byReason = this.#handshakeSeries.get(result);
+    if (byReason === undefined) {
+      byReason = new Map();
+      this.#handshakeSeries.set(result, byReason);
+    }
+    let s = byReason.get(reason);
+    if (s === undefined) {
+      s = this.#handshakes.series({ result, reason });
+      byReason.set(reason, s);
+    }
+    return s;
   }
 }
 

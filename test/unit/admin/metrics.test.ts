@@ -1,0 +1,305 @@
+/**
+ * Metrics keeps its hot series outside prom-client and hands them over at scrape time; the
+ * exposition must stay byte-identical to what plain prom-client prints for the same calls.
+ * The reference below is the previous implementation (prom-client children all the way down).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { OpenMetricsContentType } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { LATENCY_BUCKETS, Metrics, certLabel, methodLabel } from '../../../src/admin/metrics.js';
+import type { CertSummary } from '../../../src/config/snapshot.js';
+import type { HandshakeReason } from '../../../src/reasons.js';
+
+/**
+ * The former Metrics, verbatim except that non-finite durations are skipped: prom-client throws
+ * on them, the new code drops them (and still counts the request).
+ */
+class ReferenceMetrics {
+  readonly registry: Registry;
+  readonly #requests: Counter<'identity' | 'route' | 'method' | 'code' | 'decision'>;
+  readonly #requestDuration: Histogram<'identity' | 'route'>;
+  readonly #upstreamDuration: Histogram<'route'>;
+  readonly #handshakes: Counter<'result' | 'reason'>;
+  readonly #rateLimited: Counter<'identity'>;
+  readonly #rateLimitErrors: Counter<'action'>;
+  readonly #certExpiry: Gauge<'cert'>;
+  readonly #reloads: Counter<'result'>;
+
+  constructor(activeConnections: () => number, registry: Registry = new Registry()) {
+    this.registry = registry;
+    collectDefaultMetrics({ register: registry });
+    this.#requests = new Counter({
+      name: 'mtls_sidecar_requests_total',
+      help: 'Requests by identity, route, method, status code and decision.',
+      labelNames: ['identity', 'route', 'method', 'code', 'decision'],
+      registers: [registry],
+    });
+    this.#requestDuration = new Histogram({
+      name: 'mtls_sidecar_request_duration_seconds',
+      help: 'Time from request start to response end, as seen by the sidecar.',
+      labelNames: ['identity', 'route'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    });
+    this.#upstreamDuration = new Histogram({
+      name: 'mtls_sidecar_upstream_duration_seconds',
+      help: 'Time from forwarding a request to the app until its response headers arrive.',
+      labelNames: ['route'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    });
+    this.#handshakes = new Counter({
+      name: 'mtls_sidecar_tls_handshakes_total',
+      help: 'TLS handshakes by result (accepted, rejected) and reason.',
+      labelNames: ['result', 'reason'],
+      registers: [registry],
+    });
+    this.#rateLimited = new Counter({
+      name: 'mtls_sidecar_rate_limited_total',
+      help: 'Requests refused by the rate limiter, by identity.',
+      labelNames: ['identity'],
+      registers: [registry],
+    });
+    this.#rateLimitErrors = new Counter({
+      name: 'mtls_sidecar_ratelimit_backend_errors_total',
+      help: 'Rate-limit decisions the backend (Redis) could not make, by what was done (allow, deny).',
+      labelNames: ['action'],
+      registers: [registry],
+    });
+    new Gauge({
+      name: 'mtls_sidecar_active_connections',
+      help: 'Open client connections.',
+      registers: [registry],
+      collect() {
+        this.set(activeConnections());
+      },
+    });
+    this.#certExpiry = new Gauge({
+      name: 'mtls_sidecar_cert_expiry_timestamp_seconds',
+      help: 'Not-after of the server certificate and of each client CA, as a Unix timestamp.',
+      labelNames: ['cert'],
+      registers: [registry],
+    });
+    this.#reloads = new Counter({
+      name: 'mtls_sidecar_config_reloads_total',
+      help: 'Configuration and certificate reloads by result (success, failure).',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    this.#reloads.labels('success').inc(0);
+    this.#reloads.labels('failure').inc(0);
+    this.#handshakes.labels('accepted', 'ok').inc(0);
+  }
+
+  request(identity: string, route: string, method: string, code: number, decision: string, seconds: number, upstreamSeconds: number | null): void {
+    this.#requests.labels(identity, route, methodLabel(method), String(code), decision).inc();
+    if (Number.isFinite(seconds)) this.#requestDuration.labels(identity, route).observe(seconds);
+    if (upstreamSeconds !== null && Number.isFinite(upstreamSeconds)) this.#upstreamDuration.labels(route).observe(upstreamSeconds);
+  }
+
+  handshake(result: 'accepted' | 'rejected', reason: HandshakeReason | 'ok'): void {
+    this.#handshakes.labels(result, reason).inc();
+  }
+
+  rateLimited(identity: string): void {
+    this.#rateLimited.labels(identity).inc();
+  }
+
+  rateLimitBackendError(action: 'allow' | 'deny'): void {
+    this.#rateLimitErrors.labels(action).inc();
+  }
+
+  reload(result: 'success' | 'failure'): void {
+    this.#reloads.labels(result).inc();
+  }
+
+  certificates(certs: readonly CertSummary[]): void {
+    this.#certExpiry.reset();
+    for (const c of certs) this.#certExpiry.labels(certLabel(c)).set(Math.floor(c.notAfterMs / 1000));
+  }
+}
+
+type Sink = Pick<Metrics, 'request' | 'handshake' | 'rateLimited' | 'rateLimitBackendError' | 'reload' | 'certificates'>;
+
+const CERTS = [
+  { role: 'server', subject: 'CN=sidecar', sha256: 'aa:bb:cc:dd:ee:ff:00:11:22:33:44:55', notAfterMs: 1_900_000_000_123 },
+  { role: 'clientCA', subject: 'O=Example, CN=Example Root', sha256: '01:02:03:04:05:06:07:08:09:0a:0b:0c', notAfterMs: 2_000_000_000_999 },
+] as unknown as CertSummary[];
+
+/** Deterministic xorshift, so a failure replays. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 0x100000000;
+  };
+}
+
+/** The same scripted calls for both implementations. */
+function feed(m: Sink, seed = 7): void {
+  const identities = ['orders', 'billing', 'unknown', 'svc:a.b-c_1'];
+  const routes = ['api', 'admin', 'unknown', 'r.2'];
+  const methods = ['GET', 'POST', 'HEAD', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT', 'PROPFIND', 'get', 'X-CUSTOM'];
+  const codes = [200, 201, 204, 301, 400, 403, 404, 429, 500, 502, 503, 504, 0, 101];
+
+  // Every bucket bound exactly, just above and just below it, on both histograms.
+  for (const b of LATENCY_BUCKETS) {
+    m.request('orders', 'api', 'GET', 200, 'allow', b, b);
+    m.request('orders', 'api', 'GET', 200, 'allow', b * (1 + Number.EPSILON), b * (1 - Number.EPSILON));
+  }
+  // Outside the bounds: zero, tiny, negative, beyond the last bucket (+Inf only).
+  m.request('billing', 'admin', 'POST', 201, 'allow', 0, 0);
+  m.request('billing', 'admin', 'POST', 201, 'allow', 1e-9, 3e-7);
+  m.request('billing', 'admin', 'POST', 201, 'allow', -0.001, -0);
+  m.request('billing', 'admin', 'POST', 201, 'allow', 11, 1e6);
+  // No upstream time (refused before forwarding), and denials.
+  m.request('unknown', 'unknown', 'OTHER', 403, 'deny', 0.00012, null);
+  m.request('orders', 'unknown', 'GET', 404, 'deny', 0.0002, null);
+  // Unknown methods collapse into one OTHER series.
+  m.request('orders', 'api', 'PROPFIND', 200, 'allow', 0.003, 0.002);
+  m.request('orders', 'api', 'get', 200, 'allow', 0.003, 0.002);
+  m.request('orders', 'api', 'BREW', 200, 'allow', 0.003, 0.002);
+  // Non-finite durations: counted as requests, absent from the histograms; a route seen first
+  // with a NaN must not get an empty series.
+  m.request('nan-only', 'nan-route', 'GET', 200, 'allow', Number.NaN, Number.NaN);
+  m.request('orders', 'api', 'GET', 200, 'allow', Number.NaN, 0.004);
+  m.request('orders', 'api', 'GET', 200, 'allow', 0.005, Number.POSITIVE_INFINITY);
+  m.request('orders', 'api', 'GET', 200, 'allow', Number.NEGATIVE_INFINITY, null);
+  // Codes Node never reports, through the slow path; and an unusual decision label.
+  m.request('orders', 'api', 'GET', 2.5, 'allow', 0.001, null);
+  m.request('orders', 'api', 'GET', -1, 'allow', 0.001, null);
+  m.request('orders', 'api', 'GET', Number.NaN, 'deny', 0.001, null);
+  m.request('orders', 'api', 'GET', 4294967296, 'deny', 0.001, null);
+  m.request('orders', 'api', 'GET', 200, 'maybe', 0.001, null);
+
+  m.handshake('rejected', 'untrusted');
+  m.handshake('accepted', 'ok');
+  m.handshake('rejected', 'no_cert');
+  m.handshake('rejected', 'untrusted');
+  m.rateLimited('billing');
+  m.rateLimited('orders');
+  m.rateLimited('billing');
+  m.rateLimitBackendError('deny');
+  m.rateLimitBackendError('allow');
+  m.rateLimitBackendError('deny');
+  m.reload('success');
+  m.certificates(CERTS);
+
+  // A bulk of random traffic: many float additions into the sums, in the same order.
+  const r = rng(seed);
+  const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
+  for (let i = 0; i < 20_000; i++) {
+    const up = Math.exp(-10 + r() * 13);
+    const deny = r() < 0.2;
+    m.request(pick(identities), pick(routes), pick(methods), pick(codes), deny ? 'deny' : 'allow', up * 1.1 + r() * 1e-4, deny ? null : up);
+    if (i % 97 === 0) m.handshake(r() < 0.5 ? 'accepted' : 'rejected', r() < 0.5 ? 'ok' : 'expired');
+    if (i % 89 === 0) m.rateLimited(pick(identities));
+  }
+}
+
+/** The exposition split per metric: the names in order, and the text of our own metrics. */
+function ours(text: string): { names: string[]; blocks: string[] } {
+  expect(text.endsWith('\n')).toBe(true);
+  const all = text.slice(0, -1).split('\n\n');
+  const names = all.map((b) => /^# HELP (\S+) /.exec(b)?.[1] ?? '?');
+  // Process metrics move between scrapes; only the order of their blocks is comparable.
+  return { names, blocks: all.filter((b) => b.startsWith('# HELP mtls_sidecar_')) };
+}
+
+function pair(): { mine: Metrics; ref: ReferenceMetrics } {
+  return { mine: new Metrics(() => 3, new Registry()), ref: new ReferenceMetrics(() => 3, new Registry()) };
+}
+
+describe('Metrics exposition', () => {
+  it('is byte-identical to plain prom-client before any traffic', async () => {
+    const { mine, ref } = pair();
+    const a = ours(await mine.registry.metrics());
+    const b = ours(await ref.registry.metrics());
+    expect(a.names).toEqual(b.names);
+    expect(a.blocks.join('\n\n')).toBe(b.blocks.join('\n\n'));
+    expect(a.blocks.join('\n')).toContain('mtls_sidecar_tls_handshakes_total{result="accepted",reason="ok"} 0');
+  });
+
+  it('is byte-identical to plain prom-client for the same observations', async () => {
+    const { mine, ref } = pair();
+    feed(mine);
+    feed(ref);
+    const a = ours(await mine.registry.metrics());
+    const b = ours(await ref.registry.metrics());
+    expect(a.names).toEqual(b.names);
+    expect(a.blocks.length).toBe(9);
+    expect(a.blocks.join('\n\n')).toBe(b.blocks.join('\n\n'));
+    // And per metric through the registry's single-metric path.
+    for (const name of a.names.filter((n) => n.startsWith('mtls_sidecar_'))) {
+      expect(await mine.registry.getSingleMetricAsString(name)).toBe(await ref.registry.getSingleMetricAsString(name));
+    }
+    // Spot checks that the comparison is about something.
+    const text = a.blocks.join('\n');
+    expect(text).toMatch(/^mtls_sidecar_request_duration_seconds_bucket\{le="0.0001",identity="orders",route="api"\} [1-9]/m);
+    expect(text).toMatch(/^mtls_sidecar_upstream_duration_seconds_bucket\{le="\+Inf",route="api"\} [1-9]/m);
+    expect(text).toContain('mtls_sidecar_requests_total{identity="orders",route="api",method="OTHER",code="200",decision="allow"}');
+    expect(text).toContain('mtls_sidecar_requests_total{identity="nan-only",route="nan-route",method="GET",code="200",decision="allow"} 1');
+    expect(text).not.toContain('identity="nan-only",route="nan-route"}');
+    expect(text).not.toContain('route="nan-route"}');
+  });
+
+  it('gives the same JSON (getMetricsAsJSON) as plain prom-client', async () => {
+    const { mine, ref } = pair();
+    feed(mine, 11);
+    feed(ref, 11);
+    const pick = async (r: Registry): Promise<unknown[]> => (await r.getMetricsAsJSON()).filter((m) => m.name.startsWith('mtls_sidecar_'));
+    expect(await pick(mine.registry)).toStrictEqual(await pick(ref.registry));
+  });
+
+  it('stays identical after registry.resetMetrics() and more traffic', async () => {
+    const { mine, ref } = pair();
+    feed(mine, 3);
+    feed(ref, 3);
+    mine.registry.resetMetrics();
+    ref.registry.resetMetrics();
+    expect(ours(await mine.registry.metrics()).blocks).toEqual(ours(await ref.registry.metrics()).blocks);
+    feed(mine, 5);
+    feed(ref, 5);
+    expect(ours(await mine.registry.metrics()).blocks.join('\n\n')).toBe(ours(await ref.registry.metrics()).blocks.join('\n\n'));
+  });
+
+  it('stays identical in OpenMetrics mode', async () => {
+    const { mine, ref } = pair();
+    // Metrics' type only admits Prometheus-text registries; the switch is a runtime one.
+    for (const r of [mine.registry, ref.registry]) (r as unknown as Registry<OpenMetricsContentType>).setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+    feed(mine, 9);
+    feed(ref, 9);
+    const strip = (t: string): string =>
+      t
+        .split('\n')
+        .filter((l) => /^(# (HELP|TYPE) )?mtls_sidecar_/.test(l))
+        .join('\n');
+    const a = await mine.registry.metrics();
+    expect(strip(a)).toBe(strip(await ref.registry.metrics()));
+    expect(a).toContain('mtls_sidecar_requests_total{identity="orders"');
+  });
+});
+
+describe('Metrics.request', () => {
+  it('does not throw on non-finite durations and still counts the request', async () => {
+    const m = new Metrics(() => 0, new Registry());
+    expect(() => m.request('a', 'r', 'GET', 200, 'allow', Number.NaN, Number.NaN)).not.toThrow();
+    expect(() => m.request('a', 'r', 'GET', 200, 'allow', Number.POSITIVE_INFINITY, null)).not.toThrow();
+    const text = await m.registry.metrics();
+    expect(text).toContain('mtls_sidecar_requests_total{identity="a",route="r",method="GET",code="200",decision="allow"} 2');
+    expect(text).not.toContain('mtls_sidecar_request_duration_seconds_count{');
+  });
+
+  it('keeps the method label bounded whatever clients send', async () => {
+    const m = new Metrics(() => 0, new Registry());
+    for (let i = 0; i < 500; i++) m.request('a', 'r', `M${i}`, 200, 'allow', 0.001, 0.001);
+    m.request('a', 'r', 'GET', 200, 'allow', 0.001, 0.001);
+    const lines = (await m.registry.metrics()).split('\n').filter((l) => l.startsWith('mtls_sidecar_requests_total{'));
+    expect(lines).toEqual([
+      'mtls_sidecar_requests_total{identity="a",route="r",method="OTHER",code="200",decision="allow"} 500',
+      'mtls_sidecar_requests_total{identity="a",route="r",method="GET",code="200",decision="allow"} 1',
+    ]);
+  });
+});
