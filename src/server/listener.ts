@@ -10,6 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Snapshot } from '../config/snapshot.js';
 import { serverTlsOptions, applySecureContext } from '../tls/context.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
+import { H2Request, H2Response } from './h2.js';
 
 export type SidecarServer = https.Server | http2.Http2SecureServer;
 
@@ -164,6 +165,22 @@ export function checkingIntervalMs(l: Snapshot['limits']): number {
   return Math.max(100, Math.min(1000, Math.floor(Math.min(l.headersTimeoutMs, l.requestTimeoutMs) / 4)));
 }
 
+/**
+ * HTTP/2 streams go to the pipeline as H2Request/H2Response (server/h2.ts), not through the
+ * compat layer. A 'request' listener (needed for HTTP/1.1 under allowHTTP1) makes node:http2
+ * add its own 'stream' listener that builds compat objects; that one is taken off again, and
+ * start-up fails loudly if a future Node wires it differently (every stream would otherwise be
+ * answered twice or not at all).
+ */
+function useStreamApi(server: http2.Http2SecureServer, before: ReadonlySet<unknown>, hooks: ListenerHooks): void {
+  for (const l of server.listeners('stream')) if (!before.has(l)) server.off('stream', l as (...args: unknown[]) => void);
+  if (server.listenerCount('stream') !== 0) throw new Error('unexpected HTTP/2 stream listeners: cannot bypass the compat layer');
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    const req = new H2Request(stream, headers, rawHeaders);
+    hooks.onRequest(req, new H2Response(req));
+  });
+}
+
 export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer {
   const l = s.limits;
   const tlsOpts = {
@@ -218,8 +235,10 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
   server.prependListener('secureConnection', (socket: TLSSocket) => hooks.onSecureConnection(socket));
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => hooks.onTlsClientError(err, socket));
   const onRequest = (req: InboundRequest, res: OutboundResponse): void => pipelineH1(server, req, res, hooks.onRequest);
+  const compatBefore = new Set(server.listeners('stream'));
   server.on('request', (req: unknown, res: unknown) => onRequest(req as InboundRequest, res as OutboundResponse));
   server.on('checkContinue', (req: unknown, res: unknown) => onRequest(req as InboundRequest, res as OutboundResponse));
+  if (s.listen.http2) useStreamApi(server as http2.Http2SecureServer, compatBefore, hooks);
   server.on('clientError', (err: Error, socket: Socket) => hooks.onClientError(err, socket));
   return server;
 }

@@ -1,19 +1,26 @@
 /**
  * The slice of Node's request/response objects the pipeline uses, common to HTTP/1.1
- * (http.IncomingMessage/ServerResponse) and HTTP/2 compat (Http2ServerRequest/Response).
+ * (http.IncomingMessage/ServerResponse) and HTTP/2 (server/h2.ts over the core stream API).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Writable } from 'node:stream';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
-export interface InboundRequest extends Readable {
+export interface InboundRequest {
   readonly method?: string | undefined;
   readonly url?: string | undefined;
   readonly headers: IncomingHttpHeaders;
   readonly rawHeaders: string[];
   readonly httpVersionMajor: number;
   readonly socket: TLSSocket | null;
-  readonly stream?: { readonly session?: { readonly socket: TLSSocket } | undefined; readonly endAfterHeaders?: boolean };
+  readonly stream?: { readonly session?: { readonly socket: Socket } | undefined; readonly endAfterHeaders?: boolean };
+  /** HTTP/1.1: the whole message (body included) has been read. */
+  readonly complete?: boolean;
+  /** The request body. */
+  pipe<T extends Writable>(dest: T): T;
+  resume(): unknown;
+  once(event: 'end', fn: () => void): unknown;
 }
 
 export interface OutboundResponse {
