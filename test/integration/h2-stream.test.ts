@@ -1,0 +1,117 @@
+/**
+ * HTTP/2 through the core stream API (server/h2.ts): the whole pipeline on real h2 streams
+ * over mTLS, and the compat layer provably out of the path.
+ */
+import http2 from 'node:http2';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { tlsOptions } from '../helpers/client.js';
+import { startSidecar } from '../helpers/sidecar.js';
+import type { RunningSidecar } from '../helpers/sidecar.js';
+import { echo, startUpstream } from '../helpers/upstream.js';
+import type { Upstream } from '../helpers/upstream.js';
+import { baseConfig, creds } from './config.js';
+
+const pki = inject('pki');
+let app: Upstream;
+let sc: RunningSidecar;
+let session: http2.ClientHttp2Session;
+
+beforeAll(async () => {
+  app = await startUpstream();
+  sc = await startSidecar(baseConfig(pki, app.url));
+  session = http2.connect(sc.origin, tlsOptions(creds(pki, 'orders')));
+  session.on('error', () => undefined);
+});
+afterAll(async () => {
+  session.close();
+  await sc.close();
+  await app.close();
+});
+
+interface H2Reply {
+  status: number;
+  headers: http2.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+function exchange(headers: http2.OutgoingHttpHeaders, body?: Buffer): Promise<H2Reply> {
+  return new Promise((resolve, reject) => {
+    const req = session.request(headers, { endStream: body === undefined });
+    const chunks: Buffer[] = [];
+    let resHeaders: http2.IncomingHttpHeaders = {};
+    req.on('response', (h) => (resHeaders = h));
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve({ status: Number(resHeaders[':status']), headers: resHeaders, body: Buffer.concat(chunks) }));
+    req.on('error', reject);
+    if (body !== undefined) req.end(body);
+  });
+}
+
+describe('HTTP/2 on the stream API', () => {
+  it('the listener has one stream listener, the sidecar\'s, and no compat bridge', () => {
+    expect(sc.sidecar.server.listenerCount('stream')).toBe(1);
+  });
+
+  it('a GET reaches the app with identity headers and comes back with the sidecar\'s headers, audited as HTTP/2', async () => {
+    const res = await exchange({ ':path': '/orders/7?q=1', ':method': 'GET' });
+    expect(res.status).toBe(200);
+    const seen = JSON.parse(res.body.toString()) as { url: string; headers: Record<string, string> };
+    expect(seen.url).toBe('/orders/7?q=1');
+    expect(seen.headers['x-client-identity']).toBe('orders');
+    expect(seen.headers['x-forwarded-client-cert']).toMatch(/^Hash=[0-9a-f]{64};Subject="CN=orders/);
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.headers['connection']).toBeUndefined();
+    const id = res.headers['x-request-id'] as string;
+    const line = await sc.audit.waitFor((l) => l.requestId === id);
+    expect(line).toMatchObject({ protocol: 'HTTP/2', status: 200, decision: 'allow', reason: 'ok', route: 'read', path: '/orders/7' });
+  });
+
+  it('a POST body streams to the app intact and is counted', async () => {
+    const body = Buffer.alloc(100_000, 7);
+    const res = await exchange({ ':path': '/orders', ':method': 'POST', 'content-type': 'application/octet-stream' }, body);
+    expect(res.status).toBe(200);
+    expect((JSON.parse(res.body.toString()) as { bodyLength: number }).bodyLength).toBe(body.length);
+    const line = await sc.audit.waitFor((l) => l.requestId === res.headers['x-request-id']);
+    expect(line).toMatchObject({ bytesIn: body.length, protocol: 'HTTP/2' });
+  });
+
+  it('a HEAD gets the head and no body', async () => {
+    const res = await exchange({ ':path': '/orders/1', ':method': 'HEAD' });
+    expect(res.status).toBe(200);
+    expect(res.body.length).toBe(0);
+  });
+
+  it('a refusal is the sidecar\'s JSON with its status, and the connection keeps serving', async () => {
+    const res = await exchange({ ':path': '/nowhere', ':method': 'GET' });
+    expect(res.status).toBe(403);
+    expect(res.headers['content-type']).toBe('application/json');
+    expect(JSON.parse(res.body.toString())).toMatchObject({ error: 'forbidden' });
+    expect((await exchange({ ':path': '/orders/2', ':method': 'GET' })).status).toBe(200);
+  });
+
+  it('a stream the client resets mid-response is audited as client_aborted and nothing crashes', async () => {
+    const release: Array<() => void> = [];
+    app.handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first part');
+      release.push(() => res.end('rest'));
+    };
+    try {
+      const id = 'h2-reset-1';
+      await new Promise<void>((resolve) => {
+        const req = session.request({ ':path': '/orders/slow', ':method': 'GET', 'x-request-id': id });
+        req.on('data', () => {
+          req.close(http2.constants.NGHTTP2_CANCEL);
+          resolve();
+        });
+        req.on('error', () => undefined);
+      });
+      const line = await sc.audit.waitFor((l) => l.requestId === id);
+      expect(line).toMatchObject({ reason: 'client_aborted', protocol: 'HTTP/2' });
+    } finally {
+      app.handler = echo;
+      for (const r of release) r();
+    }
+    expect((await exchange({ ':path': '/orders/3', ':method': 'GET' })).status).toBe(200);
+  });
+});
