@@ -1,12 +1,7 @@
 #!/usr/bin/env node
 /** The binary: argv -> command -> exit code. The only place that calls process.exit. */
-import { certsCommand } from './cli/certs.js';
-import { checkCommand } from './cli/check.js';
-import { fingerprintCommand } from './cli/fingerprint.js';
-import { injectCommand } from './cli/inject.js';
 import type { Command, CommandIo } from './cli/io.js';
-import { runCommand } from './cli/run.js';
-import { webhookCommand } from './cli/webhook.js';
+import { holdYoungGeneration } from './cli/young-gen.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from './errors.js';
 
 const USAGE = `Usage: mtls-sidecar <command> [options]
@@ -21,13 +16,24 @@ Commands:
 
 Run "mtls-sidecar <command> --help" for the options of each. --debug prints stack traces.`;
 
-const COMMANDS: Readonly<Record<string, Command>> = {
-  run: runCommand,
-  check: checkCommand,
-  certs: certsCommand,
-  fingerprint: fingerprintCommand,
-  inject: (argv, io) => injectCommand(argv, io),
-  webhook: (argv, io) => webhookCommand(argv, io),
+// Each command is imported only when it runs: `run` must not carry node-forge (certs), the
+// Kubernetes inject/webhook code or their dependencies in its resident memory.
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  run: async () => {
+    holdYoungGeneration(); // released by runCommand once listening
+    return (await import('./cli/run.js')).runCommand;
+  },
+  check: async () => (await import('./cli/check.js')).checkCommand,
+  certs: async () => (await import('./cli/certs.js')).certsCommand,
+  fingerprint: async () => (await import('./cli/fingerprint.js')).fingerprintCommand,
+  inject: async () => {
+    const { injectCommand } = await import('./cli/inject.js');
+    return (argv, io) => injectCommand(argv, io);
+  },
+  webhook: async () => {
+    const { webhookCommand } = await import('./cli/webhook.js');
+    return (argv, io) => webhookCommand(argv, io);
+  },
 };
 
 export async function main(argv: string[], io: CommandIo): Promise<number> {
@@ -38,12 +44,14 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
     io.stdout(USAGE);
     return name === undefined ? EXIT_USAGE : EXIT_OK;
   }
-  const command = COMMANDS[name];
-  if (command === undefined) {
+  // Own keys only: "constructor" or "toString" are not commands.
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (load === undefined) {
     io.stderr(`mtls-sidecar: unknown command "${name}" (try --help)`);
     return EXIT_USAGE;
   }
   try {
+    const command = await load();
     return await command(rest, io);
   } catch (err) {
     io.stderr(debug && err instanceof Error && err.stack ? err.stack : `mtls-sidecar ${name}: ${describeError(err)}`);

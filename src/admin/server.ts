@@ -2,13 +2,18 @@
  * The admin port (SPEC §6): plain HTTP, loopback by default. /metrics, /healthz, /readyz,
  * /config. Nothing here is on the request path.
  */
-import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Metrics } from './metrics.js';
 import { describeConfig } from './describe.js';
 import type { AppHealthHandler } from '../inject/app-health.js';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+
+// Not `import http from 'node:http'`: on Node 24 building node:http's ESM namespace reads its lazy
+// WebSocket exports and loads Node's bundled undici, several MiB resident that `run` never uses
+// (see inject/app-health.ts).
+const http = process.getBuiltinModule('node:http');
 
 export interface AdminHost {
   /** Kubelet probes of the app rewritten by `inject` (Istio style), forwarded to the app; or null. */
@@ -21,7 +26,7 @@ export interface AdminHost {
 }
 
 export class AdminServer {
-  readonly server: http.Server;
+  readonly server: Server;
   readonly #host: AdminHost;
 
   constructor(host: AdminHost) {
@@ -53,7 +58,7 @@ export class AdminServer {
     });
   }
 
-  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // Only the exact /app-health/<container>/<probe> paths recorded at injection are answered here.
     if (this.#host.appHealth !== null && this.#host.appHealth(req, res)) return;
     const path = (req.url ?? '/').split('?')[0];
@@ -82,7 +87,7 @@ export class AdminServer {
   }
 }
 
-function json(res: http.ServerResponse, status: number, body: unknown): void {
+function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2);
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
   res.end(text);

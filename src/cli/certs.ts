@@ -6,10 +6,13 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.js';
+import { parseArgsMessage } from './io.js';
 import { assertNoneExist, createCa, createCrl, issueLeaf, writePki, type PkiFile } from '../pki/devca.js';
 
 /** Each call is one line (or a multi-line block) without its final newline; main adds it. */
 export type CliIo = CommandIo;
+// Moved to io.ts so `fingerprint` does not load this module (and node-forge); re-exported for callers.
+export { parseArgsMessage };
 
 const USAGE = `Usage: mtls-sidecar certs [options]
 
@@ -121,22 +124,6 @@ function parse(argv: string[]): Options | 'help' {
     ips,
     force: values.force,
   };
-}
-
-/** parseArgs messages are long and suggest `--` tricks; keep one useful line. */
-export function parseArgsMessage(e: unknown): string {
-  const err = e as { code?: string; message?: string };
-  const msg = err.message ?? String(e);
-  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    const m = /Unknown option '([^']+)'/.exec(msg);
-    return `unknown option ${m?.[1] ?? '?'} (see --help)`;
-  }
-  if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
-    const m = /Unexpected argument '([^']+)'/.exec(msg);
-    return `unexpected argument ${m?.[1] ?? '?'} (see --help)`;
-  }
-  // e.g. "Option '--out <value>' argument missing"; parseArgs adds hint lines we drop.
-  return (msg.split('\n')[0] ?? msg).replace(/\.$/, '');
 }
 
 /**

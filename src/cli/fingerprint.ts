@@ -11,7 +11,8 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { decodePem } from '../pki/pem.js';
 import { sha256Thumbprint, spkiPin } from '../pki/thumbprint.js';
-import { parseArgsMessage, type CliIo } from './certs.js';
+import { parseArgsMessage } from './io.js';
+import type { CommandIo } from './io.js';
 
 const USAGE = `Usage: mtls-sidecar fingerprint FILE...
 
@@ -63,7 +64,7 @@ function fsMessage(e: unknown): string {
  * Runs `fingerprint` with the arguments that follow the command name. Returns 0 when every file
  * held at least one readable certificate, 2 otherwise (one stderr line per bad file).
  */
-export async function fingerprintCommand(argv: string[], io: CliIo): Promise<number> {
+export async function fingerprintCommand(argv: string[], io: CommandIo): Promise<number> {
   let files: string[];
   try {
     const { values, positionals } = parseArgs({

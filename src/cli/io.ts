@@ -10,3 +10,19 @@ export type Command = (argv: string[], io: CommandIo) => Promise<number>;
 export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   return flag ?? env['MTLS_SIDECAR_CONFIG'] ?? 'sidecar.yaml';
 }
+
+/** parseArgs messages are long and suggest `--` tricks; keep one useful line. */
+export function parseArgsMessage(e: unknown): string {
+  const err = e as { code?: string; message?: string };
+  const msg = err.message ?? String(e);
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const m = /Unknown option '([^']+)'/.exec(msg);
+    return `unknown option ${m?.[1] ?? '?'} (see --help)`;
+  }
+  if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+    const m = /Unexpected argument '([^']+)'/.exec(msg);
+    return `unexpected argument ${m?.[1] ?? '?'} (see --help)`;
+  }
+  // e.g. "Option '--out <value>' argument missing"; parseArgs adds hint lines we drop.
+  return (msg.split('\n')[0] ?? msg).replace(/\.$/, '');
+}

@@ -11,6 +11,7 @@ import { appHealthFromEnv } from '../inject/app-health.js';
 import type { CommandIo } from './io.js';
 import { resolveConfigPath } from './io.js';
 import { delay, waitForSignal } from './signals.js';
+import { releaseYoungGeneration } from './young-gen.js';
 
 export const RUN_HELP = `Usage: mtls-sidecar run [--config PATH]
 
@@ -73,6 +74,9 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     await sidecar.close(0);
     await audit.close();
     return EXIT_FAILURE;
+  } finally {
+    // Start-up is over: from here the young generation grows with the load (young-gen.ts).
+    releaseYoungGeneration();
   }
   const reloader = new Reloader(sidecar, file, log);
   reloader.start();

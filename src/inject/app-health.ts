@@ -9,13 +9,17 @@
  *   if (!appHealth.ok) -> refuse to start with appHealth.error
  *   ... in the request handler: if (appHealth.handler?.(req, res)) return;
  */
-import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { parseAppProbes } from './app-probes.js';
 import type { AppProbeMap, HttpAppProbe, TcpAppProbe } from './app-probes.js';
 import { APP_PROBES_ENV } from './constants.js';
+
+// Not `import http from 'node:http'`: on Node 24 building node:http's ESM namespace reads its lazy
+// WebSocket/CloseEvent/MessageEvent exports, which loads Node's bundled undici (~750 KB of
+// source, several MiB resident) that `run` otherwise never needs.
+const http = process.getBuiltinModule('node:http');
 
 /** Returns true when it took the request (and will answer it), false to let the caller route it. */
 export type AppHealthHandler = (req: IncomingMessage, res: ServerResponse) => boolean;

@@ -47,12 +47,43 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { jwtVerify } from 'jose';
+import type * as Jose from 'jose';
 import type { CompactJWSHeaderParameters, FlattenedJWSInput, JWTPayload, JWTVerifyOptions } from 'jose';
 import { loadDenylist } from './denylist.js';
 import { JwtError } from './errors.js';
-import { FileKeySource, RemoteKeySource, isSupportedAlgorithm } from './keys.js';
+import type * as Keys from './keys.js';
 import type { JwksFetch, KeySource } from './keys.js';
+
+/**
+ * jose and keys.ts (which needs jose), loaded by createJwtVerifier. The request pipeline imports
+ * this module for its helpers on every start, while only a config with a `jwt` section needs
+ * jose: a static import would keep jose's ~50 modules resident in every sidecar.
+ */
+interface JwtLib {
+  readonly jwtVerify: typeof Jose.jwtVerify;
+  readonly FileKeySource: typeof Keys.FileKeySource;
+  readonly RemoteKeySource: typeof Keys.RemoteKeySource;
+  readonly isSupportedAlgorithm: typeof Keys.isSupportedAlgorithm;
+}
+
+let jwtLib: Promise<JwtLib> | null = null;
+
+function loadJwtLib(): Promise<JwtLib> {
+  jwtLib ??= Promise.all([import('jose'), import('./keys.js')]).then(
+    ([jose, keys]) => ({
+      jwtVerify: jose.jwtVerify,
+      FileKeySource: keys.FileKeySource,
+      RemoteKeySource: keys.RemoteKeySource,
+      isSupportedAlgorithm: keys.isSupportedAlgorithm,
+    }),
+    (err: unknown) => {
+      // Let a later config load try again rather than remember the failure.
+      jwtLib = null;
+      throw err;
+    },
+  );
+  return jwtLib;
+}
 
 export type JwtReason = 'jwt_missing' | 'jwt_invalid' | 'jwt_expired' | 'jwt_cert_mismatch' | 'jwt_revoked' | 'token_scope_missing';
 
@@ -218,6 +249,7 @@ export class JwtVerifier {
     private readonly keys: KeySource,
     denylist: ReadonlySet<string>,
     opts: JwtVerifierOptions,
+    private readonly lib: JwtLib,
   ) {
     this.denylist = denylist;
     this.now = opts.now ?? Date.now;
@@ -272,7 +304,7 @@ export class JwtVerifier {
   /** Re-read the JWKS file (if any) and the denylist (if any). Each keeps its old contents on failure. */
   async reloadFiles(): Promise<void> {
     const failures: JwtError[] = [];
-    if (this.keys instanceof FileKeySource) {
+    if (this.keys instanceof this.lib.FileKeySource) {
       try {
         await this.keys.reload();
       } catch (err) {
@@ -295,18 +327,18 @@ export class JwtVerifier {
   /** Absolute paths of the files reloadFiles reads (JWKS file, denylist). */
   watchedFiles(): readonly string[] {
     const out: string[] = [];
-    if (this.keys instanceof FileKeySource) out.push(this.keys.file);
+    if (this.keys instanceof this.lib.FileKeySource) out.push(this.keys.file);
     if (this.settings.denylistFile !== undefined) out.push(this.settings.denylistFile);
     return out;
   }
 
   /** With a JWKS URL: fetch the keys now (e.g. at start-up) and throw if that fails. No-op for a file. */
   async prefetch(): Promise<void> {
-    if (this.keys instanceof RemoteKeySource) await this.keys.prefetch();
+    if (this.keys instanceof this.lib.RemoteKeySource) await this.keys.prefetch();
   }
 
   stats(): JwtStats {
-    const remote = this.keys instanceof RemoteKeySource ? this.keys : null;
+    const remote = this.keys instanceof this.lib.RemoteKeySource ? this.keys : null;
     return {
       keyResolutions: this.keyResolutions,
       cacheHits: this.cacheHits,
@@ -329,7 +361,7 @@ export class JwtVerifier {
     const now = this.now();
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, this.getKey, { ...this.baseOptions, currentDate: new Date(now) }));
+      ({ payload } = await this.lib.jwtVerify(token, this.getKey, { ...this.baseOptions, currentDate: new Date(now) }));
     } catch (err) {
       return (err as { code?: unknown }).code === 'ERR_JWT_EXPIRED' ? EXPIRED : INVALID;
     }
@@ -385,7 +417,9 @@ export class JwtVerifier {
  * unreadable or malformed.
  */
 export async function createJwtVerifier(s: JwtSettings, opts: JwtVerifierOptions = {}): Promise<JwtVerifier> {
-  if (s.algorithms.length === 0 || !s.algorithms.every(isSupportedAlgorithm)) {
+  const lib = await loadJwtLib();
+  const { FileKeySource, RemoteKeySource } = lib;
+  if (s.algorithms.length === 0 || !s.algorithms.every(lib.isSupportedAlgorithm)) {
     throw new TypeError(`jwt algorithms must be asymmetric JWS algorithms, got ${s.algorithms.join(', ')}`);
   }
   const settings: JwtSettings = {
@@ -410,7 +444,7 @@ export async function createJwtVerifier(s: JwtSettings, opts: JwtVerifierOptions
           timeoutMs: opts.jwksTimeoutMs ?? 5_000,
           onError: opts.onError ?? (() => {}),
         });
-  return new JwtVerifier(Object.freeze(settings), keys, denylist, { ...opts, now });
+  return new JwtVerifier(Object.freeze(settings), keys, denylist, { ...opts, now }, lib);
 }
 
 /** The token, or the refusal: jwt_missing without a Bearer scheme, jwt_invalid for a bad one. */

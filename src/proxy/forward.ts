@@ -5,13 +5,22 @@
 import { performance } from 'node:perf_hooks';
 import { Transform } from 'node:stream';
 import type { TransformCallback, Readable } from 'node:stream';
-import { Pool } from 'undici';
-import type { Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Dispatcher, Pool as UndiciPool } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestReason } from '../reasons.js';
 import { responseHeaders } from './headers.js';
 import type { RequestContext } from '../server/context.js';
 import type { OutboundResponse } from '../server/types.js';
+
+/**
+ * undici's Pool alone: the package index also loads fetch, WebSocket, the cache and mock layers
+ * (~110 modules) and touches globalThis.Headers (Node's own bundled undici): ~2 MiB of idle RSS
+ * for nothing the sidecar uses. undici has no "exports" map, so the file is reachable; an undici
+ * upgrade that moves it fails every proxy test at import.
+ */
+const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
+type Pool = UndiciPool;
 
 export interface UpstreamOptions {
   readonly origin: string;

@@ -24,7 +24,9 @@
  * rediss://, with credentials and a database number as ioredis parses them. Never logged.
  */
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { createRequire } from 'node:module';
+import type * as IORedis from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Log } from '../log.js';
 import { retryAfterSeconds, secondsCeil } from './bucket.js';
 import { UNAVAILABLE } from './types.js';
@@ -94,6 +96,19 @@ return {1, best, bestRem, tostring(bestFull - now)}
 
 export const SCRIPT_SHA1 = createHash('sha1').update(SCRIPT).digest('hex');
 
+let ioredis: typeof IORedis | undefined;
+
+/**
+ * ioredis, loaded by the first limiter rather than by importing this module: server/sidecar.ts
+ * imports it in every sidecar, and only `rateLimit.backend: redis` needs ioredis (~55 modules
+ * resident). require() keeps the constructor synchronous; ioredis is CommonJS, so this is the
+ * same module object a static import gives.
+ */
+function loadIoredis(): typeof IORedis {
+  ioredis ??= createRequire(import.meta.url)('ioredis') as typeof IORedis;
+  return ioredis;
+}
+
 export class RedisRateLimiter implements RateLimiter {
   readonly #client: Redis;
   readonly #prefix: string;
@@ -114,6 +129,7 @@ export class RedisRateLimiter implements RateLimiter {
     this.#maxInFlight = Math.max(1, opts.maxInFlight ?? 10_000);
     this.#log = opts.log;
     const maxDelay = Math.max(10, opts.maxReconnectDelayMs ?? 1000);
+    const { Redis } = loadIoredis();
     this.#client = new Redis(opts.url, {
       // Fail fast while disconnected: no offline queue, nothing re-sent after a reconnect.
       enableOfflineQueue: false,
