@@ -32,7 +32,7 @@ export const PORTS = {
 
 export const LABELS = {
   sidecar: 'mtls-sidecar',
-  'sidecar-noaudit': 'mtls-sidecar, audit → /dev/null',
+  'sidecar-noaudit': 'mtls-sidecar, audit + metrics off',
   nginx: 'nginx',
   haproxy: 'HAProxy',
   bare: 'bare undici proxy (Node)',
@@ -116,7 +116,10 @@ export async function startTarget(name, ctx, { nodeFlags = [], auditOffLine = nu
         const text = fs.readFileSync(conf, 'utf8').replace(/^audit: .*$/m, auditOffLine);
         fs.writeFileSync(conf, text);
       }
-      proc = start(name, NODE, [...nodeFlags, path.join(ROOT, 'dist', 'main.js'), 'run', '--config', conf], {
+      // The "off" variant: audit lines and per-request metrics switched off by a bench-only
+      // preload (bench/observability-off.mjs), unless BENCH_AUDIT_OFF_LINE replaces the audit line.
+      const preload = off && auditOffLine === null ? ['--import', path.join(BENCH, 'observability-off.mjs')] : [];
+      proc = start(name, NODE, [...nodeFlags, ...preload, path.join(ROOT, 'dist', 'main.js'), 'run', '--config', conf], {
         cpu: ctx.targetCpu,
         log: logFile,
         cwd: OUT,
