@@ -3,8 +3,10 @@
  * over mTLS, and the compat layer provably out of the path.
  */
 import http2 from 'node:http2';
+import { Readable } from 'node:stream';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { tlsOptions } from '../helpers/client.js';
+import { agentFor, call, tlsOptions } from '../helpers/client.js';
 import { startSidecar } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
 import { echo, startUpstream } from '../helpers/upstream.js';
@@ -73,6 +75,34 @@ describe('HTTP/2 on the stream API', () => {
     expect((JSON.parse(res.body.toString()) as { bodyLength: number }).bodyLength).toBe(body.length);
     const line = await sc.audit.waitFor((l) => l.requestId === res.headers['x-request-id']);
     expect(line).toMatchObject({ bytesIn: body.length, protocol: 'HTTP/2' });
+  });
+
+  it('a POST with content-length reaches the app intact, and is audited with its length', async () => {
+    const body = Buffer.alloc(4096, 9);
+    const res = await exchange({ ':path': '/orders', ':method': 'POST', 'content-length': String(body.length) }, body);
+    expect(res.status).toBe(200);
+    const seen = JSON.parse(res.body.toString()) as { bodyLength: number; headers: Record<string, string> };
+    expect(seen.bodyLength).toBe(body.length);
+    expect(seen.headers['content-length']).toBe(String(body.length));
+    const line = await sc.audit.waitFor((l) => l.requestId === res.headers['x-request-id']);
+    expect(line).toMatchObject({ bytesIn: body.length, status: 200 });
+  });
+
+  it('HTTP/1.1: a Content-Length body is audited with its length, a chunked one with what was metered', async () => {
+    const agent = agentFor(creds(pki, 'orders'));
+    try {
+      const fixed = await call(agent, sc.origin, '/orders', { method: 'POST', body: Buffer.alloc(5000, 1) });
+      expect(fixed.json<{ bodyLength: number }>().bodyLength).toBe(5000);
+      const a = await sc.audit.waitFor((l) => l.requestId === fixed.headers['x-request-id']);
+      expect(a).toMatchObject({ bytesIn: 5000, protocol: 'HTTP/1.1' });
+      // A stream body with no length: undici sends it chunked.
+      const chunked = await request(`${sc.origin}/orders`, { dispatcher: agent, method: 'POST', body: Readable.from([Buffer.alloc(1000, 2), Buffer.alloc(234, 3)]) });
+      expect(((await chunked.body.json()) as { bodyLength: number }).bodyLength).toBe(1234);
+      const b = await sc.audit.waitFor((l) => l.requestId === chunked.headers['x-request-id']);
+      expect(b).toMatchObject({ bytesIn: 1234 });
+    } finally {
+      await agent.close();
+    }
   });
 
   it('a HEAD gets the head and no body', async () => {
