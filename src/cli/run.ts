@@ -64,6 +64,12 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     return EXIT_FAILURE;
   }
   const sidecar = new Sidecar(s, { audit, log, appHealth: appHealth.handler });
+  // Signals are ours before anyone can see "listening": SIGTERM and SIGHUP would otherwise still
+  // have their default action (end the process) for as long as start-up takes.
+  const stopped = opts.stopSignal ?? waitForSignal();
+  const reloader = new Reloader(sidecar, file, log);
+  const onHup = (): void => void reloader.reload('SIGHUP');
+  process.on('SIGHUP', onHup);
   try {
     const admin = await sidecar.listenAdmin();
     const addr = await sidecar.listen();
@@ -71,6 +77,8 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     opts.onListening?.({ port: addr.port });
   } catch (err) {
     io.stderr(`run: cannot listen: ${describeError(err)}`);
+    process.off('SIGHUP', onHup);
+    reloader.close();
     await sidecar.close(0);
     await audit.close();
     return EXIT_FAILURE;
@@ -78,12 +86,9 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     // Start-up is over: from here the young generation grows with the load (young-gen.ts).
     releaseYoungGeneration();
   }
-  const reloader = new Reloader(sidecar, file, log);
   reloader.start();
-  const onHup = (): void => void reloader.reload('SIGHUP');
-  process.on('SIGHUP', onHup);
 
-  const signal = await (opts.stopSignal ?? waitForSignal());
+  const signal = await stopped;
   // SIGTERM: readiness fails at once so the endpoint is removed; the listener stays open for
   // drainDelay (requests that were already routed here still land), then drains.
   log.info({ signal, drainDelayMs: s.shutdown.drainDelayMs, timeoutMs: s.shutdown.timeoutMs }, 'draining');
