@@ -6,6 +6,7 @@
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
@@ -217,6 +218,31 @@ describe('trust withdrawal', () => {
       await s.sc.audit.waitFor((l) => l.msg === 'handshake_rejected' && l.reason === 'untrusted');
     } finally {
       await b.close();
+      await s.close();
+    }
+  });
+
+  it('a pin added by a reload refuses a new handshake from a certificate the sidecar has seen before', async () => {
+    // The connection stage memoizes what each client certificate is (server/peers.ts); the memo
+    // must follow the trust in force, not the trust the certificate was first judged against.
+    const s = await setup('pin-memo', ['ca-a.crt']);
+    const first = agent(clientA);
+    try {
+      expect((await request(`${s.sc.origin}/orders/1`, { dispatcher: first })).statusCode).toBe(200);
+    } finally {
+      await first.close();
+    }
+    const base = config(s.volume.dir, ['ca-a.crt']);
+    const pinB = `sha256:${new X509Certificate(clientB.certPem).fingerprint256}`;
+    await s.writeConfig({ ...base, tls: { ...(base['tls'] as Record<string, unknown>), pins: [pinB] } });
+    expect(await s.reloader.reload('test')).toBe('applied');
+    const second = agent(clientA);
+    try {
+      const res = await request(`${s.sc.origin}/orders/1`, { dispatcher: second }).catch(() => null);
+      expect(res).toBeNull();
+      await s.sc.audit.waitFor((l) => l.msg === 'handshake_rejected' && l.reason === 'pin_mismatch');
+    } finally {
+      await second.close();
       await s.close();
     }
   });

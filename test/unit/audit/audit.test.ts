@@ -1,0 +1,176 @@
+/**
+ * The audit stage (audit/audit.ts):
+ *  - the request line is built by hand for speed; it must be byte for byte the line pino wrote
+ *    before (same key order, same escaping), apart from the timestamp;
+ *  - the audit file's descriptor must live as long as the audit stream (a FileHandle from
+ *    fs/promises closes its fd when garbage-collected; sonic-boom would then write into a closed
+ *    descriptor, or into whatever socket the kernel gave that number next);
+ *  - lines are written in batches, yet reach the file within FLUSH_MS without anyone flushing.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { afterAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { AuditConn, FLUSH_MS, openAudit, requestLine } from '../../../src/audit/audit.js';
+import type { RequestRecord } from '../../../src/audit/audit.js';
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+
+/** The record as one flat object, in SPEC §5 order: what pino was given before. */
+interface Flat {
+  requestId: string;
+  identity: string | null;
+  certSha256: string | null;
+  uri: string | null;
+  subject: string | null;
+  method: string;
+  path: string;
+  route: string | null;
+  decision: 'allow' | 'deny';
+  reason: RequestRecord['reason'];
+  status: number;
+  durationMs: number;
+  upstreamMs: number | null;
+  bytesIn: number;
+  bytesOut: number;
+  remote: string;
+  tlsVersion: string | null;
+  protocol: string;
+}
+
+function record(f: Flat): RequestRecord {
+  const { identity, certSha256, uri, subject, remote, tlsVersion, ...rest } = f;
+  return { ...rest, conn: new AuditConn(identity, certSha256, uri, subject, remote, tlsVersion) };
+}
+
+function viaPino(rec: Flat): string {
+  let out = '';
+  const logger = pino(
+    { base: null, messageKey: 'msg', timestamp: () => '"time":"T"', formatters: { level: () => ({}) } },
+    { write: (s: string) => void (out += s) },
+  );
+  logger.info(rec, 'request');
+  return out;
+}
+
+const base: Flat = {
+  requestId: '5b0c3c1e-8a4f-4c55-9c7e-0d2a7e0c9f11',
+  identity: 'orders',
+  certSha256: 'ab'.repeat(32),
+  uri: 'spiffe://cluster.local/ns/shop/sa/orders',
+  subject: 'CN=orders,O=shop',
+  method: 'GET',
+  path: '/orders/1',
+  route: 'orders',
+  decision: 'allow',
+  reason: 'ok',
+  status: 200,
+  durationMs: 1.234,
+  upstreamMs: 0.987,
+  bytesIn: 0,
+  bytesOut: 12,
+  remote: '127.0.0.1',
+  tlsVersion: 'TLSv1.3',
+  protocol: 'HTTP/1.1',
+};
+
+const cases: Array<[string, Flat]> = [
+  ['an allowed request', base],
+  ['a refusal with nulls', { ...base, identity: null, route: null, uri: null, upstreamMs: null, decision: 'deny', reason: 'no_route', status: 403 }],
+  ['quotes, backslashes and RFC 4514 escapes', { ...base, subject: 'CN=a\\"b\\,c,O=x\\\\y', path: '/a"b\\c', method: 'M"X' }],
+  ['control characters and non-ASCII', { ...base, path: '/\u0001\u001f\u007f/é/😀', requestId: 'id\u2028x' }],
+  ['non-finite numbers', { ...base, durationMs: Number.NaN, upstreamMs: Number.POSITIVE_INFINITY }],
+  ['a handshake-less HTTP/2 request', { ...base, tlsVersion: null, protocol: 'HTTP/2', certSha256: null }],
+];
+
+describe('requestLine', () => {
+  it.each(cases)('%s: same line as pino wrote', (_name, rec) => {
+    const ours = requestLine(record(rec)).replace(/^\{"time":"[^"]+"/, '{"time":"T"');
+    expect(ours).toBe(viaPino(rec));
+    expect(JSON.parse(ours)).toMatchObject({ msg: 'request', requestId: rec.requestId });
+  });
+
+  it('starts with an ISO-8601 UTC time and ends with one newline', () => {
+    const line = requestLine(record(base));
+    expect(line).toMatch(/^\{"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",/);
+    expect(line.endsWith('}\n')).toBe(true);
+    expect(line.indexOf('\n')).toBe(line.length - 1);
+  });
+});
+
+const withId = (requestId: string): RequestRecord => record({ ...base, requestId });
+
+async function readIds(file: string): Promise<string[]> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => (JSON.parse(l) as { requestId: string }).requestId);
+}
+
+describe('audit file descriptor', () => {
+  let dir = '';
+  afterAll(async () => {
+    if (dir !== '') await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps writing after garbage collection (no FileHandle closing the fd behind the stream)', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'audit-fd-'));
+    const file = path.join(dir, 'audit.log');
+    const audit = await openAudit(file);
+    await audit.ready();
+    audit.request(withId('before-gc'));
+    await audit.flush();
+    for (let i = 0; i < 5; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    audit.request(withId('after-gc'));
+    await audit.flush();
+    await audit.close();
+    expect(await readIds(file)).toEqual(['before-gc', 'after-gc']);
+  });
+});
+
+describe('audit batching', () => {
+  let dir = '';
+  afterAll(async () => {
+    if (dir !== '') await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a lone line reaches the file within the flush interval, with nobody calling flush()', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'audit-batch-'));
+    const file = path.join(dir, 'lone.log');
+    const audit = await openAudit(file);
+    await audit.ready();
+    try {
+      audit.request(withId('lone'));
+      const deadline = Date.now() + FLUSH_MS * 8;
+      let ids: string[] = [];
+      while (Date.now() < deadline && ids.length === 0) {
+        await new Promise((r) => setTimeout(r, 25));
+        ids = await readIds(file);
+      }
+      expect(ids).toEqual(['lone']);
+    } finally {
+      await audit.close();
+    }
+  });
+
+  it('a burst larger than one batch loses nothing and keeps its order', async () => {
+    dir ||= await mkdtemp(path.join(tmpdir(), 'audit-batch-'));
+    const file = path.join(dir, 'burst.log');
+    const audit = await openAudit(file);
+    await audit.ready();
+    const n = 2000; // ~1 MiB: many batches
+    for (let i = 0; i < n; i++) audit.request(withId(`r${i}`));
+    await audit.close();
+    const ids = await readIds(file);
+    expect(ids).toHaveLength(n);
+    expect(ids.every((id, i) => id === `r${i}`)).toBe(true);
+  });
+});
