@@ -51,6 +51,8 @@ export class ConnInfo {
   h2: { close(): void } | null;
   /** The TLS SNI name the client asked for (lower case), or null when it sent none. */
   sni: string | null;
+  /** The last Host/:authority value found to be served on this connection (not misdirected). */
+  servedHost: string | null;
   /** HTTP/1.1: the current request was answered while its body is still arriving. */
   answeredBodyPending: boolean;
   /** base64url SHA-256 of the leaf, for RFC 8705 token binding (computed on first JWT use). */
@@ -78,6 +80,7 @@ export class ConnInfo {
     this.jwtCache = null;
     this.answeredBodyPending = false;
     this.sni = null;
+    this.servedHost = null;
     this.x509 = x509;
     this.peer = peer;
     this.identity = identity;

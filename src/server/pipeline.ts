@@ -107,9 +107,13 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
     return refuse(host, ctx, 'bad_request', true, null);
   }
   // A request for another origin than this connection serves (RFC 9110 15.5.20, RFC 6066 11.1).
-  if (conn.sni !== null && scan.host !== null && scan.host !== conn.sni && misdirected(conn.sni, scan.host, s.tls.serverLeaf)) {
-    ctx.path = auditPath(target);
-    return refuse(host, ctx, 'misdirected', false, null);
+  // Judged once per Host value per connection: the next request naming it costs one compare.
+  if (conn.sni !== null && scan.host !== null && scan.host !== conn.servedHost) {
+    if (misdirected(conn.sni, scan.host, s.tls.serverLeaf)) {
+      ctx.path = auditPath(target);
+      return refuse(host, ctx, 'misdirected', false, null);
+    }
+    conn.servedHost = scan.host;
   }
 
   // 2. Path normalization: what is routed is byte for byte what is forwarded.

@@ -10,7 +10,6 @@ import type { Pool } from 'undici';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
 import type { Log } from '../log.js';
-import { describePeer } from '../identity/peer.js';
 import { rejudgeCertificate, verifyPeer } from '../tls/verify.js';
 import { applySecureContext } from '../tls/context.js';
 import { createUpstreamPool } from '../proxy/forward.js';
@@ -174,7 +173,7 @@ export class Sidecar implements PipelineHost {
     const remote = socket.remoteAddress ?? 'unknown';
     if (!verdict.ok) {
       this.metrics.handshake('rejected', verdict.reason);
-      const peer = verdict.x509 === null ? null : describePeer(verdict.x509);
+      const peer = verdict.x509 === null ? null : this.#peers.entry(verdict.x509, trust).peer;
       this.audit.handshake({
         reason: verdict.reason,
         remote,

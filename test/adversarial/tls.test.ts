@@ -117,6 +117,19 @@ describe('SNI and Host must name the same host (RFC 6066 §11.1, RFC 9110 §15.5
     expect(await h1('localhost', `LocalHost.:${t.sc.port}`)).toEqual({ status: 200, forwarded: true });
   });
 
+  it('one keep-alive connection: a served Host does not let a later misdirected one through', async () => {
+    const before = t.app.seen.length;
+    const c = await rawConnect(t.sc.port, orders(), { servername: 'localhost', checkServerIdentity: () => undefined, ALPNProtocols: ['http/1.1'] });
+    await c.write(
+      `GET /orders/1 HTTP/1.1\r\nHost: localhost:${t.sc.port}\r\n\r\n` +
+        'GET /orders/2 HTTP/1.1\r\nHost: api.internal\r\n\r\n' +
+        `GET /orders/3 HTTP/1.1\r\nHost: localhost:${t.sc.port}\r\nConnection: close\r\n\r\n`,
+    );
+    await c.waitClosed(2000);
+    c.destroy();
+    expect({ statuses: statusLines(c.received()), forwarded: t.app.seen.length - before }).toEqual({ statuses: [200, 421, 200], forwarded: 2 });
+  });
+
   it('HTTP/2: :authority admin.internal on a connection made for localhost is refused with 421', async () => {
     const before = t.app.seen.length;
     const session = http2.connect(t.sc.origin, { ...tlsOptions(orders()) });
