@@ -1,4 +1,5 @@
 /** What reaches the app and what comes back: headers, bodies, limits, upstream failures (SPEC §4). */
+import net from 'node:net';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -248,6 +249,43 @@ describe('upstream failures', () => {
     } finally {
       await agent.close();
       await down.close();
+    }
+  });
+
+  it('answers 502 when the app drops mid-way through a Content-Length body (the body goes to undici unmetered)', async () => {
+    // The app reads the head and some body, then closes its socket: the sidecar's upload to it fails.
+    const dropper = net.createServer((sock) => {
+      let seen = 0;
+      sock.on('data', (d: Buffer) => {
+        seen += d.length;
+        if (seen > 2000) sock.destroy();
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => dropper.listen(0, '127.0.0.1', resolve));
+    const port = (dropper.address() as net.AddressInfo).port;
+    const s = await startSidecar(baseConfig(pki, `http://127.0.0.1:${port}`));
+    try {
+      const sock = tls.connect({ ...tlsOptions(c()), host: '127.0.0.1', port: s.port, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+      await new Promise<void>((resolve, reject) => {
+        sock.once('secureConnect', () => resolve());
+        sock.once('error', reject);
+      });
+      let received = '';
+      sock.on('data', (d: Buffer) => (received += d.toString('latin1')));
+      sock.on('error', () => undefined);
+      sock.write(`POST /orders HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40000\r\n\r\n${'a'.repeat(4000)}`);
+      await new Promise((r) => setTimeout(r, 300));
+      sock.write('b'.repeat(36000));
+      const deadline = Date.now() + 3000;
+      while (!received.includes('\r\n\r\n{') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      sock.destroy();
+      const replies = parseResponses(received);
+      expect(replies[0]?.status).toBe(502);
+      await s.audit.waitFor((l) => l.msg === 'request' && l.status === 502 && String(l.reason).startsWith('upstream_'));
+    } finally {
+      await s.close();
+      await new Promise<void>((resolve) => dropper.close(() => resolve()));
     }
   });
 
