@@ -203,8 +203,8 @@ export class Sidecar implements PipelineHost {
     socket.destroy();
   }
 
-  /** HTTP/1.1 parser errors and timeouts: Node hands us the raw socket, so answer by hand. */
-  #onClientError(err: Error & { code?: string }, socket: Socket): void {
+  /** HTTP/1.1 parser errors and timeouts (server/h1.ts): there is no request object, so answer by hand. */
+  #onClientError(err: Error & { code?: string }, socket: TLSSocket): void {
     const conn = connOf(socket);
     if (conn?.answeredBodyPending === true) {
       // The request was already answered (e.g. refused while its body was still arriving):

@@ -1,9 +1,9 @@
 /**
- * The slice of Node's request/response objects the pipeline uses, common to HTTP/1.1
- * (http.IncomingMessage/ServerResponse) and HTTP/2 (server/h2.ts over the core stream API).
+ * The slice of request/response the pipeline uses, common to HTTP/1.1 (server/h1.ts) and
+ * HTTP/2 (server/h2.ts over node:http2's core stream API).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
@@ -15,6 +15,10 @@ export interface InboundRequest {
   readonly httpVersionMajor: number;
   readonly socket: TLSSocket | null;
   readonly stream?: { readonly session?: { readonly socket: Socket } | undefined; readonly endAfterHeaders?: boolean };
+  /** HTTP/1.x: 0 or 1. */
+  readonly httpVersionMinor?: number;
+  /** HTTP/1.1: the body as a stream, when the request has one (Content-Length > 0 or chunked). */
+  readonly body?: Readable | null;
   /** HTTP/1.1: the whole message (body included) has been read. */
   readonly complete?: boolean;
   /** The request body. */
