@@ -70,7 +70,7 @@ type FlushableDestination = DestinationStream & {
   once?: (event: string, fn: () => void) => void;
 };
 
-/** Audit writes are batched to this many bytes (sonic-boom minLength; below its 16 KiB maxWrite). */
+/** Audit lines are handed to sonic-boom in batches of about this many bytes. */
 export const BATCH_BYTES = 64 * 1024;
 /** Longest a line waits in the batch before it is written (like Envoy's access log flush interval, 1 s). */
 export const FLUSH_MS = 250;
@@ -82,9 +82,9 @@ export const FLUSH_MS = 250;
  */
 export function requestLine(r: RequestRecord): string {
   return (
-    `{"time":"${new Date().toISOString()}","requestId":${JSON.stringify(r.requestId)},${r.conn.peer},"method":${JSON.stringify(r.method)},` +
+    `{"time":"${isoNow()}","requestId":${JSON.stringify(r.requestId)},${r.conn.peer},"method":${JSON.stringify(r.method)},` +
     `"path":${JSON.stringify(r.path)},"route":${str(r.route)},"decision":"${r.decision}","reason":"${r.reason}",` +
-    `"status":${num(r.status)},"durationMs":${num(r.durationMs)},"upstreamMs":${r.upstreamMs === null ? 'null' : num(r.upstreamMs)},` +
+    `"status":${num(r.status)},"durationMs":${ms(r.durationMs)},"upstreamMs":${r.upstreamMs === null ? 'null' : ms(r.upstreamMs)},` +
     `"bytesIn":${num(r.bytesIn)},"bytesOut":${num(r.bytesOut)},${r.conn.origin},"protocol":${JSON.stringify(r.protocol)},"msg":"request"}\n`
   );
 }
@@ -96,6 +96,33 @@ function str(v: string | null): string {
 /** JSON has no NaN/Infinity; pino writes them as null too. */
 function num(n: number): string {
   return Number.isFinite(n) ? String(n) : 'null';
+}
+
+/**
+ * A duration rounded to 3 decimals (k/1000), written from its integer and thousandths: the same
+ * text as String(n), which takes V8's general shortest-double algorithm (~0.5 µs per value).
+ */
+export function ms(n: number): string {
+  const k = Math.round(n * 1000);
+  if (!(k >= 0 && k <= Number.MAX_SAFE_INTEGER) || k / 1000 !== n) return num(n);
+  const whole = Math.floor(k / 1000);
+  const f = k - whole * 1000;
+  if (f === 0) return String(whole);
+  if (f % 100 === 0) return `${whole}.${f / 100}`;
+  if (f % 10 === 0) return `${whole}.${f < 100 ? '0' : ''}${f / 10}`;
+  return `${whole}.${f < 10 ? '00' : f < 100 ? '0' : ''}${f}`;
+}
+
+/** The ISO time, formatted once per millisecond (many lines share one). */
+let isoAt = -1;
+let isoText = '';
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== isoAt) {
+    isoAt = now;
+    isoText = new Date(now).toISOString();
+  }
+  return isoText;
 }
 
 /**
@@ -111,18 +138,35 @@ export function createAudit(file: string | number, destination?: DestinationStre
           sync: false,
           mkdir: true,
           append: true,
-          // Lines are gathered into writes of at least BATCH_BYTES (one write per ~12 requests
-          // instead of one per request), and whatever is pending is written every FLUSH_MS.
-          // Nothing is dropped (no maxLength); close() and the exit path flush the rest.
-          minLength: BATCH_BYTES,
+          // Batches come already gathered (below); sonic-boom writes each as it comes, queueing
+          // behind a write in progress. Nothing is dropped (no maxLength). Not 0: with 0 its
+          // flush() returns at once instead of waiting for the writes in progress.
+          minLength: 1,
           maxWrite: 4 * BATCH_BYTES,
-          periodicFlush: FLUSH_MS,
           // Buffers, not strings: in string mode sonic-boom measures the whole pending batch
-          // (Buffer.byteLength of a growing string) on every line, ~9 µs per line at this size.
+          // (Buffer.byteLength of a growing string) on every write.
           contentMode: 'buffer',
         } as Parameters<typeof pino.destination>[0]);
   const dest: FlushableDestination = boom ?? (destination as FlushableDestination);
-  const write: (line: string) => void = boom !== null ? (line) => void boom.write(Buffer.from(line) as unknown as string) : (line) => void dest.write(line);
+  // Lines are gathered as one string and handed over as one Buffer per BATCH_BYTES (one write per
+  // ~150 requests, one UTF-8 encoding per batch instead of per line); whatever is pending goes
+  // every FLUSH_MS, and flush()/close() (the exit path) take the rest.
+  let pending = '';
+  const drain = (): void => {
+    if (pending === '' || boom === null) return;
+    const batch = Buffer.from(pending);
+    pending = '';
+    boom.write(batch as unknown as string);
+  };
+  const timer = boom === null ? null : setInterval(drain, FLUSH_MS);
+  timer?.unref();
+  const write: (line: string) => void =
+    boom !== null
+      ? (line) => {
+          pending += line;
+          if (pending.length >= BATCH_BYTES) drain();
+        }
+      : (line) => void dest.write(line);
   const logger: Logger = pino(
     {
       base: null,
@@ -145,9 +189,12 @@ export function createAudit(file: string | number, destination?: DestinationStre
       logger.info(rec, 'handshake_rejected');
     },
     flush() {
+      drain();
       return flushDestination(dest);
     },
     async close() {
+      if (timer !== null) clearInterval(timer);
+      drain();
       await flushDestination(dest);
       if (destination === undefined && file !== 'stdout' && file !== 'stderr' && file !== 1 && file !== 2) dest.end?.();
     },
@@ -188,7 +235,7 @@ function whenOpen(dest: FlushableDestination): Promise<void> {
 }
 
 function isoTimeFirst(): string {
-  return `"time":"${new Date().toISOString()}"`;
+  return `"time":"${isoNow()}"`;
 }
 
 function flushDestination(dest: FlushableDestination): Promise<void> {

@@ -5,6 +5,7 @@
  *  - the audit file's descriptor must live as long as the audit stream (a FileHandle from
  *    fs/promises closes its fd when garbage-collected; sonic-boom would then write into a closed
  *    descriptor, or into whatever socket the kernel gave that number next);
+ *  - durations are formatted by hand, exactly as String() would;
  *  - lines are written in batches, yet reach the file within FLUSH_MS without anyone flushing.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { AuditConn, FLUSH_MS, openAudit, requestLine } from '../../../src/audit/audit.js';
+import { AuditConn, FLUSH_MS, ms, openAudit, requestLine } from '../../../src/audit/audit.js';
 import type { RequestRecord } from '../../../src/audit/audit.js';
 
 v8.setFlagsFromString('--expose-gc');
@@ -99,6 +100,21 @@ describe('requestLine', () => {
     expect(line).toMatch(/^\{"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",/);
     expect(line.endsWith('}\n')).toBe(true);
     expect(line.indexOf('\n')).toBe(line.length - 1);
+  });
+});
+
+describe('ms (durations in the audit line)', () => {
+  const round3 = (n: number): number => Math.round(n * 1000) / 1000;
+  it('writes every 3-decimal duration exactly as String() does', () => {
+    // Every thousandth up to 20 s, then a spread of larger and odd values.
+    for (let k = 0; k <= 20_000; k++) expect(ms(k / 1000)).toBe(String(k / 1000));
+    const others = [0.0005, 0.0004999, 1e6 + 0.001, 123456.789, 2 ** 40 / 1000, 86_400_000.5, 0.1 + 0.2, 1 / 3, Number.MAX_SAFE_INTEGER, 1e21, -1.5];
+    for (const n of others) expect(ms(round3(n))).toBe(String(round3(n)));
+  });
+  it('falls back to String() for values that are not thousandths, and null for non-finite', () => {
+    for (const n of [1 / 3, Math.PI, 1e-7, -0.25]) expect(ms(n)).toBe(String(n));
+    expect(ms(Number.NaN)).toBe('null');
+    expect(ms(Number.POSITIVE_INFINITY)).toBe('null');
   });
 });
 
