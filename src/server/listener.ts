@@ -130,6 +130,8 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
     // A TCP connection that never completes its TLS handshake holds a maxConnections slot; Node's
     // default lets it do so for 120 s. It gets the same budget as a request head.
     handshakeTimeout: l.headersTimeoutMs,
+    // Responses go out as soon as they are written (node:http sets this by default; nginx tcp_nodelay).
+    noDelay: true,
   };
   const h1 = new H1Server(h1Limits(l), { onRequest: hooks.onRequest, onClientError: hooks.onClientError });
   let server: SidecarServer;

@@ -9,7 +9,6 @@
  *   -> JWT (jwt/verify) -> rate limit (ratelimit/*) -> 100-continue -> forward (proxy/forward)
  *   -> audit + metrics when the response closes
  */
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Pool } from 'undici';
 import type { Snapshot } from '../config/snapshot.js';
@@ -31,6 +30,7 @@ import type { RateDecision, RateLimiter } from '../ratelimit/types.js';
 import { ForwardPlan, RequestContext, connOf, connOfSession } from './context.js';
 import type { ConnInfo } from './context.js';
 import { writeRefusal } from './respond.js';
+import { newRequestId } from './request-id.js';
 import type { RefusalReason } from './respond.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
 import type { Readable } from 'node:stream';
@@ -73,7 +73,7 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
   const s = host.snapshot;
   const ctx = new RequestContext(performance.now(), conn, req.httpVersionMajor === 2 ? 'HTTP/2' : 'HTTP/1.1', req.method ?? '', req, res);
   const incomingId = req.headers['x-request-id'];
-  ctx.requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
+  ctx.requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : newRequestId();
   const target = req.url ?? '';
   conn.inflight++;
   // One 'close' listener per request (on, not once: a response closes once, and once() wraps).

@@ -2,7 +2,6 @@
  * A running sidecar: the listener, the current snapshot, the per-connection cache, the
  * upstream pool and the audit sink, wired together. `run` and the tests both start it here.
  */
-import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -28,6 +27,7 @@ import { RedisRateLimiter } from '../ratelimit/redis.js';
 import { RatePlanner } from '../ratelimit/plan.js';
 import type { RateLimiter } from '../ratelimit/types.js';
 import { rawRefusal } from './respond.js';
+import { newRequestId } from './request-id.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
 
 export interface SidecarDeps {
@@ -214,7 +214,7 @@ export class Sidecar implements PipelineHost {
     }
     const reason: 'header_too_large' | 'request_timeout' | 'bad_request' =
       err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
-    const requestId = randomUUID();
+    const requestId = newRequestId();
     const status = reason === 'header_too_large' ? 431 : reason === 'request_timeout' ? 408 : 400;
     if (conn !== undefined) {
       this.metrics.request(conn.identity === null ? 'unknown' : conn.identity.name, 'unknown', 'OTHER', status, 'deny', 0, null);
