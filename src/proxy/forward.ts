@@ -7,7 +7,6 @@ import { Transform } from 'node:stream';
 import type { TransformCallback, Readable } from 'node:stream';
 import { createRequire } from 'node:module';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
-import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestReason } from '../reasons.js';
 import { responseHeaders } from './headers.js';
 import type { RequestContext } from '../server/context.js';
@@ -72,8 +71,12 @@ export interface ForwardDone {
 }
 
 /**
- * One per forwarded request: an undici DispatchHandler that writes the upstream response
- * straight into the client response.
+ * One per forwarded request: an undici dispatch handler that writes the upstream response
+ * straight into the client response. It implements undici's original handler interface
+ * (onConnect/onHeaders/onData/onComplete/onError), the one undici runs internally: the newer
+ * controller interface is an adapter over it that allocates a controller per request and parses
+ * the raw headers into an object the sidecar would only copy again (responseHeaders works on the
+ * raw Buffers). undici 7 marks it deprecated but keeps it as its core path.
  */
 export class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly ctx: RequestContext;
@@ -83,11 +86,14 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   /** For HTTP/1.1: once the sidecar is closing, tell the client this connection ends here. */
   readonly drain: { readonly closing: boolean } | null;
   readonly done: ForwardDone;
-  controller: Dispatcher.DispatchController | null = null;
+  /** undici's abort for this request, from onConnect. */
+  #abort: ((err?: Error) => void) | null = null;
+  #resume: (() => void) | null = null;
+  aborted = false;
   finished = false;
   /** The client went away (possibly before undici even started the request). */
   gone = false;
-  /** The request body did not arrive within requestTimeout (HTTP/2; HTTP/1.1 has Node's own). */
+  /** The request body did not arrive within requestTimeout (HTTP/2; HTTP/1.1 has the H1 server's). */
   timedOut = false;
 
   constructor(ctx: RequestContext, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, drain: { readonly closing: boolean } | null, done: ForwardDone) {
@@ -99,46 +105,48 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     this.done = done;
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
     // Closed before the request left: never hold an upstream connection for nobody.
-    if (this.timedOut) controller.abort(new RequestTimeout());
-    else if (this.gone) controller.abort(new Error('client aborted'));
+    if (this.timedOut) this.#cancel(new RequestTimeout());
+    else if (this.gone) this.#cancel(new Error('client aborted'));
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    if (statusCode < 200) return; // 1xx from the app are not relayed
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // 1xx from the app are not relayed
+    this.#resume = resume;
     const ctx = this.ctx;
     ctx.upstreamMs = performance.now() - ctx.upstreamStart;
     ctx.status = statusCode;
     if (this.gone || this.res.destroyed === true) {
-      controller.abort(new Error('client went away'));
-      return;
+      this.#cancel(new Error('client went away'));
+      return false;
     }
-    const out = responseHeaders(headers, ctx.requestId, this.securityHeaders);
+    const out = responseHeaders(rawHeaders, ctx.requestId, this.securityHeaders);
     if (ctx.extraHeaders !== null) Object.assign(out, ctx.extraHeaders);
     if (this.drain !== null && this.drain.closing) out['connection'] = 'close';
     this.res.writeHead(statusCode, out);
+    return true;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onData(chunk: Buffer): boolean {
     if (this.gone) {
-      controller.abort(new Error('client went away'));
-      return;
+      this.#cancel(new Error('client went away'));
+      return false;
     }
     this.ctx.bytesOut += chunk.length;
-    if (!this.res.write(chunk)) {
-      controller.pause();
-      this.res.once('drain', () => controller.resume());
-    }
+    if (this.res.write(chunk)) return true;
+    // The client reads slower than the app writes: undici pauses until the client drains.
+    this.res.once('drain', () => this.#resume?.());
+    return false;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     this.finish(null);
     this.res.end();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onError(err: Error): void {
     if (this.ctx.upstreamMs === null && this.ctx.upstreamStart > 0) this.ctx.upstreamMs = performance.now() - this.ctx.upstreamStart;
     this.finish(classifyUpstreamError(err, this.meter));
   }
@@ -147,13 +155,20 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   timeout(): void {
     if (this.finished || this.timedOut) return;
     this.timedOut = true;
-    if (this.controller !== null && !this.controller.aborted) this.controller.abort(new RequestTimeout());
+    this.#cancel(new RequestTimeout());
   }
 
   /** The client hung up: stop talking to the app. */
   abort(): void {
     this.gone = true;
-    if (!this.finished && this.controller !== null && !this.controller.aborted) this.controller.abort(new Error('client aborted'));
+    if (!this.finished) this.#cancel(new Error('client aborted'));
+  }
+
+  #cancel(err: Error): void {
+    const abort = this.#abort;
+    if (this.aborted || abort === null) return;
+    this.aborted = true;
+    abort(err);
   }
 
   private finish(failure: RequestReason | null): void {

@@ -4,7 +4,6 @@
  * ours. Because ours are added after the strip and the client's Connection header is never
  * forwarded, no client header can remove or replace them (SPEC §4).
  */
-import type { IncomingHttpHeaders } from 'node:http';
 
 /** Never forwarded upstream, whatever the client sends. */
 const DROP_REQUEST = new Set([
@@ -143,17 +142,30 @@ export const SECURITY_HEADERS: ReadonlyArray<readonly [string, string]> = [
 ];
 
 /**
- * Upstream response headers -> client headers: hop-by-hop removed (HTTP/2 forbids them),
- * request id set, security headers added unless the app set its own.
+ * Upstream response headers, as undici's raw name/value Buffers, -> client headers: names
+ * lower-cased, repeats kept as arrays (one line each), hop-by-hop and Connection-named headers
+ * removed (HTTP/2 forbids them), request id set, security headers added unless the app set its
+ * own. Bytes are read as latin1, so a header goes out exactly as the app sent it.
  */
-export function responseHeaders(upstream: IncomingHttpHeaders, requestId: string, securityHeaders: boolean): Record<string, string | string[]> {
-  const named = typeof upstream['connection'] === 'string' ? connectionTokens(upstream['connection']) : null;
+export function responseHeaders(raw: readonly Buffer[], requestId: string, securityHeaders: boolean): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const key in upstream) {
-    const value = upstream[key];
-    if (value === undefined || DROP_RESPONSE.has(key) || (named !== null && named.has(key))) continue;
-    out[key] = value;
+  let connection: string | null = null;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = (raw[i] as Buffer).toString('latin1').toLowerCase();
+    const value = (raw[i + 1] as Buffer).toString('latin1');
+    if (DROP_RESPONSE.has(key)) {
+      if (key === 'connection') connection = connection === null ? value : `${connection}, ${value}`;
+      continue;
+    }
+    // Never a key that would reach the object's prototype.
+    if (key === '__proto__') continue;
+    const prev = out[key];
+    if (prev === undefined || !Object.hasOwn(out, key)) out[key] = value;
+    else if (typeof prev === 'string') out[key] = [prev, value];
+    else prev.push(value);
   }
+  const named = connection === null ? null : connectionTokens(connection);
+  if (named !== null) for (const n of named) delete out[n];
   out['x-request-id'] = requestId;
   if (securityHeaders) {
     for (const [k, v] of SECURITY_HEADERS) if (out[k] === undefined) out[k] = v;
