@@ -31,7 +31,7 @@ describe('HTTP/1.1 and connection floods, a well-behaved client measured through
   it('pipelining without reading: 20 connections writing GETs as fast as they can', async (ctx) => {
     const o = await flood(ctx, 'h1-pipeline', 20);
     withinBudget(o);
-    // One request at a time per connection reaches the app (listener.ts pipelineH1).
+    // One request at a time per connection reaches the app (server/h1.ts: the rest wait, or cut the connection off).
     expect(o.appRequests).toBeLessThan(10 * o.report.connections);
   });
 
