@@ -25,13 +25,38 @@ import type { AllowDecision, Bucket, DenyDecision } from './types.js';
  * RatePlanner.plan().names[decision.index]); it is written as an SF String.
  */
 export function rateLimitHeaders(d: AllowDecision | DenyDecision, policyName: string): Record<string, string> {
-  const name = sfString(policyName);
-  const policy = `${name};q=${quota(d.policy)};w=${windowSeconds(d.policy)}`;
+  const f = policyFields(policyName, d.policy);
   if (d.kind === 'allow') {
-    return { 'ratelimit-policy': policy, ratelimit: `${name};r=${d.remaining};t=${d.resetSeconds}` };
+    return { 'ratelimit-policy': f.policy, ratelimit: `${f.name};r=${d.remaining};t=${d.resetSeconds}` };
   }
   const retry = String(d.retryAfterSeconds);
-  return { 'ratelimit-policy': policy, ratelimit: `${name};r=0;t=${retry}`, 'retry-after': retry };
+  return { 'ratelimit-policy': f.policy, ratelimit: `${f.name};r=0;t=${retry}`, 'retry-after': retry };
+}
+
+interface PolicyFields {
+  readonly bucket: Bucket;
+  /** The name as an SF String. */
+  readonly name: string;
+  /** The whole `ratelimit-policy` value. */
+  readonly policy: string;
+}
+
+/**
+ * The parts that only change with the config, kept per policy name: names come from the
+ * config (identities, routes, `default`), and a reload brings new Bucket objects, which
+ * replace the entry. The bound only guards against a config with absurdly many names.
+ */
+const fieldsByName = new Map<string, PolicyFields>();
+
+function policyFields(policyName: string, bucket: Bucket): PolicyFields {
+  let f = fieldsByName.get(policyName);
+  if (f === undefined || f.bucket !== bucket) {
+    const name = sfString(policyName);
+    f = { bucket, name, policy: `${name};q=${quota(bucket)};w=${windowSeconds(bucket)}` };
+    if (fieldsByName.size >= 4096) fieldsByName.clear();
+    fieldsByName.set(policyName, f);
+  }
+  return f;
 }
 
 function quota(b: Bucket): number {
