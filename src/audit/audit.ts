@@ -20,9 +20,14 @@ export class AuditConn {
   readonly peer: string;
   /** `"remote":…,"tlsVersion":…` */
   readonly origin: string;
+  /** The same two, UTF-8 encoded once: copied into each line's batch, not re-encoded. */
+  readonly peerBytes: Buffer;
+  readonly originBytes: Buffer;
   constructor(identity: string | null, certSha256: string | null, uri: string | null, subject: string | null, remote: string, tlsVersion: string | null) {
     this.peer = `"identity":${str(identity)},"certSha256":${str(certSha256)},"uri":${str(uri)},"subject":${str(subject)}`;
     this.origin = `"remote":${JSON.stringify(remote)},"tlsVersion":${str(tlsVersion)}`;
+    this.peerBytes = Buffer.from(this.peer);
+    this.originBytes = Buffer.from(this.origin);
   }
 }
 
@@ -71,7 +76,7 @@ type FlushableDestination = DestinationStream & {
 };
 
 /** Audit lines are handed to sonic-boom in batches of about this many bytes. */
-export const BATCH_BYTES = 64 * 1024;
+export const BATCH_BYTES = 256 * 1024;
 /** Longest a line waits in the batch before it is written (like Envoy's access log flush interval, 1 s). */
 export const FLUSH_MS = 250;
 
@@ -79,14 +84,45 @@ export const FLUSH_MS = 250;
  * The request line, built directly for its fixed shape: the same JSON pino would write (time
  * first, msg last), without pino's generic serializer, which was most of the audit cost per
  * request. Strings go through JSON.stringify (escaping); numbers and enums are written as is.
+ * The line is `head` + conn.peer + `mid` + conn.origin + `tail`.
  */
 export function requestLine(r: RequestRecord): string {
+  return lineHead(r) + r.conn.peer + lineMid(r) + r.conn.origin + lineTail(r);
+}
+
+function lineHead(r: RequestRecord): string {
+  return `{"time":"${isoNow()}","requestId":${JSON.stringify(r.requestId)},`;
+}
+
+function lineMid(r: RequestRecord): string {
   return (
-    `{"time":"${isoNow()}","requestId":${JSON.stringify(r.requestId)},${r.conn.peer},"method":${JSON.stringify(r.method)},` +
-    `"path":${JSON.stringify(r.path)},"route":${str(r.route)},"decision":"${r.decision}","reason":"${r.reason}",` +
+    `,"method":${JSON.stringify(r.method)},"path":${JSON.stringify(r.path)},"route":${str(r.route)},"decision":"${r.decision}","reason":"${r.reason}",` +
     `"status":${num(r.status)},"durationMs":${ms(r.durationMs)},"upstreamMs":${r.upstreamMs === null ? 'null' : ms(r.upstreamMs)},` +
-    `"bytesIn":${num(r.bytesIn)},"bytesOut":${num(r.bytesOut)},${r.conn.origin},"protocol":${JSON.stringify(r.protocol)},"msg":"request"}\n`
+    `"bytesIn":${num(r.bytesIn)},"bytesOut":${num(r.bytesOut)},`
   );
+}
+
+function lineTail(r: RequestRecord): string {
+  return `,"protocol":${JSON.stringify(r.protocol)},"msg":"request"}\n`;
+}
+
+/**
+ * The request line written into `buf` at `at`, byte for byte requestLine(r) in UTF-8; the
+ * connection's fields are copied from their encoded form. Returns the new offset, or -1 (nothing
+ * written) when the line might not fit.
+ */
+export function writeRequestLine(buf: Buffer, at: number, r: RequestRecord): number {
+  const head = lineHead(r);
+  const mid = lineMid(r);
+  const tail = lineTail(r);
+  const c = r.conn;
+  // UTF-8 needs at most 3 bytes per UTF-16 code unit.
+  if (at + 3 * (head.length + mid.length + tail.length) + c.peerBytes.length + c.originBytes.length > buf.length) return -1;
+  let o = at + buf.write(head, at);
+  o += c.peerBytes.copy(buf, o);
+  o += buf.write(mid, o);
+  o += c.originBytes.copy(buf, o);
+  return o + buf.write(tail, o);
 }
 
 function str(v: string | null): string {
@@ -148,10 +184,11 @@ export function createAudit(file: string | number, destination?: DestinationStre
           contentMode: 'buffer',
         } as Parameters<typeof pino.destination>[0]);
   const dest: FlushableDestination = boom ?? (destination as FlushableDestination);
-  // Lines are encoded straight into a batch buffer as they come (each line string dies young;
-  // none is kept alive until a batch is full) and handed to sonic-boom BATCH_BYTES at a time
-  // (one write per ~100 requests); whatever is pending goes every FLUSH_MS, and flush()/close()
-  // (the exit path) take the rest.
+  // Lines are encoded straight into a batch buffer as they come (no line kept alive until its
+  // batch is full; the connection's fields copied, already encoded) and handed to sonic-boom
+  // BATCH_BYTES at a time: one write per ~400 requests, because on a busy core each hand-over
+  // to the thread pool costs tens of µs. Whatever is pending goes every FLUSH_MS, and
+  // flush()/close() (the exit path) take the rest.
   let batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
   let used = 0;
   const drain = (): void => {
@@ -163,10 +200,10 @@ export function createAudit(file: string | number, destination?: DestinationStre
   };
   const timer = boom === null ? null : setInterval(drain, FLUSH_MS);
   timer?.unref();
+  /** One line (handshake lines, via pino). */
   const write: (line: string) => void =
     boom !== null
       ? (line) => {
-          // UTF-8 needs at most 3 bytes per UTF-16 code unit.
           const worst = line.length * 3;
           if (used + worst > BATCH_BYTES) {
             drain();
@@ -178,6 +215,19 @@ export function createAudit(file: string | number, destination?: DestinationStre
           used += batch.write(line, used);
         }
       : (line) => void dest.write(line);
+  const writeRequest: (r: RequestRecord) => void =
+    boom !== null
+      ? (r) => {
+          let end = writeRequestLine(batch, used, r);
+          if (end < 0) {
+            drain();
+            end = writeRequestLine(batch, used, r);
+            // Longer than a whole batch (paths and subjects are bounded well below): on its own.
+            if (end < 0) return write(requestLine(r));
+          }
+          used = end;
+        }
+      : (r) => write(requestLine(r));
   const logger: Logger = pino(
     {
       base: null,
@@ -194,7 +244,7 @@ export function createAudit(file: string | number, destination?: DestinationStre
       return whenOpen(dest);
     },
     request(rec) {
-      write(requestLine(rec));
+      writeRequest(rec);
     },
     handshake(rec) {
       logger.info(rec, 'handshake_rejected');

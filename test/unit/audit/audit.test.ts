@@ -15,7 +15,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { AuditConn, FLUSH_MS, ms, openAudit, requestLine } from '../../../src/audit/audit.js';
+import { AuditConn, FLUSH_MS, ms, openAudit, requestLine, writeRequestLine } from '../../../src/audit/audit.js';
 import type { RequestRecord } from '../../../src/audit/audit.js';
 
 v8.setFlagsFromString('--expose-gc');
@@ -93,6 +93,25 @@ describe('requestLine', () => {
     const ours = requestLine(record(rec)).replace(/^\{"time":"[^"]+"/, '{"time":"T"');
     expect(ours).toBe(viaPino(rec));
     expect(JSON.parse(ours)).toMatchObject({ msg: 'request', requestId: rec.requestId });
+  });
+
+  it.each(cases)('%s: written into a batch buffer, the same bytes as the line', (_name, rec) => {
+    const r = record(rec);
+    const buf = Buffer.alloc(8192, 0x2a);
+    const end = writeRequestLine(buf, 10, r);
+    const line = requestLine(r);
+    // Same millisecond for both unless the clock ticked in between: compare without the time.
+    const strip = (t: string): string => t.replace(/^\{"time":"[^"]+"/, '');
+    expect(strip(buf.subarray(10, end).toString('utf8'))).toBe(strip(line));
+    expect(end - 10).toBe(Buffer.byteLength(line));
+    expect(buf[9]).toBe(0x2a);
+    expect(buf[end]).toBe(0x2a);
+  });
+
+  it('writes nothing and says so when the line might not fit', () => {
+    const buf = Buffer.alloc(600, 0x2a);
+    expect(writeRequestLine(buf, 0, record(base))).toBe(-1);
+    expect(buf.every((b) => b === 0x2a)).toBe(true);
   });
 
   it('starts with an ISO-8601 UTC time and ends with one newline', () => {
