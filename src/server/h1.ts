@@ -329,6 +329,13 @@ class H1Connection implements RequestEvents {
   /** Called by H1Response.end() once its last bytes are handed to the socket. */
   responseEnded(res: H1Response): void {
     this.#lastActive = performance.now();
+    // Answered before its body was all read (an early answer, an upstream that gave up): the rest
+    // is read and dropped, as node:http dumps it, so the next request on the connection is reached.
+    const body = res.req.body;
+    if (body !== null && !res.req.complete && !res.closeConnection) {
+      body.unpipe();
+      body.resume();
+    }
     if (res.closeConnection) {
       this.#halted = true;
       const s = this.socket;
@@ -425,6 +432,11 @@ class BodyStream extends Readable {
   }
   override _read(): void {
     this.#conn.bodyWanted();
+  }
+  /** Its reader gave up (undici after an upstream error or an early answer): the rest is read and dropped, not left blocking the connection. */
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#conn.bodyWanted();
+    cb(err);
   }
 }
 

@@ -166,6 +166,30 @@ describe('parsing across reads', () => {
   });
 });
 
+describe('request bodies', () => {
+  it('an upload the app drops midway: 502, the rest of the body is read and dropped, and the connection serves the next request', async () => {
+    t.app.handler = (req, res, body) => {
+      if (req.url === '/orders/drop') res.socket?.destroy();
+      else echo(req, res, body);
+    };
+    // Bigger than every buffer on the way, so the body is still arriving when the app drops it.
+    const body = 'x'.repeat(48 * 1024);
+    const c = await rawConnect(t.sc.port, orders());
+    try {
+      const started = performance.now();
+      await c.write(req(['POST /orders/drop HTTP/1.1', 'Host: localhost', 'X-Request-Id: drop-1', `Content-Length: ${body.length}`], body));
+      await c.write(req(['GET /orders/1 HTTP/1.1', 'Host: localhost', 'X-Request-Id: after-drop', 'Connection: close']));
+      expect(await c.waitClosed(5000)).toBe(true);
+      expect(parseAll(c.received()).responses.map((r) => r.status)).toEqual([502, 200]);
+      // Well inside requestTimeout (3 s): nothing waited for a reader that had gone.
+      expect(performance.now() - started).toBeLessThan(2500);
+    } finally {
+      c.destroy();
+      t.app.handler = echo;
+    }
+  });
+});
+
 describe('connections', () => {
   it(`an idle keep-alive connection is closed after limits.idleTimeout (${IDLE_MS} ms), not before`, async () => {
     const c = await rawConnect(t.sc.port, orders());
