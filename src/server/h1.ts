@@ -130,18 +130,24 @@ class H1Connection implements RequestEvents {
   // Responses, in request order.
   active: H1Response | null = null;
   readonly #waiting: H1Response[] = [];
-  #lastActive: number;
-  /** No further request is parsed or started (closing, parse error, cut off). */
+  /** No further request is parsed (closing, parse error, timeout, cut off). */
   #halted = false;
+  /** No further response goes out on this connection (one said close, or it was cut off). */
+  #done = false;
   #pendingError: (Error & { code: string }) | null = null;
   #paused = false;
   #bodyBlocked = false;
+  /** Bytes read, and body bytes delivered, since the current body began (the chunk-extension bound). */
+  #bodyRead = 0;
+  #bodyData = 0;
 
   constructor(server: H1Server, socket: TLSSocket) {
     this.server = server;
     this.socket = socket;
     this.parser = new RequestParser(this);
-    this.#lastActive = performance.now();
+    // Idle = no byte read or written for idleTimeout, whatever the state (as node:http's
+    // server.setTimeout): also cuts a client that stops reading a response it asked for.
+    socket.setTimeout(server.limits.idleTimeoutMs, () => socket.destroy());
     socket.on('data', (chunk: Buffer) => this.#execute(chunk));
     socket.on('drain', () => this.active?.emitDrain());
     // Socket errors (a reset, a write after the peer left) end in 'close'.
@@ -151,8 +157,19 @@ class H1Connection implements RequestEvents {
 
   #execute(chunk: Buffer): void {
     if (this.#halted) return;
-    this.#lastActive = performance.now();
+    const inBody = this.#bodyOf !== null;
     let rc = this.parser.execute(chunk);
+    if (inBody && this.#bodyOf !== null && rc === HPE_OK) {
+      // Reads made entirely inside a body: framing beyond the data is bounded (chunk extensions
+      // are otherwise unbounded bytes the body limit never sees; node:http caps them too,
+      // CVE-2024-22019): 16 KiB, plus 8 bytes per data byte, which one-byte chunks stay under.
+      this.#bodyRead += chunk.length;
+      if (this.#bodyRead - this.#bodyData > MAX_FRAMING_BYTES + 8 * this.#bodyData) {
+        this.#userError = 'HPE_CHUNK_EXTENSIONS_OVERFLOW';
+        this.#parseError(-1);
+        return;
+      }
+    }
     while (rc === HPE_PAUSED_UPGRADE && !this.#halted) {
       // CONNECT: the bytes after its head would be a tunnel; the connection ends after the answer.
       if (this.#connect) {
@@ -255,10 +272,16 @@ class H1Connection implements RequestEvents {
     const method = p.method();
     if (upgrade && method === 'CONNECT') this.#connect = true;
     const req = new H1Request(this.socket, method, this.#url, this.#raw, p.httpMinor(), keepAlive && !this.#connect);
+    // Trailers (chunked bodies) get their own array and budget; the request's headers stay as dispatched.
+    this.#raw = [];
+    this.#inValue = true;
+    this.#headerBytes = 0;
     const res = new H1Response(this, req);
     if (req.hasBody) {
       req.body = new BodyStream(this);
       this.#bodyOf = req;
+      this.#bodyRead = 0;
+      this.#bodyData = 0;
       this.#arrive(res);
     } else {
       this.#noBody = res;
@@ -267,6 +290,7 @@ class H1Connection implements RequestEvents {
   }
 
   onBody(chunk: Buffer): number {
+    this.#bodyData += chunk.length;
     const body = this.#bodyOf?.body;
     if (body == null || body.destroyed) return 0;
     if (!body.push(chunk)) {
@@ -307,6 +331,7 @@ class H1Connection implements RequestEvents {
     // Pipelined behind the request being answered; reading stops until the queue is empty.
     if (this.#waiting.length >= this.server.limits.pipelineDepth) {
       this.#halted = true;
+      this.#done = true;
       this.socket.destroy();
       return;
     }
@@ -328,7 +353,6 @@ class H1Connection implements RequestEvents {
 
   /** Called by H1Response.end() once its last bytes are handed to the socket. */
   responseEnded(res: H1Response): void {
-    this.#lastActive = performance.now();
     // Answered before its body was all read (an early answer, an upstream that gave up): the rest
     // is read and dropped, as node:http dumps it, so the next request on the connection is reached.
     const body = res.req.body;
@@ -338,6 +362,7 @@ class H1Connection implements RequestEvents {
     }
     if (res.closeConnection) {
       this.#halted = true;
+      this.#done = true;
       const s = this.socket;
       // node:http's destroySoon: end, then destroy once the answer is written out.
       s.end();
@@ -351,8 +376,11 @@ class H1Connection implements RequestEvents {
   next(res: H1Response): void {
     if (this.active !== res) return;
     this.active = null;
-    if (this.socket.destroyed) return;
-    const n = this.#halted ? undefined : this.#waiting.shift();
+    // The answer closed the connection: what was pipelined behind it is not answered, and a
+    // pending 400/408 is not written after it (it would only cut the answer's last bytes).
+    if (this.socket.destroyed || this.#done) return;
+    // Requests already queued are answered, in order, before a later request's parse error.
+    const n = this.#waiting.shift();
     if (n !== undefined) {
       this.#flow();
       this.#start(n);
@@ -375,19 +403,21 @@ class H1Connection implements RequestEvents {
     const pause = this.#waiting.length > 0 || this.#bodyBlocked;
     if (pause === this.#paused) return;
     this.#paused = pause;
-    if (pause) this.socket.pause();
-    else this.socket.resume();
+    if (pause) {
+      this.socket.pause();
+    } else {
+      this.socket.resume();
+      // Reading was held by us, not by the client: its message's time starts again now.
+      if (this.msgStart !== 0) this.msgStart = performance.now();
+    }
   }
 
-  /** The periodic sweep: headersTimeout, requestTimeout, idle timeout. */
+  /** The periodic sweep: headersTimeout and requestTimeout (idle is the socket's own timeout). */
   check(now: number, l: H1Limits): void {
-    if (this.socket.destroyed) return;
-    if (this.msgStart !== 0 && !this.#halted) {
-      const age = now - this.msgStart;
-      if (age > l.requestTimeoutMs || (!this.#headersDone && age > l.headersTimeoutMs)) this.#timeout();
-      return;
-    }
-    if (this.active === null && now - this.#lastActive > l.idleTimeoutMs) this.socket.destroy();
+    // Not while reading is held for the queue: the client cannot be sending then.
+    if (this.socket.destroyed || this.msgStart === 0 || this.#halted || this.#waiting.length > 0) return;
+    const age = now - this.msgStart;
+    if (age > l.requestTimeoutMs || (!this.#headersDone && age > l.headersTimeoutMs)) this.#timeout();
   }
 
   #timeout(): void {
@@ -400,6 +430,7 @@ class H1Connection implements RequestEvents {
 
   #onClose(): void {
     this.#halted = true;
+    this.#done = true;
     this.server.forget(this);
     const a = this.active;
     if (a !== null) a.socketClosed();
@@ -411,6 +442,8 @@ class H1Connection implements RequestEvents {
     this.parser.free();
   }
 }
+
+const MAX_FRAMING_BYTES = 16 * 1024;
 
 function ignore(): void {}
 
@@ -681,7 +714,8 @@ export class H1Response implements OutboundResponse {
   }
 
   writeContinue(): void {
-    if (this.#headersSent || this.#destroyed || this.#sentContinue) return;
+    // RFC 9110 15.2: no 1xx to an HTTP/1.0 client.
+    if (this.#headersSent || this.#destroyed || this.#sentContinue || this.req.httpVersionMinor === 0) return;
     this.#sentContinue = true;
     this.#socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
   }

@@ -54,7 +54,7 @@ export interface PipelineHost {
   refreshConnection(conn: ConnInfo): RequestReason | null;
   /** After the listener closed: HTTP/1.1 responses say `Connection: close`. */
   readonly closing: boolean;
-  requestEnded(conn: ConnInfo, socket: { destroy(): void; destroyed?: boolean } | null): void;
+  requestEnded(conn: ConnInfo, socket: { end(): void; destroyed?: boolean } | null): void;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -330,7 +330,7 @@ function statusOf(res: OutboundResponse, fallback: number): number {
   return typeof code === 'number' ? code : fallback;
 }
 
-function onClose(host: PipelineHost, ctx: RequestContext, h1socket: { destroy(): void; destroyed?: boolean } | null): void {
+function onClose(host: PipelineHost, ctx: RequestContext, h1socket: { end(): void; destroyed?: boolean } | null): void {
   if (ctx.handler !== null) ctx.handler.abort();
   if (ctx.audited) return;
   ctx.audited = true;

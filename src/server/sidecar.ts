@@ -289,10 +289,12 @@ export class Sidecar implements PipelineHost {
   }
 
   /** Called by the pipeline when a request on an HTTP/1.1 connection ends during drain. */
-  requestEnded(conn: ConnInfo, socket: { destroy(): void; destroyed?: boolean } | null): void {
+  requestEnded(conn: ConnInfo, socket: { end(): void; destroyed?: boolean } | null): void {
     if (this.closing && conn.h2 === null && conn.inflight === 0 && socket !== null && socket.destroyed !== true) {
-      // The response said Connection: close; make sure an idle client cannot hold on.
-      setImmediate(() => socket.destroy());
+      // The response said Connection: close, and the HTTP/1.1 server ends the socket once it is
+      // written out (a destroy here cut a slow reader's last bytes). close()'s timer still cuts
+      // a client that holds on past the drain timeout.
+      socket.end();
     }
   }
 
