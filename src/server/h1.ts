@@ -622,13 +622,22 @@ export class H1Response implements OutboundResponse {
       for (const name in headers) {
         const v = headers[name];
         if (v === undefined) continue;
+        let value: string;
         if (typeof v === 'object') {
-          for (const x of v) if (!UNSAFE_VALUE.test(x)) head += `${name}: ${x}\r\n`;
-          continue;
+          // Repeated fields, one line each; the framing fields below judged on the first.
+          let first: string | undefined;
+          for (const x of v) {
+            if (UNSAFE_VALUE.test(x)) continue;
+            head += `${name}: ${x}\r\n`;
+            first ??= x;
+          }
+          if (first === undefined) continue;
+          value = first;
+        } else {
+          value = typeof v === 'number' ? String(v) : v;
+          if (UNSAFE_VALUE.test(value)) continue;
+          head += `${name}: ${value}\r\n`;
         }
-        const value = typeof v === 'number' ? String(v) : v;
-        if (UNSAFE_VALUE.test(value)) continue;
-        head += `${name}: ${value}\r\n`;
         switch (name) {
           case 'content-length':
             hasLength = true;

@@ -191,5 +191,14 @@ describe('H1Server review fixes', () => {
     expect(raw).not.toContain('100 Continue');
     expect(raw.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200']);
   });
-});
 
+  it('a framing field given as a list still frames the response (no chunked encoding next to a Content-Length)', async () => {
+    onRequest = (_req, res) => {
+      res.writeHead(200, { 'content-length': ['2'], connection: ['close'] });
+      res.end('ok');
+    };
+    const { raw } = await exchange(['GET / HTTP/1.1\r\nHost: x\r\n\r\n'], 2000);
+    expect(raw.toLowerCase()).not.toContain('transfer-encoding');
+    expect(raw).toMatch(/\r\n\r\nok$/);
+  });
+});
