@@ -11,8 +11,6 @@ import { assertNoneExist, createCa, createCrl, issueLeaf, writePki, type PkiFile
 
 /** Each call is one line (or a multi-line block) without its final newline; main adds it. */
 export type CliIo = CommandIo;
-// Moved to io.ts so `fingerprint` does not load this module (and node-forge); re-exported for callers.
-export { parseArgsMessage };
 
 const USAGE = `Usage: mtls-sidecar certs [options]
 

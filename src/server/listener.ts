@@ -42,7 +42,7 @@ export function applyServerLimits(server: SidecarServer, s: Snapshot): void {
   const l = s.limits;
   server.maxConnections = l.maxConnections;
   h1Servers.get(server)?.setLimits(h1Limits(l));
-  // HTTP/2 sessions idle this long are closed (HTTP/1.1 connections by the H1Server sweep).
+  // HTTP/2 sessions idle this long are closed (HTTP/1.1 sockets by their own timeout, h1.ts).
   if (s.listen.http2) (server as http2.Http2SecureServer).setTimeout(l.idleTimeoutMs);
 }
 

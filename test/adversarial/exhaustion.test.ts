@@ -80,7 +80,7 @@ describe('slowloris (R. Hansen 2009; CWE-400) and slow bodies (R-U-Dead-Yet)', (
     c.destroy();
     expect(statusLines(c.received())).toEqual([408]);
     expect(c.received()).toContain('"error":"request_timeout"');
-    // headersTimeout plus at most one connections-checking sweep (listener.ts checkingIntervalMs).
+    // headersTimeout plus at most one connections-checking sweep (server/h1.ts checkingIntervalMs).
     expect(cutAfter).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_MS - 50);
     expect(cutAfter).toBeLessThan(HEADERS_TIMEOUT_MS + 1000);
     await t.sc.audit.waitFor((l) => t.sc.audit.lines.indexOf(l) >= mark && l.reason === 'request_timeout' && l.status === 408);
@@ -207,8 +207,8 @@ describe('header counts and sizes (RFC 6585 §5 431; SPEC limits.maxHeaders/maxH
 });
 
 describe('pipelining without reading (SPEC §4: "a client that sends without reading is cut off, not buffered")', () => {
-  // Regression test for the listener.ts fix: Node parses every pipelined request it has read and
-  // emits each at once, so 2,000 pipelined GETs in one write were all authorized and forwarded
+  // Regression test for the pipelining bound (now in server/h1.ts): node:http parsed every pipelined request it had read and
+  // emitted each at once, so 2,000 pipelined GETs in one write were all authorized and forwarded
   // to the app concurrently (with 20 such connections: ~400 MB RSS and multi-second stalls).
   // Now one runs at a time and at most maxConcurrentStreams wait behind it.
   it(`2,000 pipelined requests in one write: one at a time reaches the app, and past ${MAX_STREAMS} waiting the connection is cut`, async () => {

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { AuditConn, FLUSH_MS, ms, openAudit, requestLine, writeRequestLine } from '../../../src/audit/audit.js';
 import type { RequestRecord } from '../../../src/audit/audit.js';
@@ -139,6 +139,15 @@ describe('ms (durations in the audit line)', () => {
 
 const withId = (requestId: string): RequestRecord => record({ ...base, requestId });
 
+/** One scratch directory for the tests below that write audit files. */
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'audit-'));
+});
+afterAll(async () => {
+  if (dir !== '') await rm(dir, { recursive: true, force: true });
+});
+
 async function readIds(file: string): Promise<string[]> {
   const text = await readFile(file, 'utf8').catch(() => '');
   return text
@@ -148,13 +157,7 @@ async function readIds(file: string): Promise<string[]> {
 }
 
 describe('audit file descriptor', () => {
-  let dir = '';
-  afterAll(async () => {
-    if (dir !== '') await rm(dir, { recursive: true, force: true });
-  });
-
   it('keeps writing after garbage collection (no FileHandle closing the fd behind the stream)', async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'audit-fd-'));
     const file = path.join(dir, 'audit.log');
     const audit = await openAudit(file);
     await audit.ready();
@@ -172,13 +175,7 @@ describe('audit file descriptor', () => {
 });
 
 describe('audit batching', () => {
-  let dir = '';
-  afterAll(async () => {
-    if (dir !== '') await rm(dir, { recursive: true, force: true });
-  });
-
   it('a lone line reaches the file within the flush interval, with nobody calling flush()', async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'audit-batch-'));
     const file = path.join(dir, 'lone.log');
     const audit = await openAudit(file);
     await audit.ready();
@@ -197,7 +194,6 @@ describe('audit batching', () => {
   });
 
   it('a burst larger than one batch loses nothing and keeps its order', async () => {
-    dir ||= await mkdtemp(path.join(tmpdir(), 'audit-batch-'));
     const file = path.join(dir, 'burst.log');
     const audit = await openAudit(file);
     await audit.ready();
