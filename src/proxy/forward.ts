@@ -1,40 +1,22 @@
 /**
- * Stage 6: forward to the app over a keep-alive undici Pool on loopback, streaming both
- * bodies with backpressure (the client's slow reads pause the upstream, never buffer it).
+ * Stage 6: forward to the app over the sidecar's keep-alive upstream pool (proxy/upstream.ts),
+ * streaming both bodies with backpressure (the client's slow reads pause the upstream, never
+ * buffer more than one read of it).
  */
 import { performance } from 'node:perf_hooks';
 import { Transform } from 'node:stream';
 import type { TransformCallback, Readable } from 'node:stream';
-import { createRequire } from 'node:module';
-import type { Dispatcher, Pool as UndiciPool } from 'undici';
 import type { RequestReason } from '../reasons.js';
 import { responseHeaders } from './headers.js';
 import type { RequestContext } from '../server/context.js';
 import type { OutboundResponse } from '../server/types.js';
+import { UpstreamPool } from './upstream.js';
+import type { UpstreamControl, UpstreamHandler, UpstreamOptions, UpstreamRequest } from './upstream.js';
 
-/**
- * undici's Pool alone: the package index also loads fetch, WebSocket, the cache and mock layers
- * (~110 modules) and touches globalThis.Headers (Node's own bundled undici): ~2 MiB of idle RSS
- * for nothing the sidecar uses. undici has no "exports" map, so the file is reachable; an undici
- * upgrade that moves it fails every proxy test at import.
- */
-const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
-type Pool = UndiciPool;
+export type { UpstreamOptions };
 
-export interface UpstreamOptions {
-  readonly origin: string;
-  readonly connectTimeoutMs: number;
-  readonly timeoutMs: number;
-}
-
-export function createUpstreamPool(u: UpstreamOptions): Pool {
-  return new Pool(u.origin, {
-    connect: { timeout: u.connectTimeoutMs },
-    headersTimeout: u.timeoutMs,
-    bodyTimeout: u.timeoutMs,
-    keepAliveTimeout: 30_000,
-    pipelining: 1,
-  });
+export function createUpstreamPool(u: UpstreamOptions): UpstreamPool {
+  return new UpstreamPool(u);
 }
 
 export class BodyTooLarge extends Error {
@@ -70,15 +52,8 @@ export interface ForwardDone {
   (ctx: RequestContext, res: OutboundResponse, failure: RequestReason | null): void;
 }
 
-/**
- * One per forwarded request: an undici dispatch handler that writes the upstream response
- * straight into the client response. It implements undici's original handler interface
- * (onConnect/onHeaders/onData/onComplete/onError), the one undici runs internally: the newer
- * controller interface is an adapter over it that allocates a controller per request and parses
- * the raw headers into an object the sidecar would only copy again (responseHeaders works on the
- * raw Buffers). undici 7 marks it deprecated but keeps it as its core path.
- */
-export class ForwardHandler implements Dispatcher.DispatchHandler {
+/** One per forwarded request: writes the upstream response straight into the client response. */
+export class ForwardHandler implements UpstreamHandler {
   readonly ctx: RequestContext;
   readonly res: OutboundResponse;
   readonly meter: BodyMeter | null;
@@ -86,12 +61,11 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   /** For HTTP/1.1: once the sidecar is closing, tell the client this connection ends here. */
   readonly drain: { readonly closing: boolean } | null;
   readonly done: ForwardDone;
-  /** undici's abort for this request, from onConnect. */
-  #abort: ((err?: Error) => void) | null = null;
-  #resume: (() => void) | null = null;
+  /** The exchange's abort/resume, from onConnect. */
+  #control: UpstreamControl | null = null;
   aborted = false;
   finished = false;
-  /** The client went away (possibly before undici even started the request). */
+  /** The client went away (possibly before the request even started). */
   gone = false;
   /** The request body did not arrive within requestTimeout (HTTP/2; HTTP/1.1 has the H1 server's). */
   timedOut = false;
@@ -105,16 +79,14 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     this.done = done;
   }
 
-  onConnect(abort: (err?: Error) => void): void {
-    this.#abort = abort;
+  onConnect(control: UpstreamControl): void {
+    this.#control = control;
     // Closed before the request left: never hold an upstream connection for nobody.
     if (this.timedOut) this.#cancel(new RequestTimeout());
     else if (this.gone) this.#cancel(new Error('client aborted'));
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    if (statusCode < 200) return true; // 1xx from the app are not relayed
-    this.#resume = resume;
+  onHeaders(statusCode: number, rawHeaders: string[]): boolean {
     const ctx = this.ctx;
     ctx.upstreamMs = performance.now() - ctx.upstreamStart;
     ctx.status = statusCode;
@@ -136,8 +108,8 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     this.ctx.bytesOut += chunk.length;
     if (this.res.write(chunk)) return true;
-    // The client reads slower than the app writes: undici pauses until the client drains.
-    this.res.once('drain', () => this.#resume?.());
+    // The client reads slower than the app writes: the exchange pauses until the client drains.
+    this.res.once('drain', () => this.#control?.resume());
     return false;
   }
 
@@ -165,10 +137,10 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   #cancel(err: Error): void {
-    const abort = this.#abort;
-    if (this.aborted || abort === null) return;
+    const control = this.#control;
+    if (this.aborted || control === null) return;
     this.aborted = true;
-    abort(err);
+    control.abort(err);
   }
 
   private finish(failure: RequestReason | null): void {
@@ -179,18 +151,18 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 }
 
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'ERR_UPSTREAM_CONNECT_TIMEOUT', 'ERR_UPSTREAM_CLOSED', 'ERR_UPSTREAM_POOL_CLOSED']);
 
 export function classifyUpstreamError(err: Error, meter: BodyMeter | null): RequestReason {
   const code = (err as { code?: string }).code ?? '';
   if (err instanceof BodyTooLarge || code === 'ERR_BODY_TOO_LARGE' || (meter !== null && meter.bytes > 0 && meter.destroyed && meter.errored instanceof BodyTooLarge)) return 'body_too_large';
   if (err instanceof RequestTimeout || code === 'ERR_REQUEST_TIMEOUT') return 'request_timeout';
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'upstream_timeout';
+  if (code === 'ERR_UPSTREAM_HEADERS_TIMEOUT' || code === 'ERR_UPSTREAM_BODY_TIMEOUT') return 'upstream_timeout';
   if (err.message === 'client aborted' || err.message === 'client went away') return 'client_aborted';
   if (UNREACHABLE.has(code)) return 'upstream_unreachable';
   return 'upstream_error';
 }
 
-export function dispatchOptions(path: string, method: string, headers: string[], body: Readable | null): Dispatcher.DispatchOptions {
-  return { path, method, headers, body, idempotent: false, blocking: false };
+export function upstreamRequest(path: string, method: string, headers: string[], body: Readable | null): UpstreamRequest {
+  return { path, method, headers, body };
 }

@@ -142,17 +142,17 @@ export const SECURITY_HEADERS: ReadonlyArray<readonly [string, string]> = [
 ];
 
 /**
- * Upstream response headers, as undici's raw name/value Buffers, -> client headers: names
+ * Upstream response headers, as raw name/value strings (latin1, as parsed), -> client headers: names
  * lower-cased, repeats kept as arrays (one line each), hop-by-hop and Connection-named headers
  * removed (HTTP/2 forbids them), request id set, security headers added unless the app set its
- * own. Bytes are read as latin1, so a header goes out exactly as the app sent it.
+ * own. The parser reads bytes as latin1, so a header goes out exactly as the app sent it.
  */
-export function responseHeaders(raw: readonly Buffer[], requestId: string, securityHeaders: boolean): Record<string, string | string[]> {
+export function responseHeaders(raw: readonly string[], requestId: string, securityHeaders: boolean): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   let connection: string | null = null;
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const key = (raw[i] as Buffer).toString('latin1').toLowerCase();
-    const value = (raw[i + 1] as Buffer).toString('latin1');
+    const key = (raw[i] as string).toLowerCase();
+    const value = raw[i + 1] as string;
     if (DROP_RESPONSE.has(key)) {
       if (key === 'connection') connection = connection === null ? value : `${connection}, ${value}`;
       continue;

@@ -1,6 +1,6 @@
 /**
  * llhttp — the HTTP/1.1 parser inside Node's own http module — as the WebAssembly build that
- * undici ships, set up to parse requests. The sidecar's HTTP/1.1 server (server/h1.ts) uses it
+ * undici ships, set up to parse requests (and, for the upstream client, responses). The sidecar's HTTP/1.1 server (server/h1.ts) uses it
  * instead of node:http: the parser is the same code with the same strictness (no lenient flags:
  * conflicting Content-Length/Transfer-Encoding, bad chunk sizes, bare LF, obs-fold are errors),
  * while the per-request request/response stream objects node:http builds around it are skipped.
@@ -33,34 +33,28 @@ interface LlhttpExports {
   llhttp_errno_name(errno: number): number;
   llhttp_method_name(method: number): number;
   llhttp_resume_after_upgrade(parser: number): void;
+  llhttp_finish(parser: number): number;
 }
 
-/** What a parser reports; a non-zero return from a callback stops the parse with HPE_USER. */
-export interface RequestEvents {
+/**
+ * What a parser reports; a non-zero return from a callback stops the parse with HPE_USER.
+ * `status` is the response's status code (0 when parsing requests).
+ */
+export interface ParserEvents {
   onMessageBegin(): number;
   onUrl(part: string): number;
   onHeaderField(part: string): number;
   onHeaderValue(part: string): number;
-  onHeadersComplete(upgrade: boolean, keepAlive: boolean): number;
+  onHeadersComplete(upgrade: boolean, keepAlive: boolean, status: number): number;
   onBody(chunk: Buffer): number;
   onMessageComplete(): number;
 }
+export type RequestEvents = ParserEvents;
 
 const TYPE_REQUEST = 1;
+const TYPE_RESPONSE = 2;
 export const HPE_OK = 0;
 export const HPE_PAUSED_UPGRADE = 22;
-
-// Data callbacks name the bytes by their offset in the wasm memory; one parser runs at a time.
-let current: RequestEvents | null = null;
-let view: Buffer = Buffer.alloc(0);
-
-function str(at: number, len: number): string {
-  return view.toString('latin1', at, at + len);
-}
-
-function events(): RequestEvents {
-  return current as RequestEvents;
-}
 
 function loadModule(): object {
   try {
@@ -72,23 +66,77 @@ function loadModule(): object {
 }
 
 const wasmModule = loadModule();
-const llhttp = new Instance(wasmModule, {
-  env: {
-    wasm_on_message_begin: (): number => events().onMessageBegin(),
-    wasm_on_url: (_p: number, at: number, len: number): number => events().onUrl(str(at, len)),
-    wasm_on_status: (): number => 0,
-    wasm_on_header_field: (_p: number, at: number, len: number): number => events().onHeaderField(str(at, len)),
-    wasm_on_header_value: (_p: number, at: number, len: number): number => events().onHeaderValue(str(at, len)),
-    wasm_on_headers_complete: (_p: number, _status: number, upgrade: number, keepAlive: number): number =>
-      events().onHeadersComplete(upgrade === 1, keepAlive === 1),
-    // A copy: the wasm buffer is reused for the next read.
-    wasm_on_body: (_p: number, at: number, len: number): number => events().onBody(Buffer.from(view.subarray(at, at + len))),
-    wasm_on_message_complete: (): number => events().onMessageComplete(),
-  },
-}).exports as unknown as LlhttpExports;
 
-let inPtr = 0;
-let inSize = 0;
+/**
+ * One wasm instance and its input buffer. Data callbacks name the bytes by their offset in the
+ * instance's memory and one parser of an instance runs at a time, so the server's request parsers
+ * and the upstream client's response parsers get an instance each: a response completing inside
+ * its parse may start the next client request's parse, which must not reuse the same buffer.
+ */
+class Engine {
+  readonly llhttp: LlhttpExports;
+  current: ParserEvents | null = null;
+  view: Buffer = Buffer.alloc(0);
+  inPtr = 0;
+  inSize = 0;
+
+  constructor() {
+    const str = (at: number, len: number): string => this.view.toString('latin1', at, at + len);
+    const ev = (): ParserEvents => this.current as ParserEvents;
+    this.llhttp = new Instance(wasmModule, {
+      env: {
+        wasm_on_message_begin: (): number => ev().onMessageBegin(),
+        wasm_on_url: (_p: number, at: number, len: number): number => ev().onUrl(str(at, len)),
+        wasm_on_status: (): number => 0,
+        wasm_on_header_field: (_p: number, at: number, len: number): number => ev().onHeaderField(str(at, len)),
+        wasm_on_header_value: (_p: number, at: number, len: number): number => ev().onHeaderValue(str(at, len)),
+        wasm_on_headers_complete: (_p: number, status: number, upgrade: number, keepAlive: number): number =>
+          ev().onHeadersComplete(upgrade === 1, keepAlive === 1, status),
+        // A copy: the wasm buffer is reused for the next read.
+        wasm_on_body: (_p: number, at: number, len: number): number => ev().onBody(Buffer.from(this.view.subarray(at, at + len))),
+        wasm_on_message_complete: (): number => ev().onMessageComplete(),
+      },
+    }).exports as unknown as LlhttpExports;
+  }
+
+  execute(ptr: number, events: ParserEvents, chunk: Buffer): number {
+    const llhttp = this.llhttp;
+    const len = chunk.length;
+    if (len > this.inSize) {
+      if (this.inPtr !== 0) llhttp.free(this.inPtr);
+      this.inSize = Math.ceil(len / 16384) * 16384;
+      this.inPtr = llhttp.malloc(this.inSize);
+    }
+    // malloc may have grown the memory, which detaches the previous view.
+    if (this.view.buffer !== llhttp.memory.buffer) this.view = Buffer.from(llhttp.memory.buffer);
+    this.view.set(chunk, this.inPtr);
+    this.current = events;
+    try {
+      return llhttp.llhttp_execute(ptr, this.inPtr, len);
+    } finally {
+      this.current = null;
+    }
+  }
+
+  /** End of input: completes a message whose end is the connection's end. */
+  finish(ptr: number, events: ParserEvents): number {
+    this.current = events;
+    try {
+      return this.llhttp.llhttp_finish(ptr);
+    } finally {
+      this.current = null;
+    }
+  }
+
+  consumed(ptr: number, rc: number, len: number): number {
+    return rc === HPE_OK ? len : this.llhttp.llhttp_get_error_pos(ptr) - this.inPtr;
+  }
+}
+
+const server = new Engine();
+const llhttp = server.llhttp;
+/** Made when the first upstream connection is (tests that only parse requests never pay for it). */
+let upstream: Engine | null = null;
 
 function cString(ptr: number): string {
   const v = Buffer.from(llhttp.memory.buffer);
@@ -121,23 +169,8 @@ export class RequestParser {
 
   /** Parse one read; returns llhttp's errno (0, HPE_PAUSED_UPGRADE, or an error). */
   execute(chunk: Buffer): number {
-    const len = chunk.length;
-    if (len > inSize) {
-      if (inPtr !== 0) llhttp.free(inPtr);
-      inSize = Math.ceil(len / 16384) * 16384;
-      inPtr = llhttp.malloc(inSize);
-    }
-    // malloc may have grown the memory, which detaches the previous view.
-    if (view.buffer !== llhttp.memory.buffer) view = Buffer.from(llhttp.memory.buffer);
-    view.set(chunk, inPtr);
-    current = this.#events;
-    let rc: number;
-    try {
-      rc = llhttp.llhttp_execute(this.#ptr, inPtr, len);
-    } finally {
-      current = null;
-    }
-    this.consumed = rc === HPE_OK ? len : llhttp.llhttp_get_error_pos(this.#ptr) - inPtr;
+    const rc = server.execute(this.#ptr, this.#events, chunk);
+    this.consumed = server.consumed(this.#ptr, rc, chunk.length);
     return rc;
   }
 
@@ -165,6 +198,35 @@ export class RequestParser {
 
   free(): void {
     if (this.#ptr !== 0) llhttp.llhttp_free(this.#ptr);
+    this.#ptr = 0;
+  }
+}
+
+/** One per upstream connection: parses the app's responses (server/llhttp's twin for the client side). */
+export class ResponseParser {
+  #ptr: number;
+  readonly #events: ParserEvents;
+  readonly #engine: Engine;
+
+  constructor(ev: ParserEvents) {
+    this.#events = ev;
+    upstream ??= new Engine();
+    this.#engine = upstream;
+    this.#ptr = this.#engine.llhttp.llhttp_alloc(TYPE_RESPONSE);
+  }
+
+  /** Parse one read; returns llhttp's errno (0 or an error). */
+  execute(chunk: Buffer): number {
+    return this.#engine.execute(this.#ptr, this.#events, chunk);
+  }
+
+  /** The connection ended: completes a close-delimited body; an error if a message was cut short. */
+  finish(): number {
+    return this.#engine.finish(this.#ptr, this.#events);
+  }
+
+  free(): void {
+    if (this.#ptr !== 0) this.#engine.llhttp.llhttp_free(this.#ptr);
     this.#ptr = 0;
   }
 }

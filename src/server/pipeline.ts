@@ -10,14 +10,14 @@
  *   -> audit + metrics when the response closes
  */
 import { performance } from 'node:perf_hooks';
-import type { Pool } from 'undici';
+import type { UpstreamPool } from '../proxy/upstream.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { Log } from '../log.js';
 import { normalizeTarget } from '../policy/normalize.js';
 import { scanRequestHeaders } from '../proxy/headers.js';
-import { BodyMeter, ForwardHandler, dispatchOptions } from '../proxy/forward.js';
+import { BodyMeter, ForwardHandler, upstreamRequest } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
 import { headerSafe } from '../identity/peer.js';
 import { misdirected } from '../tls/authority.js';
@@ -45,7 +45,7 @@ export interface RateLimitState {
 /** What the pipeline needs from the running sidecar. */
 export interface PipelineHost {
   readonly snapshot: Snapshot;
-  readonly pool: Pool;
+  readonly pool: UpstreamPool;
   readonly audit: Audit;
   readonly metrics: Metrics;
   readonly log: Log;
@@ -238,7 +238,7 @@ function forward(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
       ? req.stream?.endAfterHeaders !== true
       : (plan.contentLength !== null && plan.contentLength > 0) || req.headers['transfer-encoding'] !== undefined;
   // HTTP/1.1 with a Content-Length (checked against maxBodySize above, framed exactly by llhttp,
-  // and by undici, which refuses to send more or less): the request's body stream goes as is.
+  // and by the upstream client, which refuses to send more or less): the request's body stream goes as is.
   // Everything else (chunked; HTTP/2, whose stream is also the
   // response and must not be destroyed) runs through the BodyMeter, a Transform per request that
   // costs ~20 % of throughput on 4 KiB POSTs.
@@ -269,7 +269,7 @@ function forward(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
     res.once('close', () => clearTimeout(timer));
   }
   ctx.upstreamStart = performance.now();
-  host.pool.dispatch(dispatchOptions(plan.pathAndQuery, ctx.method, headers, body), handler);
+  host.pool.dispatch(upstreamRequest(plan.pathAndQuery, ctx.method, headers, body), handler);
 }
 
 function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundResponse, failure: RequestReason | null): void {

@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import type { Pool } from 'undici';
+import type { UpstreamPool } from '../proxy/upstream.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
 import type { Log } from '../log.js';
@@ -48,7 +48,7 @@ export class Sidecar implements PipelineHost {
   draining = false;
   /** The listener has closed: HTTP/1.1 responses carry `Connection: close`. */
   closing = false;
-  pool: Pool;
+  pool: UpstreamPool;
   rate: RateLimitState | null = null;
   #limiterKey = '';
   readonly audit: Audit;

@@ -1,0 +1,647 @@
+/**
+ * Stage 6's client: HTTP/1.1 to the app over a keep-alive pool of plain TCP connections, one
+ * request per connection at a time (no pipelining), both bodies streamed with backpressure.
+ *
+ * Why not undici: it is the well-kept general client, and the sidecar used it until profiles put
+ * its per-request work (Request object, queue, header validation, one Buffer per response header,
+ * a timer per request) at a sixth of a keep-alive request's time. The sidecar's upstream is one
+ * origin on loopback, so the client it needs is small: the request head written as one string,
+ * the response parsed by llhttp (the same strict parser the server side uses), connections kept
+ * in a LIFO list, time limits checked by one sweep per pool.
+ *
+ * Behaviour an operator of Envoy or nginx would expect, and undici's where they differ:
+ * - a request whose reused connection turns out closed by the app before any response byte
+ *   (the keep-alive race) is sent again once on a new connection, for GET/HEAD/OPTIONS without a
+ *   body only (RFC 9110 9.2.2); anything else fails as before;
+ * - `timeout` is the longest the exchange may make no progress (no request body byte written and
+ *   no response byte read), like nginx's proxy_send/read_timeout: it bounds waiting for the
+ *   response head and every gap in the body;
+ * - an idle connection is closed after 30 s, or sooner when the app's `Keep-Alive: timeout=N`
+ *   says it will close first (N - 1 s, as undici does);
+ * - 1xx responses from the app are not relayed (the sidecar answers Expect itself); 101 and
+ *   responses that do not parse end the exchange with an error (502).
+ */
+import net from 'node:net';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { RequestParser, ResponseParser, HPE_OK } from '../server/llhttp.js';
+import type { ParserEvents } from '../server/llhttp.js';
+
+export interface UpstreamOptions {
+  readonly origin: string;
+  readonly connectTimeoutMs: number;
+  readonly timeoutMs: number;
+}
+
+export type UpstreamErrorCode =
+  | 'ERR_UPSTREAM_CONNECT_TIMEOUT'
+  | 'ERR_UPSTREAM_HEADERS_TIMEOUT'
+  | 'ERR_UPSTREAM_BODY_TIMEOUT'
+  | 'ERR_UPSTREAM_CLOSED'
+  | 'ERR_UPSTREAM_BAD_RESPONSE'
+  | 'ERR_UPSTREAM_BAD_HEADER'
+  | 'ERR_UPSTREAM_LENGTH_MISMATCH'
+  | 'ERR_UPSTREAM_POOL_CLOSED';
+
+export class UpstreamError extends Error {
+  readonly code: UpstreamErrorCode;
+  constructor(code: UpstreamErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export interface UpstreamRequest {
+  readonly method: string;
+  /** Path and query, as sent in the request line. */
+  readonly path: string;
+  /** Flat name/value pairs, values already free of CR/LF/NUL where a parser produced them (checked again here). */
+  readonly headers: readonly string[];
+  /** With a `content-length` in headers the body must be exactly that long; without, it goes chunked. */
+  readonly body: Readable | null;
+}
+
+/** What the exchange offers its handler: stop it, or read on after a paused onData. */
+export interface UpstreamControl {
+  abort(err: Error): void;
+  resume(): void;
+}
+
+/** undici's original handler shape, with the response header names and values as strings. */
+export interface UpstreamHandler {
+  onConnect(control: UpstreamControl): void;
+  /** Return false only after aborting. */
+  onHeaders(statusCode: number, rawHeaders: string[]): boolean;
+  /** false: the reader is full; the connection stops reading until control.resume(). */
+  onData(chunk: Buffer): boolean;
+  onComplete(): void;
+  onError(err: Error): void;
+}
+
+const KEEP_ALIVE_MS = 30_000;
+/** The app's `Keep-Alive: timeout` is cut by this much, so the sidecar closes first. */
+const KEEP_ALIVE_MARGIN_MS = 1_000;
+const MAX_RESPONSE_HEAD = 64 * 1024;
+const MAX_RESPONSE_HEADERS = 2 * 1000;
+/** A CR, LF or NUL in a value would split or end the header line (request smuggling). */
+const BAD_VALUE = /[\r\n\0]/;
+const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Methods whose message is expected to carry a body: an empty one is framed as `content-length: 0`. */
+const EXPECTS_BODY = new Set(['POST', 'PUT', 'PATCH']);
+
+export class UpstreamPool {
+  readonly host: string;
+  readonly port: number;
+  /** Sent when the request carries no Host (HTTP/1.0 without one). */
+  readonly hostHeader: string;
+  readonly connectTimeoutMs: number;
+  readonly timeoutMs: number;
+  /** Sweep period: the resolution of timeouts and idle closes. */
+  readonly period: number;
+  /** Coarse clock in periods, advanced by the sweep: connections note it instead of reading a clock per read. */
+  tick = 0;
+  readonly idle: UpstreamConnection[] = [];
+  readonly all = new Set<UpstreamConnection>();
+  running = 0;
+  closed = false;
+  #closeWaiters: (() => void)[] = [];
+  #sweep: NodeJS.Timeout | null = null;
+
+  constructor(o: UpstreamOptions) {
+    const url = new URL(o.origin);
+    this.host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    this.port = url.port === '' ? 80 : Number(url.port);
+    this.hostHeader = url.host;
+    this.connectTimeoutMs = o.connectTimeoutMs;
+    this.timeoutMs = o.timeoutMs;
+    this.period = Math.max(10, Math.min(1000, Math.floor(Math.min(o.timeoutMs, KEEP_ALIVE_MS) / 10)));
+  }
+
+  /** In-flight exchanges, and connections open / idle (tests and /metrics-style probes). */
+  get stats(): { readonly running: number; readonly connected: number; readonly free: number } {
+    return { running: this.running, connected: this.all.size, free: this.idle.length };
+  }
+
+  dispatch(req: UpstreamRequest, handler: UpstreamHandler): void {
+    const ex = new Exchange(this, req, handler);
+    if (this.closed) {
+      ex.done = true;
+      handler.onError(new UpstreamError('ERR_UPSTREAM_POOL_CLOSED', 'the upstream pool is closed'));
+      return;
+    }
+    this.running++;
+    handler.onConnect(ex);
+    if (!ex.done) this.start(ex, false);
+  }
+
+  /** Puts an exchange on a connection: the most recently idle one (warm, least likely closed), or a new one. */
+  start(ex: Exchange, fresh: boolean): void {
+    let conn = fresh ? undefined : this.idle.pop();
+    if (conn === undefined) conn = this.#connect();
+    conn.assign(ex);
+  }
+
+  #connect(): UpstreamConnection {
+    const conn = new UpstreamConnection(this, net.connect({ host: this.host, port: this.port, noDelay: true }));
+    this.all.add(conn);
+    if (this.#sweep === null) {
+      this.#sweep = setInterval(() => this.#onSweep(), this.period);
+      this.#sweep.unref();
+    }
+    return conn;
+  }
+
+  #onSweep(): void {
+    const now = ++this.tick;
+    const active = Math.ceil(this.timeoutMs / this.period);
+    for (const conn of this.all) conn.sweep(now, active);
+    if (this.all.size === 0 && this.#sweep !== null) {
+      clearInterval(this.#sweep);
+      this.#sweep = null;
+    }
+  }
+
+  #hintValue = '';
+  #hintTicks = -1;
+
+  /**
+   * Idle lifetime in sweep periods from a `Keep-Alive` value: -1 when it names no timeout, 0 when
+   * the app closes within the margin. An app sends the same value every time: parsed once.
+   */
+  hintTicks(value: string): number {
+    if (value === this.#hintValue) return this.#hintTicks;
+    const m = /timeout\s*=\s*(\d+)/i.exec(value);
+    const ms = m === null ? -1 : Number(m[1]) * 1000 - KEEP_ALIVE_MARGIN_MS;
+    this.#hintValue = value;
+    this.#hintTicks = m === null ? -1 : ms <= 0 ? 0 : Math.max(1, Math.floor(ms / this.period));
+    return this.#hintTicks;
+  }
+
+  /** An exchange ended (completed or failed). */
+  ended(): void {
+    this.running--;
+    if (this.closed && this.running === 0) this.#drained();
+  }
+
+  forget(conn: UpstreamConnection): void {
+    this.all.delete(conn);
+    const i = this.idle.lastIndexOf(conn);
+    if (i !== -1) this.idle.splice(i, 1);
+  }
+
+  /** New requests are refused; resolves once in-flight exchanges have ended (a reload's old pool). */
+  close(): Promise<void> {
+    this.closed = true;
+    for (const conn of this.idle.splice(0)) conn.socket.destroy();
+    if (this.running === 0) {
+      this.#drained();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#closeWaiters.push(resolve));
+  }
+
+  #drained(): void {
+    if (this.#sweep !== null) clearInterval(this.#sweep);
+    this.#sweep = null;
+    for (const conn of this.all) if (conn.ex === null) conn.socket.destroy();
+    for (const w of this.#closeWaiters.splice(0)) w();
+  }
+}
+
+/** One request/response on the pool: what the handler's control calls act on. */
+class Exchange implements UpstreamControl {
+  readonly pool: UpstreamPool;
+  readonly req: UpstreamRequest;
+  readonly handler: UpstreamHandler;
+  conn: UpstreamConnection | null = null;
+  done = false;
+  retried = false;
+  /** The whole request (head and body) has been handed to the socket. */
+  sent = false;
+  /** Declared body length, or -1 (chunked). */
+  declared = -1;
+  written = 0;
+  bodyPaused = false;
+
+  constructor(pool: UpstreamPool, req: UpstreamRequest, handler: UpstreamHandler) {
+    this.pool = pool;
+    this.req = req;
+    this.handler = handler;
+  }
+
+  abort(err: Error): void {
+    this.fail(err);
+  }
+
+  resume(): void {
+    this.conn?.resumeReading();
+  }
+
+  /** Ends the exchange with an error; its connection (if any) is closed, never reused mid-message. */
+  fail(err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    const conn = this.conn;
+    this.conn = null;
+    if (conn !== null) {
+      conn.ex = null;
+      conn.socket.destroy();
+    }
+    this.detachBody(true);
+    this.pool.ended();
+    this.handler.onError(err);
+  }
+
+  // ---- request body --------------------------------------------------------------------------
+
+  /** Made only for a request with a body, so a bodiless one allocates no listeners. */
+  #listeners: { data(chunk: Buffer): void; end(): void; error(err: Error): void } | null = null;
+
+  pipeBody(body: Readable): void {
+    const l = { data: (chunk: Buffer) => this.#onBodyData(chunk), end: () => this.#onBodyEnd(), error: (err: Error) => this.fail(err) };
+    this.#listeners = l;
+    body.on('data', l.data);
+    body.on('end', l.end);
+    body.on('error', l.error);
+  }
+
+  /** Stops reading the request body; `drop` also destroys it (an H1 body then discards the rest). */
+  detachBody(drop: boolean): void {
+    const body = this.req.body;
+    if (body === null) return;
+    const l = this.#listeners;
+    if (l !== null) {
+      this.#listeners = null;
+      body.off('data', l.data);
+      body.off('end', l.end);
+      body.off('error', l.error);
+    }
+    if (drop && !this.sent && !body.destroyed) body.destroy();
+  }
+
+  #onBodyData(chunk: Buffer): void {
+    const conn = this.conn;
+    if (conn === null) return;
+    this.written += chunk.length;
+    if (this.declared !== -1 && this.written > this.declared) {
+      this.fail(new UpstreamError('ERR_UPSTREAM_LENGTH_MISMATCH', 'request body longer than its Content-Length'));
+      return;
+    }
+    conn.progress();
+    let ok: boolean;
+    if (this.declared === -1) {
+      const s = conn.socket;
+      s.cork();
+      s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      s.write(chunk);
+      ok = s.write('\r\n', 'latin1');
+      s.uncork();
+    } else {
+      ok = conn.socket.write(chunk);
+    }
+    if (!ok) {
+      this.bodyPaused = true;
+      (this.req.body as Readable).pause();
+    }
+  }
+
+  #onBodyEnd(): void {
+    const conn = this.conn;
+    if (conn === null) return;
+    if (this.declared !== -1 && this.written !== this.declared) {
+      this.fail(new UpstreamError('ERR_UPSTREAM_LENGTH_MISMATCH', 'request body shorter than its Content-Length'));
+      return;
+    }
+    if (this.declared === -1) conn.socket.write('0\r\n\r\n', 'latin1');
+    this.sent = true;
+    this.detachBody(false);
+  }
+
+  /** The connection drained: read more of the request body. */
+  bodyDrained(): void {
+    if (!this.bodyPaused) return;
+    this.bodyPaused = false;
+    this.req.body?.resume();
+  }
+}
+
+class UpstreamConnection implements ParserEvents {
+  readonly pool: UpstreamPool;
+  readonly socket: Socket;
+  readonly parser: ResponseParser;
+  ex: Exchange | null = null;
+  connected = false;
+  /** It has completed an exchange: a stale keep-alive connection is possible. */
+  reused = false;
+  /** Sweep tick of the last progress (active) or of going idle. */
+  seen = 0;
+  /** Idle lifetime in sweep periods (the app's Keep-Alive hint may shorten it). */
+  keepAliveTicks: number;
+  #connectTimer: NodeJS.Timeout | null = null;
+  #error: Error | null = null;
+  #readPaused = false;
+  // Response parse state.
+  #raw: string[] = [];
+  #inValue = true;
+  #headBytes = 0;
+  #status = 0;
+  #keepAlive = false;
+  #complete = false;
+  #bytes = false;
+  #parseError: UpstreamError | null = null;
+
+  constructor(pool: UpstreamPool, socket: Socket) {
+    this.pool = pool;
+    this.socket = socket;
+    this.parser = new ResponseParser(this);
+    this.keepAliveTicks = Math.ceil(KEEP_ALIVE_MS / pool.period);
+    this.#connectTimer = setTimeout(() => this.#onConnectTimeout(), pool.connectTimeoutMs);
+    socket.on('connect', () => this.#onConnect());
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('end', () => this.#onEnd());
+    socket.on('error', (err: Error) => {
+      this.#error ??= err;
+    });
+    socket.on('close', () => this.#onClose());
+    socket.on('drain', () => this.ex?.bodyDrained());
+  }
+
+  assign(ex: Exchange): void {
+    this.ex = ex;
+    ex.conn = this;
+    this.seen = this.pool.tick;
+    this.#bytes = false;
+    if (this.connected) this.#write(ex);
+  }
+
+  progress(): void {
+    this.seen = this.pool.tick;
+  }
+
+  resumeReading(): void {
+    if (!this.#readPaused) return;
+    this.#readPaused = false;
+    this.socket.resume();
+  }
+
+  sweep(now: number, activeTicks: number): void {
+    const ex = this.ex;
+    if (ex !== null) {
+      if (this.connected && now - this.seen > activeTicks) {
+        ex.fail(
+          this.#status === 0
+            ? new UpstreamError('ERR_UPSTREAM_HEADERS_TIMEOUT', 'no response from the app within upstream.timeout')
+            : new UpstreamError('ERR_UPSTREAM_BODY_TIMEOUT', 'the app stopped sending the response body for upstream.timeout'),
+        );
+      }
+    } else if (this.connected && now - this.seen > this.keepAliveTicks) {
+      this.socket.destroy();
+    }
+  }
+
+  #onConnect(): void {
+    this.connected = true;
+    if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
+    this.#connectTimer = null;
+    const ex = this.ex;
+    if (ex !== null) this.#write(ex);
+    else this.#release(); // its exchange ended while connecting: a warm connection for the next
+  }
+
+  #onConnectTimeout(): void {
+    this.#connectTimer = null;
+    if (!this.connected) this.socket.destroy(new UpstreamError('ERR_UPSTREAM_CONNECT_TIMEOUT', 'no connection to the app within upstream.connectTimeout'));
+  }
+
+  #write(ex: Exchange): void {
+    const req = ex.req;
+    const h = req.headers;
+    let head = `${req.method} ${req.path} HTTP/1.1\r\n`;
+    let hasHost = false;
+    for (let i = 0; i + 1 < h.length; i += 2) {
+      const name = h[i] as string;
+      const value = h[i + 1] as string;
+      if (BAD_VALUE.test(value)) {
+        // Nothing was written: the connection stays good.
+        this.#detach(ex);
+        ex.done = true;
+        this.pool.ended();
+        this.#release();
+        ex.handler.onError(new UpstreamError('ERR_UPSTREAM_BAD_HEADER', `header ${name} has a CR, LF or NUL in its value`));
+        return;
+      }
+      const n = name.length;
+      if (n === 4 && name.toLowerCase() === 'host') hasHost = true;
+      else if (n === 14 && name.toLowerCase() === 'content-length') ex.declared = Number(value);
+      head += `${name}: ${value}\r\n`;
+    }
+    if (!hasHost) head += `host: ${this.pool.hostHeader}\r\n`;
+    // Said out loud, as undici did, for apps that still answer HTTP/1.0-style.
+    head += 'connection: keep-alive\r\n';
+    const body = req.body;
+    if (body === null) {
+      if (ex.declared === -1 && EXPECTS_BODY.has(req.method)) head += 'content-length: 0\r\n';
+      ex.sent = true;
+      this.socket.write(`${head}\r\n`, 'latin1');
+      return;
+    }
+    if (ex.declared === -1) head += 'transfer-encoding: chunked\r\n';
+    this.socket.write(`${head}\r\n`, 'latin1');
+    ex.pipeBody(body);
+  }
+
+  #detach(ex: Exchange): void {
+    if (this.ex === ex) this.ex = null;
+    ex.conn = null;
+  }
+
+  /** Back to the idle list, or closed when it cannot carry another exchange. */
+  #release(): void {
+    if (this.pool.closed || this.socket.destroyed) {
+      this.socket.destroy();
+      return;
+    }
+    this.reused = true;
+    this.seen = this.pool.tick;
+    this.resumeReading(); // idle, it must see the app's close
+    this.pool.idle.push(this);
+  }
+
+  #onData(chunk: Buffer): void {
+    const ex = this.ex;
+    if (ex === null) {
+      // Bytes nobody asked for: this connection cannot be trusted with the next request.
+      this.socket.destroy();
+      return;
+    }
+    this.seen = this.pool.tick;
+    this.#bytes = true;
+    let rc: number;
+    try {
+      rc = this.parser.execute(chunk);
+    } catch (err) {
+      // A handler threw inside a parser callback: end this exchange, never the process.
+      this.#complete = false;
+      if (this.ex === ex) ex.fail(err as Error);
+      else this.socket.destroy();
+      return;
+    }
+    if (this.#complete) {
+      this.#complete = false;
+      this.#finish(ex, rc === HPE_OK && this.#keepAlive);
+      if (rc !== HPE_OK) this.socket.destroy();
+    } else if (rc !== HPE_OK && this.ex === ex) {
+      ex.fail(this.#parseError ?? new UpstreamError('ERR_UPSTREAM_BAD_RESPONSE', `the app's response does not parse as HTTP/1.1 (${RequestParser.errorName(rc)})`));
+    }
+  }
+
+  #finish(ex: Exchange, reusable: boolean): void {
+    this.#detach(ex);
+    if (ex.done) return;
+    ex.done = true;
+    ex.detachBody(true);
+    // Answered before the whole request went out: the connection is mid-message, not reusable.
+    if (reusable && ex.sent) this.#release();
+    else this.socket.destroy();
+    this.pool.ended();
+    ex.handler.onComplete();
+  }
+
+  #onEnd(): void {
+    const ex = this.ex;
+    // A body delimited by the connection's end (no Content-Length, not chunked) is complete now.
+    if (ex !== null && this.#status !== 0) {
+      try {
+        this.parser.finish();
+      } catch (err) {
+        this.#complete = false;
+        ex.fail(err as Error);
+      }
+      if (this.#complete) {
+        this.#complete = false;
+        this.#finish(ex, false);
+      }
+    }
+    this.socket.destroy();
+  }
+
+  #onClose(): void {
+    if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
+    this.#connectTimer = null;
+    this.pool.forget(this);
+    this.parser.free();
+    const ex = this.ex;
+    if (ex === null) return;
+    this.#detach(ex);
+    if (ex.done) return;
+    if (!this.#bytes && this.reused && !ex.retried && ex.req.body === null && RETRYABLE.has(ex.req.method) && !this.pool.closed) {
+      // The keep-alive race: the app closed this idle connection as the request went out.
+      ex.retried = true;
+      ex.sent = false;
+      this.pool.start(ex, true);
+      return;
+    }
+    ex.fail(this.#error ?? new UpstreamError('ERR_UPSTREAM_CLOSED', 'the app closed the connection before the response ended'));
+  }
+
+  // ---- llhttp callbacks (response) --------------------------------------------------------------
+
+  onMessageBegin(): number {
+    // After the response: bytes nobody asked for (pipelining is never used).
+    if (this.ex === null || this.#complete) return -1;
+    this.#raw = [];
+    this.#inValue = true;
+    this.#headBytes = 0;
+    this.#status = 0;
+    return 0;
+  }
+
+  onUrl(): number {
+    return -1;
+  }
+
+  onHeaderField(part: string): number {
+    const raw = this.#raw;
+    if (this.#inValue) {
+      raw.push(part);
+      this.#inValue = false;
+    } else {
+      raw[raw.length - 1] += part;
+    }
+    return this.#headSize(part.length + 4, raw.length);
+  }
+
+  onHeaderValue(part: string): number {
+    const raw = this.#raw;
+    if (!this.#inValue) {
+      raw.push(part);
+      this.#inValue = true;
+    } else {
+      raw[raw.length - 1] += part;
+    }
+    return this.#headSize(part.length, raw.length);
+  }
+
+  #headSize(add: number, count: number): number {
+    this.#headBytes += add;
+    if (this.#headBytes <= MAX_RESPONSE_HEAD && count <= MAX_RESPONSE_HEADERS) return 0;
+    this.#parseError = new UpstreamError('ERR_UPSTREAM_BAD_RESPONSE', "the app's response head is larger than 64 KiB");
+    return -1;
+  }
+
+  onHeadersComplete(upgrade: boolean, keepAlive: boolean, status: number): number {
+    const ex = this.ex;
+    if (ex === null || ex.done) return -1;
+    if (status < 200) {
+      if (status === 101 || upgrade) {
+        this.#parseError = new UpstreamError('ERR_UPSTREAM_BAD_RESPONSE', 'the app switched protocols, which the sidecar does not relay');
+        return -1;
+      }
+      // Interim response: skip it and read on for the final one.
+      this.#raw = [];
+      this.#inValue = true;
+      this.#headBytes = 0;
+      return 1;
+    }
+    this.#status = status;
+    this.#keepAlive = keepAlive;
+    const raw = this.#raw;
+    if (keepAlive) this.#keepAliveHint(raw);
+    if (!ex.handler.onHeaders(status, raw) || ex.done) return -1;
+    // A HEAD response has no body whatever its Content-Length says.
+    return ex.req.method === 'HEAD' ? 1 : 0;
+  }
+
+  /** `Keep-Alive: timeout=N` from the app: close the idle connection before it does. */
+  #keepAliveHint(raw: readonly string[]): void {
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i] as string;
+      if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
+      const ticks = this.pool.hintTicks(raw[i + 1] as string);
+      if (ticks === 0) this.#keepAlive = false;
+      else if (ticks > 0) this.keepAliveTicks = Math.min(this.keepAliveTicks, ticks);
+      return;
+    }
+  }
+
+  onBody(chunk: Buffer): number {
+    const ex = this.ex;
+    if (ex === null || ex.done) return -1;
+    if (!ex.handler.onData(chunk)) {
+      if (ex.done) return -1;
+      // The client reads slower than the app writes: stop reading after this chunk.
+      if (!this.#readPaused) {
+        this.#readPaused = true;
+        this.socket.pause();
+      }
+    }
+    return 0;
+  }
+
+  onMessageComplete(): number {
+    if (this.#status === 0) return 0; // the end of an interim response
+    this.#complete = true;
+    this.#status = 0;
+    return 0;
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * proxy/upstream.ts, the sidecar's HTTP/1.1 client to the app, against scripted apps on real
+ * loopback sockets: each app is a raw TCP server that answers with exactly the bytes a test needs
+ * (keep-alive races, interim responses, close-delimited bodies, oversized heads, extra bytes).
+ */
+import net from 'node:net';
+import { once } from 'node:events';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UpstreamPool } from '../../../src/proxy/upstream.js';
+import type { UpstreamControl, UpstreamHandler, UpstreamRequest } from '../../../src/proxy/upstream.js';
+
+interface Result {
+  status: number;
+  headers: string[];
+  body: string;
+  error: (Error & { code?: string }) | null;
+}
+
+/** Collects one exchange; resolves when it completes or fails. */
+function exchange(pool: UpstreamPool, req: Partial<UpstreamRequest> & { path: string }): Promise<Result> {
+  return new Promise((resolve) => {
+    const r: Result = { status: 0, headers: [], body: '', error: null };
+    const h: UpstreamHandler = {
+      onConnect(_c: UpstreamControl) {},
+      onHeaders(status, raw) {
+        r.status = status;
+        r.headers = raw;
+        return true;
+      },
+      onData(chunk) {
+        r.body += chunk.toString('latin1');
+        return true;
+      },
+      onComplete() {
+        resolve(r);
+      },
+      onError(err) {
+        r.error = err;
+        resolve(r);
+      },
+    };
+    pool.dispatch({ method: 'GET', headers: ['host', 'app'], body: null, ...req }, h);
+  });
+}
+
+/** A raw app: `answer` gets each connection's received bytes so far and may write/close. */
+interface ScriptedApp {
+  port: number;
+  connections: number;
+  received: string[];
+  close(): Promise<void>;
+}
+
+async function scriptedApp(answer: (sock: net.Socket, request: string, index: number, conn: number) => void): Promise<ScriptedApp> {
+  const app: ScriptedApp = { port: 0, connections: 0, received: [], close: async () => undefined };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    const conn = app.connections++;
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => undefined);
+    let buf = '';
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      // One request per head (bodies in these tests are framed by Content-Length or chunked and small).
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        let total = end + 4;
+        const cl = /content-length: (\d+)/i.exec(buf.slice(0, end));
+        if (cl) total += Number(cl[1]);
+        else if (/transfer-encoding: chunked/i.test(buf.slice(0, end))) {
+          const z = buf.indexOf('0\r\n\r\n', end);
+          if (z === -1) return;
+          total = z + 5;
+        }
+        if (buf.length < total) return;
+        const request = buf.slice(0, total);
+        buf = buf.slice(total);
+        app.received.push(request);
+        answer(sock, request, app.received.length - 1, conn);
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  app.port = (server.address() as net.AddressInfo).port;
+  app.close = async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(() => r(undefined)));
+  };
+  return app;
+}
+
+const OK = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
+
+let pools: UpstreamPool[] = [];
+let apps: ScriptedApp[] = [];
+function pool(port: number, timeoutMs = 5_000): UpstreamPool {
+  const p = new UpstreamPool({ origin: `http://127.0.0.1:${port}`, connectTimeoutMs: 1_000, timeoutMs });
+  pools.push(p);
+  return p;
+}
+async function app(answer: Parameters<typeof scriptedApp>[0]): Promise<ScriptedApp> {
+  const a = await scriptedApp(answer);
+  apps.push(a);
+  return a;
+}
+afterEach(async () => {
+  await Promise.all(pools.map((p) => p.close()));
+  await Promise.all(apps.map((a) => a.close()));
+  pools = [];
+  apps = [];
+});
+
+describe('UpstreamPool', () => {
+  it('keeps one connection alive across sequential requests and writes one well-formed head', async () => {
+    const a = await app((s) => s.write(OK));
+    const p = pool(a.port);
+    for (let i = 0; i < 3; i++) expect((await exchange(p, { path: `/r${i}` })).body).toBe('ok');
+    expect(a.connections).toBe(1);
+    expect(a.received[0]).toBe('GET /r0 HTTP/1.1\r\nhost: app\r\nconnection: keep-alive\r\n\r\n');
+    expect(p.stats).toEqual({ running: 0, connected: 1, free: 1 });
+  });
+
+  it('sends a bodiless GET again on a new connection when the reused one was closed by the app (keep-alive race)', async () => {
+    // The app answers the first request of each connection, and closes instead of answering the second.
+    const a = await app((s, _req, _i, conn) => {
+      if ((s as net.Socket & { n?: number }).n === undefined) {
+        (s as net.Socket & { n?: number }).n = 1;
+        s.write(OK);
+      } else s.destroy();
+      void conn;
+    });
+    const p = pool(a.port);
+    expect((await exchange(p, { path: '/1' })).status).toBe(200);
+    const second = await exchange(p, { path: '/2' });
+    expect(second.error).toBeNull();
+    expect(second.status).toBe(200);
+    expect(a.connections).toBe(2);
+    expect(a.received.map((r) => r.split(' ')[1])).toEqual(['/1', '/2', '/2']);
+  });
+
+  it('does not send a POST again after the same race: the exchange fails as unreachable', async () => {
+    const a = await app((s) => {
+      if ((s as net.Socket & { n?: number }).n === undefined) {
+        (s as net.Socket & { n?: number }).n = 1;
+        s.write(OK);
+      } else s.destroy();
+    });
+    const p = pool(a.port);
+    expect((await exchange(p, { path: '/1' })).status).toBe(200);
+    const post = await exchange(p, { path: '/2', method: 'POST', headers: ['host', 'app', 'content-length', '2'], body: Readable.from([Buffer.from('hi')]) });
+    expect(post.error?.code).toMatch(/^(ERR_UPSTREAM_CLOSED|ECONNRESET|EPIPE)$/);
+    expect(a.received.filter((r) => r.startsWith('POST')).length).toBe(1);
+  });
+
+  it("closes an idle connection before the app's Keep-Alive timeout (timeout=1 leaves no time: never reused)", async () => {
+    const a = await app((s) => s.write('HTTP/1.1 200 OK\r\nkeep-alive: timeout=1\r\ncontent-length: 2\r\n\r\nok'));
+    const p = pool(a.port);
+    await exchange(p, { path: '/1' });
+    await exchange(p, { path: '/2' });
+    expect(a.connections).toBe(2);
+  });
+
+  it('skips interim responses, reads a close-delimited body to the end, and never reuses that connection', async () => {
+    const a = await app((s) => {
+      s.write('HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n');
+      s.end('HTTP/1.1 200 OK\r\nx-app: 1\r\n\r\nall of it, until the end');
+    });
+    const p = pool(a.port);
+    const r = await exchange(p, { path: '/' });
+    expect(r.status).toBe(200);
+    expect(r.headers).toEqual(['x-app', '1']);
+    expect(r.body).toBe('all of it, until the end');
+    await exchange(p, { path: '/again' });
+    expect(a.connections).toBe(2);
+  });
+
+  it('reads no body after a HEAD response with a Content-Length, and reuses the connection', async () => {
+    const a = await app((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n'));
+    const p = pool(a.port);
+    const r = await exchange(p, { path: '/', method: 'HEAD' });
+    expect(r.error).toBeNull();
+    expect(r.body).toBe('');
+    const a2 = await exchange(p, { path: '/', method: 'HEAD' });
+    expect(a2.status).toBe(200);
+    expect(a.connections).toBe(1);
+  });
+
+  it('fails a response head over 64 KiB, and one that does not parse, as bad responses', async () => {
+    const big = await app((s) => s.write(`HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70 * 1024)}\r\ncontent-length: 0\r\n\r\n`));
+    expect((await exchange(pool(big.port), { path: '/' })).error?.code).toBe('ERR_UPSTREAM_BAD_RESPONSE');
+    const junk = await app((s) => s.write('HTTP/1.1 2OO OK\r\n\r\n'));
+    expect((await exchange(pool(junk.port), { path: '/' })).error?.code).toBe('ERR_UPSTREAM_BAD_RESPONSE');
+  });
+
+  it('delivers a response followed by bytes nobody asked for, then drops that connection', async () => {
+    const a = await app((s) => s.write(`${OK}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra`));
+    const p = pool(a.port);
+    const r = await exchange(p, { path: '/' });
+    expect(r.body).toBe('ok');
+    await exchange(p, { path: '/2' });
+    expect(a.connections).toBe(2);
+  });
+
+  it('refuses a header value with CR/LF before writing anything, and the connection stays usable', async () => {
+    const a = await app((s) => s.write(OK));
+    const p = pool(a.port);
+    await exchange(p, { path: '/warm' });
+    const r = await exchange(p, { path: '/', headers: ['host', 'app', 'x-sub', 'a\r\nx-admin: 1'] });
+    expect(r.error?.code).toBe('ERR_UPSTREAM_BAD_HEADER');
+    expect((await exchange(p, { path: '/after' })).body).toBe('ok');
+    expect(a.received.join('')).not.toContain('x-admin');
+    expect(a.connections).toBe(1);
+  });
+
+  it('sends a body of unknown length chunked, and frames an empty POST with content-length: 0', async () => {
+    const a = await app((s) => s.write(OK));
+    const p = pool(a.port);
+    await exchange(p, { path: '/c', method: 'POST', body: Readable.from([Buffer.from('abc'), Buffer.from('defgh')]) });
+    await exchange(p, { path: '/e', method: 'POST' });
+    expect(a.received[0]).toBe('POST /c HTTP/1.1\r\nhost: app\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n');
+    expect(a.received[1]).toContain('\r\ncontent-length: 0\r\n');
+  });
+
+  it('fails a body shorter than its Content-Length instead of leaving the app waiting', async () => {
+    const a = await app((s) => s.write(OK));
+    const p = pool(a.port);
+    const r = await exchange(p, { path: '/', method: 'PUT', headers: ['host', 'app', 'content-length', '10'], body: Readable.from([Buffer.from('short')]) });
+    expect(r.error?.code).toBe('ERR_UPSTREAM_LENGTH_MISMATCH');
+  });
+
+  it('times out an app that sends no response head, and one that stalls mid-body', async () => {
+    const silent = await app(() => undefined);
+    const r1 = await exchange(pool(silent.port, 150), { path: '/' });
+    expect(r1.error?.code).toBe('ERR_UPSTREAM_HEADERS_TIMEOUT');
+    const stall = await app((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfive!'));
+    const r2 = await exchange(pool(stall.port, 150), { path: '/' });
+    expect(r2.status).toBe(200);
+    expect(r2.error?.code).toBe('ERR_UPSTREAM_BODY_TIMEOUT');
+  });
+
+  it('answers a closed pool at once, and close() waits for the exchange in flight', async () => {
+    let hold: net.Socket | null = null;
+    const a = await app((s) => {
+      hold = s;
+    });
+    const p = pool(a.port);
+    const inFlight = exchange(p, { path: '/slow' });
+    while (hold === null) await new Promise((r) => setTimeout(r, 5));
+    let closed = false;
+    const closing = p.close().then(() => (closed = true));
+    expect((await exchange(p, { path: '/late' })).error?.code).toBe('ERR_UPSTREAM_POOL_CLOSED');
+    await new Promise((r) => setTimeout(r, 30));
+    expect(closed).toBe(false);
+    (hold as unknown as net.Socket).write(OK);
+    expect((await inFlight).body).toBe('ok');
+    await closing;
+    // Its connection is destroyed as the exchange ends; 'close' follows within a few turns.
+    for (let i = 0; i < 100 && p.stats.connected > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(p.stats.connected).toBe(0);
+  });
+});
