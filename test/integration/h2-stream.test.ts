@@ -68,6 +68,15 @@ describe('HTTP/2 on the stream API', () => {
     expect(line).toMatchObject({ protocol: 'HTTP/2', status: 200, decision: 'allow', reason: 'ok', route: 'read', path: '/orders/7' });
   });
 
+  it('200 concurrent bodiless GETs on one session: each answered, audited once, and its stream closed', async () => {
+    // The pipeline leaves a bodiless HTTP/2 request unread (Node dumps it at close); every stream must still close.
+    const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => exchange({ ':path': `/orders/${i}`, ':method': 'GET' })));
+    expect(replies.every((r) => r.status === 200)).toBe(true);
+    const ids = new Set(replies.map((r) => r.headers['x-request-id'] as string));
+    for (const id of ids) await sc.audit.waitFor((l) => l.requestId === id);
+    expect(sc.audit.lines.filter((l) => ids.has(l.requestId as string)).length).toBe(200);
+  });
+
   it('a POST body streams to the app intact and is counted', async () => {
     const body = Buffer.alloc(100_000, 7);
     const res = await exchange({ ':path': '/orders', ':method': 'POST', 'content-type': 'application/octet-stream' }, body);
