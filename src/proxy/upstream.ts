@@ -13,18 +13,21 @@
  * - a request whose reused connection turns out closed by the app before any response byte
  *   (the keep-alive race) is sent again once on a new connection, for GET/HEAD/OPTIONS without a
  *   body only (RFC 9110 9.2.2); anything else fails as before;
- * - `timeout` is the longest the exchange may make no progress (no request body byte written and
- *   no response byte read), like nginx's proxy_send/read_timeout: it bounds waiting for the
- *   response head and every gap in the body;
+ * - `timeout` is the longest the app may make no progress (no request body byte taken, no
+ *   response byte sent), like nginx's proxy_send/read_timeout: it bounds waiting for the response
+ *   head and every gap in the body. Time spent waiting on the client (its upload, or its reading
+ *   while the sidecar holds the response) does not count: the client's own limits cover it;
+ *   `0` turns it off (and `connectTimeout: 0` the connect limit), as with undici;
  * - an idle connection is closed after 30 s, or sooner when the app's `Keep-Alive: timeout=N`
- *   says it will close first (N - 1 s, as undici does);
+ *   says it will close first (N - 2 s, undici's margin), and is never reused past that age;
  * - 1xx responses from the app are not relayed (the sidecar answers Expect itself); 101 and
  *   responses that do not parse end the exchange with an error (502).
  */
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { RequestParser, ResponseParser, HPE_OK } from '../server/llhttp.js';
+import { RequestParser, ResponseParser, HPE_OK, HPE_PAUSED } from '../server/llhttp.js';
 import type { ParserEvents } from '../server/llhttp.js';
 
 export interface UpstreamOptions {
@@ -79,8 +82,10 @@ export interface UpstreamHandler {
 }
 
 const KEEP_ALIVE_MS = 30_000;
-/** The app's `Keep-Alive: timeout` is cut by this much, so the sidecar closes first. */
-const KEEP_ALIVE_MARGIN_MS = 1_000;
+/** The app's `Keep-Alive: timeout` is cut by this much, so the sidecar closes first (undici's threshold). */
+const KEEP_ALIVE_MARGIN_MS = 2_000;
+/** Interim (1xx) responses allowed before the final one: an app cannot hold an exchange open with them. */
+const MAX_INTERIM = 10;
 const MAX_RESPONSE_HEAD = 64 * 1024;
 const MAX_RESPONSE_HEADERS = 2 * 1000;
 /** A CR, LF or NUL in a value would split or end the header line (request smuggling). */
@@ -98,6 +103,8 @@ export class UpstreamPool {
   readonly timeoutMs: number;
   /** Sweep period: the resolution of timeouts and idle closes. */
   readonly period: number;
+  /** `timeout` in sweep periods; 0: none. */
+  readonly activeTicks: number;
   /** Coarse clock in periods, advanced by the sweep: connections note it instead of reading a clock per read. */
   tick = 0;
   readonly idle: UpstreamConnection[] = [];
@@ -114,7 +121,8 @@ export class UpstreamPool {
     this.hostHeader = url.host;
     this.connectTimeoutMs = o.connectTimeoutMs;
     this.timeoutMs = o.timeoutMs;
-    this.period = Math.max(10, Math.min(1000, Math.floor(Math.min(o.timeoutMs, KEEP_ALIVE_MS) / 10)));
+    this.period = Math.max(10, Math.min(1000, Math.floor(Math.min(o.timeoutMs > 0 ? o.timeoutMs : KEEP_ALIVE_MS, KEEP_ALIVE_MS) / 10)));
+    this.activeTicks = o.timeoutMs > 0 ? Math.ceil(o.timeoutMs / this.period) : 0;
   }
 
   /** In-flight exchanges, and connections open / idle (tests and /metrics-style probes). */
@@ -134,10 +142,17 @@ export class UpstreamPool {
     if (!ex.done) this.start(ex, false);
   }
 
-  /** Puts an exchange on a connection: the most recently idle one (warm, least likely closed), or a new one. */
+  /**
+   * Puts an exchange on a connection: the most recently idle one (warm, least likely closed), or
+   * a new one. An idle connection past its keep-alive age is closed, never used.
+   */
   start(ex: Exchange, fresh: boolean): void {
-    let conn = fresh ? undefined : this.idle.pop();
-    if (conn === undefined) conn = this.#connect();
+    let conn: UpstreamConnection | undefined;
+    if (!fresh && this.idle.length > 0) {
+      const now = performance.now();
+      for (conn = this.idle.pop(); conn !== undefined && !conn.usable(now); conn = this.idle.pop()) conn.kill();
+    }
+    conn ??= this.#connect();
     conn.assign(ex);
   }
 
@@ -153,8 +168,8 @@ export class UpstreamPool {
 
   #onSweep(): void {
     const now = ++this.tick;
-    const active = Math.ceil(this.timeoutMs / this.period);
-    for (const conn of this.all) conn.sweep(now, active);
+    const nowMs = performance.now();
+    for (const conn of this.all) conn.sweep(now, nowMs);
     if (this.all.size === 0 && this.#sweep !== null) {
       clearInterval(this.#sweep);
       this.#sweep = null;
@@ -162,19 +177,19 @@ export class UpstreamPool {
   }
 
   #hintValue = '';
-  #hintTicks = -1;
+  #hintMs = -1;
 
   /**
-   * Idle lifetime in sweep periods from a `Keep-Alive` value: -1 when it names no timeout, 0 when
-   * the app closes within the margin. An app sends the same value every time: parsed once.
+   * Idle lifetime from a `Keep-Alive` value: -1 when it names no timeout, 0 when the app closes
+   * within the margin. An app sends the same value every time: parsed once.
    */
-  hintTicks(value: string): number {
-    if (value === this.#hintValue) return this.#hintTicks;
-    const m = /timeout\s*=\s*(\d+)/i.exec(value);
+  hintMs(value: string): number {
+    if (value === this.#hintValue) return this.#hintMs;
+    const m = /(?:^|[\s,;])timeout\s*=\s*(\d+)/i.exec(value);
     const ms = m === null ? -1 : Number(m[1]) * 1000 - KEEP_ALIVE_MARGIN_MS;
     this.#hintValue = value;
-    this.#hintTicks = m === null ? -1 : ms <= 0 ? 0 : Math.max(1, Math.floor(ms / this.period));
-    return this.#hintTicks;
+    this.#hintMs = m === null ? -1 : Math.max(0, ms);
+    return this.#hintMs;
   }
 
   /** An exchange ended (completed or failed). */
@@ -227,6 +242,12 @@ class Exchange implements UpstreamControl {
     this.pool = pool;
     this.req = req;
     this.handler = handler;
+    // Listened to from the start: a body can fail (too large, client gone) before any connection exists.
+    if (req.body !== null) {
+      const l = { data: (chunk: Buffer) => this.#onBodyData(chunk), end: () => this.#onBodyEnd(), error: (err: Error) => this.fail(err) };
+      this.#listeners = l;
+      req.body.on('error', l.error);
+    }
   }
 
   abort(err: Error): void {
@@ -258,11 +279,14 @@ class Exchange implements UpstreamControl {
   #listeners: { data(chunk: Buffer): void; end(): void; error(err: Error): void } | null = null;
 
   pipeBody(body: Readable): void {
-    const l = { data: (chunk: Buffer) => this.#onBodyData(chunk), end: () => this.#onBodyEnd(), error: (err: Error) => this.fail(err) };
-    this.#listeners = l;
+    const l = this.#listeners;
+    if (l === null) return;
+    if (body.errored !== null) {
+      this.fail(body.errored);
+      return;
+    }
     body.on('data', l.data);
     body.on('end', l.end);
-    body.on('error', l.error);
   }
 
   /** Stops reading the request body; `drop` also destroys it (an H1 body then discards the rest). */
@@ -281,7 +305,8 @@ class Exchange implements UpstreamControl {
 
   #onBodyData(chunk: Buffer): void {
     const conn = this.conn;
-    if (conn === null) return;
+    // An empty chunk would read as the chunked body's last one: the rest would smuggle as a new request.
+    if (conn === null || chunk.length === 0) return;
     this.written += chunk.length;
     if (this.declared !== -1 && this.written > this.declared) {
       this.fail(new UpstreamError('ERR_UPSTREAM_LENGTH_MISMATCH', 'request body longer than its Content-Length'));
@@ -333,13 +358,19 @@ class UpstreamConnection implements ParserEvents {
   connected = false;
   /** It has completed an exchange: a stale keep-alive connection is possible. */
   reused = false;
-  /** Sweep tick of the last progress (active) or of going idle. */
+  /** Sweep tick of the exchange's last progress. */
   seen = 0;
-  /** Idle lifetime in sweep periods (the app's Keep-Alive hint may shorten it). */
-  keepAliveTicks: number;
+  /** performance.now() when it went idle. */
+  idleSince = 0;
+  /** Idle lifetime (the app's Keep-Alive hint may shorten it). */
+  keepAliveMs = KEEP_ALIVE_MS;
   #connectTimer: NodeJS.Timeout | null = null;
   #error: Error | null = null;
+  /** Reading stopped because the client is slower than the app (the handler's onData said so). */
   #readPaused = false;
+  /** The rest of a read the parser stopped in (paused), parsed on resume. */
+  #held: Buffer | null = null;
+  #interim = 0;
   // Response parse state.
   #raw: string[] = [];
   #inValue = true;
@@ -354,8 +385,7 @@ class UpstreamConnection implements ParserEvents {
     this.pool = pool;
     this.socket = socket;
     this.parser = new ResponseParser(this);
-    this.keepAliveTicks = Math.ceil(KEEP_ALIVE_MS / pool.period);
-    this.#connectTimer = setTimeout(() => this.#onConnectTimeout(), pool.connectTimeoutMs);
+    if (pool.connectTimeoutMs > 0) this.#connectTimer = setTimeout(() => this.#onConnectTimeout(), pool.connectTimeoutMs);
     socket.on('connect', () => this.#onConnect());
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('end', () => this.#onEnd());
@@ -371,6 +401,7 @@ class UpstreamConnection implements ParserEvents {
     ex.conn = this;
     this.seen = this.pool.tick;
     this.#bytes = false;
+    this.#interim = 0;
     if (this.connected) this.#write(ex);
   }
 
@@ -378,24 +409,47 @@ class UpstreamConnection implements ParserEvents {
     this.seen = this.pool.tick;
   }
 
+  /** Idle and young enough to carry a request. */
+  usable(now: number): boolean {
+    return !this.socket.destroyed && now - this.idleSince < this.keepAliveMs;
+  }
+
+  /** Closed by the sidecar: out of the lists at once (its 'close' comes a turn later). */
+  kill(): void {
+    this.pool.forget(this);
+    this.socket.destroy();
+  }
+
+  /** The client drained: parse what the pause held back, then read on. */
   resumeReading(): void {
     if (!this.#readPaused) return;
     this.#readPaused = false;
-    this.socket.resume();
+    this.seen = this.pool.tick;
+    const held = this.#held;
+    this.#held = null;
+    const ex = this.ex;
+    if (held !== null && ex !== null) {
+      this.parser.resume();
+      this.#parse(ex, held);
+    }
+    if (!this.#readPaused && !this.socket.destroyed) this.socket.resume();
   }
 
-  sweep(now: number, activeTicks: number): void {
+  sweep(now: number, nowMs: number): void {
     const ex = this.ex;
     if (ex !== null) {
-      if (this.connected && now - this.seen > activeTicks) {
+      const active = this.pool.activeTicks;
+      // Waiting on the client (its upload, or its reading of the response) is not the app's delay.
+      const onClient = this.#readPaused || (!ex.sent && !ex.bodyPaused && ex.req.body !== null);
+      if (active > 0 && this.connected && !onClient && now - this.seen > active) {
         ex.fail(
           this.#status === 0
             ? new UpstreamError('ERR_UPSTREAM_HEADERS_TIMEOUT', 'no response from the app within upstream.timeout')
             : new UpstreamError('ERR_UPSTREAM_BODY_TIMEOUT', 'the app stopped sending the response body for upstream.timeout'),
         );
       }
-    } else if (this.connected && now - this.seen > this.keepAliveTicks) {
-      this.socket.destroy();
+    } else if (this.connected && nowMs - this.idleSince >= this.keepAliveMs) {
+      this.kill();
     }
   }
 
@@ -405,7 +459,7 @@ class UpstreamConnection implements ParserEvents {
     this.#connectTimer = null;
     const ex = this.ex;
     if (ex !== null) this.#write(ex);
-    else this.#release(); // its exchange ended while connecting: a warm connection for the next
+    else this.#release(); // its exchange ended while connecting: a warm connection for the next one
   }
 
   #onConnectTimeout(): void {
@@ -424,6 +478,7 @@ class UpstreamConnection implements ParserEvents {
       if (BAD_VALUE.test(value)) {
         // Nothing was written: the connection stays good.
         this.#detach(ex);
+        ex.detachBody(true);
         ex.done = true;
         this.pool.ended();
         this.#release();
@@ -458,12 +513,17 @@ class UpstreamConnection implements ParserEvents {
   /** Back to the idle list, or closed when it cannot carry another exchange. */
   #release(): void {
     if (this.pool.closed || this.socket.destroyed) {
-      this.socket.destroy();
+      this.kill();
       return;
     }
     this.reused = true;
-    this.seen = this.pool.tick;
-    this.resumeReading(); // idle, it must see the app's close
+    this.idleSince = performance.now();
+    this.#held = null;
+    if (this.#readPaused) {
+      // Idle, it must see the app's close.
+      this.#readPaused = false;
+      this.socket.resume();
+    }
     this.pool.idle.push(this);
   }
 
@@ -471,11 +531,15 @@ class UpstreamConnection implements ParserEvents {
     const ex = this.ex;
     if (ex === null) {
       // Bytes nobody asked for: this connection cannot be trusted with the next request.
-      this.socket.destroy();
+      this.kill();
       return;
     }
     this.seen = this.pool.tick;
     this.#bytes = true;
+    this.#parse(ex, chunk);
+  }
+
+  #parse(ex: Exchange, chunk: Buffer): void {
     let rc: number;
     try {
       rc = this.parser.execute(chunk);
@@ -483,13 +547,22 @@ class UpstreamConnection implements ParserEvents {
       // A handler threw inside a parser callback: end this exchange, never the process.
       this.#complete = false;
       if (this.ex === ex) ex.fail(err as Error);
-      else this.socket.destroy();
+      else this.kill();
+      return;
+    }
+    if (rc === HPE_PAUSED) {
+      // The client is full: hold the rest of this read until it drains.
+      this.#held = chunk.subarray(this.parser.consumed);
+      if (!this.#readPaused) {
+        this.#readPaused = true;
+        this.socket.pause();
+      }
       return;
     }
     if (this.#complete) {
       this.#complete = false;
       this.#finish(ex, rc === HPE_OK && this.#keepAlive);
-      if (rc !== HPE_OK) this.socket.destroy();
+      if (rc !== HPE_OK) this.kill();
     } else if (rc !== HPE_OK && this.ex === ex) {
       ex.fail(this.#parseError ?? new UpstreamError('ERR_UPSTREAM_BAD_RESPONSE', `the app's response does not parse as HTTP/1.1 (${RequestParser.errorName(rc)})`));
     }
@@ -502,7 +575,7 @@ class UpstreamConnection implements ParserEvents {
     ex.detachBody(true);
     // Answered before the whole request went out: the connection is mid-message, not reusable.
     if (reusable && ex.sent) this.#release();
-    else this.socket.destroy();
+    else this.kill();
     this.pool.ended();
     ex.handler.onComplete();
   }
@@ -522,7 +595,7 @@ class UpstreamConnection implements ParserEvents {
         this.#finish(ex, false);
       }
     }
-    this.socket.destroy();
+    this.kill();
   }
 
   #onClose(): void {
@@ -562,13 +635,15 @@ class UpstreamConnection implements ParserEvents {
 
   onHeaderField(part: string): number {
     const raw = this.#raw;
+    let add = part.length;
     if (this.#inValue) {
       raw.push(part);
       this.#inValue = false;
+      add += 4; // ": " and CRLF
     } else {
       raw[raw.length - 1] += part;
     }
-    return this.#headSize(part.length + 4, raw.length);
+    return this.#headSize(add, raw.length);
   }
 
   onHeaderValue(part: string): number {
@@ -597,7 +672,11 @@ class UpstreamConnection implements ParserEvents {
         this.#parseError = new UpstreamError('ERR_UPSTREAM_BAD_RESPONSE', 'the app switched protocols, which the sidecar does not relay');
         return -1;
       }
-      // Interim response: skip it and read on for the final one.
+      // Interim response: skip it and read on for the final one (a few, not forever).
+      if (++this.#interim > MAX_INTERIM) {
+        this.#parseError = new UpstreamError('ERR_UPSTREAM_BAD_RESPONSE', `the app sent more than ${MAX_INTERIM} interim responses`);
+        return -1;
+      }
       this.#raw = [];
       this.#inValue = true;
       this.#headBytes = 0;
@@ -606,6 +685,9 @@ class UpstreamConnection implements ParserEvents {
     this.#status = status;
     this.#keepAlive = keepAlive;
     const raw = this.#raw;
+    // Trailers (chunked) would land in a fresh array, never in the one handed on.
+    this.#raw = [];
+    this.#inValue = true;
     if (keepAlive) this.#keepAliveHint(raw);
     if (!ex.handler.onHeaders(status, raw) || ex.done) return -1;
     // A HEAD response has no body whatever its Content-Length says.
@@ -617,9 +699,9 @@ class UpstreamConnection implements ParserEvents {
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i] as string;
       if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
-      const ticks = this.pool.hintTicks(raw[i + 1] as string);
-      if (ticks === 0) this.#keepAlive = false;
-      else if (ticks > 0) this.keepAliveTicks = Math.min(this.keepAliveTicks, ticks);
+      const ms = this.pool.hintMs(raw[i + 1] as string);
+      if (ms === 0) this.#keepAlive = false;
+      else if (ms > 0 && ms < this.keepAliveMs) this.keepAliveMs = ms;
       return;
     }
   }
@@ -627,15 +709,11 @@ class UpstreamConnection implements ParserEvents {
   onBody(chunk: Buffer): number {
     const ex = this.ex;
     if (ex === null || ex.done) return -1;
-    if (!ex.handler.onData(chunk)) {
-      if (ex.done) return -1;
-      // The client reads slower than the app writes: stop reading after this chunk.
-      if (!this.#readPaused) {
-        this.#readPaused = true;
-        this.socket.pause();
-      }
-    }
-    return 0;
+    // Resuming a paused parse on an empty rest reports an empty span: nothing to hand on.
+    if (chunk.length === 0) return 0;
+    if (ex.handler.onData(chunk)) return 0;
+    // The client reads slower than the app writes: the parse stops here until it drains.
+    return ex.done ? -1 : HPE_PAUSED;
   }
 
   onMessageComplete(): number {

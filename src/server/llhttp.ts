@@ -34,6 +34,7 @@ interface LlhttpExports {
   llhttp_method_name(method: number): number;
   llhttp_resume_after_upgrade(parser: number): void;
   llhttp_finish(parser: number): number;
+  llhttp_resume(parser: number): void;
 }
 
 /**
@@ -54,6 +55,8 @@ export type RequestEvents = ParserEvents;
 const TYPE_REQUEST = 1;
 const TYPE_RESPONSE = 2;
 export const HPE_OK = 0;
+/** A callback returned it: the parse stops after that callback; llhttp_resume goes on. */
+export const HPE_PAUSED = 21;
 export const HPE_PAUSED_UPGRADE = 22;
 
 function loadModule(): object {
@@ -215,9 +218,19 @@ export class ResponseParser {
     this.#ptr = this.#engine.llhttp.llhttp_alloc(TYPE_RESPONSE);
   }
 
-  /** Parse one read; returns llhttp's errno (0 or an error). */
+  /** After a non-OK execute(): how many bytes of the chunk were consumed. */
+  consumed = 0;
+
+  /** Parse one read; returns llhttp's errno (0, HPE_PAUSED, or an error). */
   execute(chunk: Buffer): number {
-    return this.#engine.execute(this.#ptr, this.#events, chunk);
+    const rc = this.#engine.execute(this.#ptr, this.#events, chunk);
+    this.consumed = this.#engine.consumed(this.#ptr, rc, chunk.length);
+    return rc;
+  }
+
+  /** After HPE_PAUSED: the next execute() goes on where the parse stopped. */
+  resume(): void {
+    this.#engine.llhttp.llhttp_resume(this.#ptr);
   }
 
   /** The connection ended: completes a close-delimited body; an error if a message was cut short. */

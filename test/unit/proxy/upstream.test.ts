@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UpstreamPool } from '../../../src/proxy/upstream.js';
+import { BodyMeter } from '../../../src/proxy/forward.js';
 import type { UpstreamControl, UpstreamHandler, UpstreamRequest } from '../../../src/proxy/upstream.js';
 
 interface Result {
@@ -17,12 +18,18 @@ interface Result {
   error: (Error & { code?: string }) | null;
 }
 
-/** Collects one exchange; resolves when it completes or fails. */
-function exchange(pool: UpstreamPool, req: Partial<UpstreamRequest> & { path: string }): Promise<Result> {
+/**
+ * Collects one exchange; resolves when it completes or fails. `slowReader`: the handler says it is
+ * full on every chunk and resumes `slowReader` ms later (a client slower than the app).
+ */
+function exchange(pool: UpstreamPool, req: Partial<UpstreamRequest> & { path: string }, slowReader = 0, reads?: { chunks: number; sinceResume: number; most: number }): Promise<Result> {
   return new Promise((resolve) => {
     const r: Result = { status: 0, headers: [], body: '', error: null };
+    let control: UpstreamControl | null = null;
     const h: UpstreamHandler = {
-      onConnect(_c: UpstreamControl) {},
+      onConnect(c: UpstreamControl) {
+        control = c;
+      },
       onHeaders(status, raw) {
         r.status = status;
         r.headers = raw;
@@ -30,7 +37,16 @@ function exchange(pool: UpstreamPool, req: Partial<UpstreamRequest> & { path: st
       },
       onData(chunk) {
         r.body += chunk.toString('latin1');
-        return true;
+        if (reads !== undefined) {
+          reads.chunks++;
+          reads.most = Math.max(reads.most, ++reads.sinceResume);
+        }
+        if (slowReader === 0) return true;
+        setTimeout(() => {
+          if (reads !== undefined) reads.sinceResume = 0;
+          control?.resume();
+        }, slowReader);
+        return false;
       },
       onComplete() {
         resolve(r);
@@ -240,6 +256,105 @@ describe('UpstreamPool', () => {
     const r2 = await exchange(pool(stall.port, 150), { path: '/' });
     expect(r2.status).toBe(200);
     expect(r2.error?.code).toBe('ERR_UPSTREAM_BODY_TIMEOUT');
+  });
+
+  it('a request body that fails before the connection is up ends the exchange with its error (nothing uncaught)', async () => {
+    const a = await app(() => undefined);
+    const meter = new BodyMeter(10);
+    Readable.from([Buffer.alloc(100)]).pipe(meter);
+    const r = await exchange(pool(a.port), { path: '/', method: 'POST', body: meter });
+    expect(r.error?.code).toBe('ERR_BODY_TOO_LARGE');
+  });
+
+  it('an idle connection the app has just closed is never handed out: a POST right after goes on a new one', async () => {
+    const a = await app((s, _r, i) => {
+      s.write(OK);
+      if (i === 0) setTimeout(() => s.end(), 30);
+    });
+    const p = pool(a.port);
+    await exchange(p, { path: '/warm' });
+    const idle = p.idle[0] as (typeof p.idle)[number];
+    // The app's FIN is read; the next request is dispatched in the same loop turn, before 'close'.
+    const r = await new Promise<Result>((resolve) =>
+      idle.socket.once('end', () => setImmediate(() => resolve(exchange(p, { path: '/post', method: 'POST', headers: ['host', 'app', 'content-length', '2'], body: Readable.from([Buffer.from('hi')]) })))),
+    );
+    expect(r.error).toBeNull();
+    expect(r.body).toBe('ok');
+    expect(a.connections).toBe(2);
+  });
+
+  it('stops parsing when the reader is full and goes on where it stopped on resume (one chunk per resume)', async () => {
+    let body = '';
+    for (let i = 0; i < 50; i++) body += `1\r\n${String.fromCharCode(65 + (i % 26))}\r\n`;
+    const a = await app((s) => s.write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${body}0\r\n\r\n`));
+    const reads = { chunks: 0, sinceResume: 0, most: 0 };
+    const p = pool(a.port);
+    const r = await exchange(p, { path: '/' }, 2, reads);
+    expect(r.error).toBeNull();
+    expect(r.body).toBe('ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOPQRSTUVWX');
+    expect(reads.chunks).toBe(50);
+    // Never a second chunk before the resume that follows the first (all 50 arrived in one read).
+    expect(reads.most).toBe(1);
+    // The connection went back to the pool and carries the next request.
+    expect((await exchange(p, { path: '/2' })).status).toBe(200);
+    expect(a.connections).toBe(1);
+  });
+
+  it('does not time the app out while the client is the slow one (reading, or uploading)', async () => {
+    const big = 'x'.repeat(200_000);
+    const a = await app((s) => s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${big.length}\r\n\r\n${big}`));
+    const p = pool(a.port, 100);
+    // The reader pauses 300 ms per chunk: longer than the 100 ms timeout, every time.
+    const slowRead = await exchange(p, { path: '/' }, 300);
+    expect(slowRead.error).toBeNull();
+    expect(slowRead.body.length).toBe(big.length);
+    const upload = new Readable({ read() {} });
+    upload.push(Buffer.from('ab'));
+    setTimeout(() => {
+      upload.push(Buffer.from('cd'));
+      upload.push(null);
+    }, 350);
+    const slowUpload = await exchange(p, { path: '/up', method: 'PUT', headers: ['host', 'app', 'content-length', '4'], body: upload });
+    expect(slowUpload.error).toBeNull();
+    expect(slowUpload.status).toBe(200);
+  }, 20_000);
+
+  it("never reuses an idle connection past the app's Keep-Alive timeout less 2 s", async () => {
+    const a = await app((s) => s.write('HTTP/1.1 200 OK\r\nkeep-alive: timeout=3\r\ncontent-length: 2\r\n\r\nok'));
+    const p = pool(a.port);
+    await exchange(p, { path: '/1' });
+    await exchange(p, { path: '/2' });
+    expect(a.connections).toBe(1); // young: reused
+    await new Promise((r) => setTimeout(r, 1_100));
+    await exchange(p, { path: '/3' });
+    expect(a.connections).toBe(2); // past 3 s - 2 s: a new connection, before the app's own close
+  });
+
+  it('timeout 0 and connectTimeout 0 mean no limit (as with undici)', async () => {
+    const a = await app((s) => setTimeout(() => s.write(OK), 60));
+    const p = new UpstreamPool({ origin: `http://127.0.0.1:${a.port}`, connectTimeoutMs: 0, timeoutMs: 0 });
+    pools.push(p);
+    const r = await exchange(p, { path: '/' });
+    expect(r.error).toBeNull();
+    expect(r.body).toBe('ok');
+  });
+
+  it('skips an empty chunk of a body of unknown length (it would read as the last chunk: smuggling)', async () => {
+    const a = await app((s) => s.write(OK));
+    const p = pool(a.port);
+    const body = new Readable({ read() {} });
+    body.push(Buffer.from('a'));
+    body.push(Buffer.alloc(0));
+    body.push(Buffer.from('GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n'));
+    body.push(null);
+    await exchange(p, { path: '/', method: 'POST', body });
+    expect(a.received).toHaveLength(1);
+    expect(a.received[0]).toContain('1\r\na\r\n23\r\nGET /smuggled');
+  });
+
+  it('ends an exchange held open by endless interim responses', async () => {
+    const a = await app((s) => s.write('HTTP/1.1 103 Early Hints\r\n\r\n'.repeat(11) + OK));
+    expect((await exchange(pool(a.port), { path: '/' })).error?.code).toBe('ERR_UPSTREAM_BAD_RESPONSE');
   });
 
   it('answers a closed pool at once, and close() waits for the exchange in flight', async () => {
