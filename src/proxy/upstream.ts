@@ -94,6 +94,10 @@ const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** Methods whose message is expected to carry a body: an empty one is framed as `content-length: 0`. */
 const EXPECTS_BODY = new Set(['POST', 'PUT', 'PATCH']);
 
+function uncork(socket: Socket): void {
+  socket.uncork();
+}
+
 export class UpstreamPool {
   readonly host: string;
   readonly port: number;
@@ -501,8 +505,12 @@ class UpstreamConnection implements ParserEvents {
       return;
     }
     if (ex.declared === -1) head += 'transfer-encoding: chunked\r\n';
-    this.socket.write(`${head}\r\n`, 'latin1');
+    // Body bytes already read with the head (a small POST) go out in the same write.
+    const socket = this.socket;
+    socket.cork();
+    socket.write(`${head}\r\n`, 'latin1');
     ex.pipeBody(body);
+    process.nextTick(uncork, socket);
   }
 
   #detach(ex: Exchange): void {
