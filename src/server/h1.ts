@@ -440,7 +440,7 @@ class H1Connection implements RequestEvents {
     for (const w of this.#waiting) w.socketClosed();
     this.#waiting.length = 0;
     const body = this.#bodyOf?.body;
-    // A reader (undici) learns the body is cut short; with none listening an error would be uncaught.
+    // A reader (the upstream client) learns the body is cut short; with none listening an error would be uncaught.
     if (body != null && !body.destroyed) body.destroy(body.listenerCount('error') > 0 ? requestError('ECONNRESET', 'client connection closed mid-body') : undefined);
     this.parser.free();
   }
@@ -469,7 +469,7 @@ class BodyStream extends Readable {
   override _read(): void {
     this.#conn.bodyWanted();
   }
-  /** Its reader gave up (undici after an upstream error or an early answer): the rest is read and dropped, not left blocking the connection. */
+  /** Its reader gave up (the upstream client after an error or an early answer): the rest is read and dropped, not left blocking the connection. */
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.#conn.bodyWanted();
     cb(err);
