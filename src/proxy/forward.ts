@@ -5,19 +5,12 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Transform } from 'node:stream';
-import type { TransformCallback, Readable } from 'node:stream';
+import type { TransformCallback } from 'node:stream';
 import type { RequestReason } from '../reasons.js';
 import { responseHeaders } from './headers.js';
 import type { RequestContext } from '../server/context.js';
 import type { OutboundResponse } from '../server/types.js';
-import { UpstreamPool } from './upstream.js';
-import type { UpstreamControl, UpstreamHandler, UpstreamOptions, UpstreamRequest } from './upstream.js';
-
-export type { UpstreamOptions };
-
-export function createUpstreamPool(u: UpstreamOptions): UpstreamPool {
-  return new UpstreamPool(u);
-}
+import type { UpstreamControl, UpstreamHandler } from './upstream.js';
 
 export class BodyTooLarge extends Error {
   readonly code = 'ERR_BODY_TOO_LARGE';
@@ -161,8 +154,4 @@ export function classifyUpstreamError(err: Error, meter: BodyMeter | null): Requ
   if (err.message === 'client aborted' || err.message === 'client went away') return 'client_aborted';
   if (UNREACHABLE.has(code)) return 'upstream_unreachable';
   return 'upstream_error';
-}
-
-export function upstreamRequest(path: string, method: string, headers: string[], body: Readable | null): UpstreamRequest {
-  return { path, method, headers, body };
 }

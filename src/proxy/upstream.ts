@@ -27,7 +27,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { RequestParser, ResponseParser, HPE_OK, HPE_PAUSED } from '../server/llhttp.js';
+import { HeaderPairs, ResponseParser, HPE_OK, HPE_PAUSED, llhttpErrorName } from '../server/llhttp.js';
 import type { ParserEvents } from '../server/llhttp.js';
 
 export interface UpstreamOptions {
@@ -376,8 +376,7 @@ class UpstreamConnection implements ParserEvents {
   #held: Buffer | null = null;
   #interim = 0;
   // Response parse state.
-  #raw: string[] = [];
-  #inValue = true;
+  readonly #headers = new HeaderPairs();
   #headBytes = 0;
   #status = 0;
   #keepAlive = false;
@@ -572,7 +571,7 @@ class UpstreamConnection implements ParserEvents {
       this.#finish(ex, rc === HPE_OK && this.#keepAlive);
       if (rc !== HPE_OK) this.kill();
     } else if (rc !== HPE_OK && this.ex === ex) {
-      ex.fail(this.#parseError ?? new UpstreamError('ERR_UPSTREAM_BAD_RESPONSE', `the app's response does not parse as HTTP/1.1 (${RequestParser.errorName(rc)})`));
+      ex.fail(this.#parseError ?? new UpstreamError('ERR_UPSTREAM_BAD_RESPONSE', `the app's response does not parse as HTTP/1.1 (${llhttpErrorName(rc)})`));
     }
   }
 
@@ -630,8 +629,7 @@ class UpstreamConnection implements ParserEvents {
   onMessageBegin(): number {
     // After the response: bytes nobody asked for (pipelining is never used).
     if (this.ex === null || this.#complete) return -1;
-    this.#raw = [];
-    this.#inValue = true;
+    this.#headers.take();
     this.#headBytes = 0;
     this.#status = 0;
     return 0;
@@ -642,27 +640,14 @@ class UpstreamConnection implements ParserEvents {
   }
 
   onHeaderField(part: string): number {
-    const raw = this.#raw;
-    let add = part.length;
-    if (this.#inValue) {
-      raw.push(part);
-      this.#inValue = false;
-      add += 4; // ": " and CRLF
-    } else {
-      raw[raw.length - 1] += part;
-    }
-    return this.#headSize(add, raw.length);
+    const headers = this.#headers;
+    // A new pair also counts its ": " and CRLF.
+    return this.#headSize(headers.name(part) ? part.length + 4 : part.length, headers.list.length);
   }
 
   onHeaderValue(part: string): number {
-    const raw = this.#raw;
-    if (!this.#inValue) {
-      raw.push(part);
-      this.#inValue = true;
-    } else {
-      raw[raw.length - 1] += part;
-    }
-    return this.#headSize(part.length, raw.length);
+    this.#headers.value(part);
+    return this.#headSize(part.length, this.#headers.list.length);
   }
 
   #headSize(add: number, count: number): number {
@@ -685,17 +670,14 @@ class UpstreamConnection implements ParserEvents {
         this.#parseError = new UpstreamError('ERR_UPSTREAM_BAD_RESPONSE', `the app sent more than ${MAX_INTERIM} interim responses`);
         return -1;
       }
-      this.#raw = [];
-      this.#inValue = true;
+      this.#headers.take();
       this.#headBytes = 0;
       return 1;
     }
     this.#status = status;
     this.#keepAlive = keepAlive;
-    const raw = this.#raw;
-    // Trailers (chunked) would land in a fresh array, never in the one handed on.
-    this.#raw = [];
-    this.#inValue = true;
+    // Trailers (chunked) land in a fresh list, never in the one handed on.
+    const raw = this.#headers.take();
     if (keepAlive) this.#keepAliveHint(raw);
     if (!ex.handler.onHeaders(status, raw) || ex.done) return -1;
     // A HEAD response has no body whatever its Content-Length says.

@@ -19,8 +19,8 @@ import type { Writable } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { HPE_OK, HPE_PAUSED_UPGRADE, RequestParser } from './llhttp.js';
-import type { RequestEvents } from './llhttp.js';
+import { HeaderPairs, HPE_OK, HPE_PAUSED_UPGRADE, RequestParser, llhttpErrorName } from './llhttp.js';
+import type { ParserEvents } from './llhttp.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
 
 export interface H1Limits {
@@ -111,15 +111,13 @@ const FIRST_WINS = new Set([
 ]);
 
 /** One TLS connection speaking HTTP/1.1. */
-class H1Connection implements RequestEvents {
+class H1Connection implements ParserEvents {
   readonly server: H1Server;
   readonly socket: TLSSocket;
   readonly parser: RequestParser;
   // The message being parsed.
   #url = '';
-  #raw: string[] = [];
-  /** The last header callback was a value (the next field starts a new pair). */
-  #inValue = true;
+  readonly #headers = new HeaderPairs();
   #headerBytes = 0;
   #userError: string | null = null;
   /** A request whose body is still being parsed. */
@@ -193,7 +191,7 @@ class H1Connection implements RequestEvents {
   #parseError(rc: number): void {
     if (this.#halted || this.socket.destroyed) return;
     this.#halted = true;
-    const code = this.#userError ?? RequestParser.errorName(rc);
+    const code = this.#userError ?? llhttpErrorName(rc);
     const err = requestError(code, `HTTP/1.1 request rejected by the parser (${code})`);
     const late = this.#bodyOf;
     if (late !== null) this.#failBody(late, err);
@@ -229,8 +227,7 @@ class H1Connection implements RequestEvents {
     this.msgStart = performance.now();
     this.#headersDone = false;
     this.#url = '';
-    this.#raw = [];
-    this.#inValue = true;
+    this.#headers.take();
     this.#headerBytes = 0;
     return 0;
   }
@@ -242,27 +239,16 @@ class H1Connection implements RequestEvents {
   }
 
   onHeaderField(part: string): number {
-    const raw = this.#raw;
-    if (this.#inValue) {
-      // node:http's maxHeadersCount was set to maxHeaders + 4 pairs; past it is a 431.
-      if (raw.length >= (this.server.limits.maxHeaders + 4) * 2) return this.#limitExceeded('HPE_HEADER_OVERFLOW');
-      raw.push(part);
-      this.#inValue = false;
-    } else {
-      raw[raw.length - 1] += part;
-    }
+    const headers = this.#headers;
+    // node:http's maxHeadersCount was set to maxHeaders + 4 pairs; past it is a 431.
+    if (headers.atName && headers.list.length >= (this.server.limits.maxHeaders + 4) * 2) return this.#limitExceeded('HPE_HEADER_OVERFLOW');
+    headers.name(part);
     this.#headerBytes += part.length + 4;
     return this.#headerBytes > this.server.limits.maxHeaderSize ? this.#limitExceeded('HPE_HEADER_OVERFLOW') : 0;
   }
 
   onHeaderValue(part: string): number {
-    const raw = this.#raw;
-    if (!this.#inValue) {
-      raw.push(part);
-      this.#inValue = true;
-    } else {
-      raw[raw.length - 1] += part;
-    }
+    this.#headers.value(part);
     this.#headerBytes += part.length;
     return this.#headerBytes > this.server.limits.maxHeaderSize ? this.#limitExceeded('HPE_HEADER_OVERFLOW') : 0;
   }
@@ -274,10 +260,8 @@ class H1Connection implements RequestEvents {
     if (p.httpMajor() !== 1) return this.#limitExceeded('HPE_INVALID_VERSION');
     const method = p.method();
     if (upgrade && method === 'CONNECT') this.#connect = true;
-    const req = new H1Request(this.socket, method, this.#url, this.#raw, p.httpMinor(), keepAlive && !this.#connect);
     // Trailers (chunked bodies) get their own array and budget; the request's headers stay as dispatched.
-    this.#raw = [];
-    this.#inValue = true;
+    const req = new H1Request(this.socket, method, this.#url, this.#headers.take(), p.httpMinor(), keepAlive && !this.#connect);
     this.#headerBytes = 0;
     const res = new H1Response(this, req);
     if (req.hasBody) {

@@ -50,7 +50,52 @@ export interface ParserEvents {
   onBody(chunk: Buffer): number;
   onMessageComplete(): number;
 }
-export type RequestEvents = ParserEvents;
+
+/**
+ * A message's header names and values as llhttp reports them: one span at a time, and a read
+ * boundary may split a name or a value into several spans. The server (requests) and the
+ * upstream client (responses) both collect them here.
+ */
+export class HeaderPairs {
+  /** Flat name/value pairs, as received. */
+  list: string[] = [];
+  #inValue = true;
+
+  /** The next name span starts a new pair (the last span was a value, or nothing yet). */
+  get atName(): boolean {
+    return this.#inValue;
+  }
+
+  /** A name span; true when it started a new pair. */
+  name(part: string): boolean {
+    const list = this.list;
+    if (this.#inValue) {
+      list.push(part);
+      this.#inValue = false;
+      return true;
+    }
+    list[list.length - 1] += part;
+    return false;
+  }
+
+  value(part: string): void {
+    const list = this.list;
+    if (!this.#inValue) {
+      list.push(part);
+      this.#inValue = true;
+    } else {
+      list[list.length - 1] += part;
+    }
+  }
+
+  /** Hands the pairs over and starts a fresh list (the next message, or a message's trailers). */
+  take(): string[] {
+    const list = this.list;
+    this.list = [];
+    this.#inValue = true;
+    return list;
+  }
+}
 
 const TYPE_REQUEST = 1;
 const TYPE_RESPONSE = 2;
@@ -158,14 +203,19 @@ function methodName(n: number): string {
   return name;
 }
 
+/** llhttp's name for an errno (HPE_INVALID_METHOD, ...). */
+export function llhttpErrorName(errno: number): string {
+  return cString(llhttp.llhttp_errno_name(errno));
+}
+
 /** One per connection. */
 export class RequestParser {
   #ptr: number;
-  readonly #events: RequestEvents;
+  readonly #events: ParserEvents;
   /** After a non-zero execute(): how many bytes of the chunk were consumed. */
   consumed = 0;
 
-  constructor(ev: RequestEvents) {
+  constructor(ev: ParserEvents) {
     this.#events = ev;
     this.#ptr = llhttp.llhttp_alloc(TYPE_REQUEST);
   }
@@ -193,10 +243,6 @@ export class RequestParser {
 
   httpMinor(): number {
     return llhttp.llhttp_get_http_minor(this.#ptr);
-  }
-
-  static errorName(errno: number): string {
-    return cString(llhttp.llhttp_errno_name(errno));
   }
 
   free(): void {

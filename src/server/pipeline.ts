@@ -17,7 +17,7 @@ import type { Metrics } from '../admin/metrics.js';
 import type { Log } from '../log.js';
 import { normalizeTarget } from '../policy/normalize.js';
 import { scanRequestHeaders } from '../proxy/headers.js';
-import { BodyMeter, ForwardHandler, upstreamRequest } from '../proxy/forward.js';
+import { BodyMeter, ForwardHandler } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
 import { headerSafe } from '../identity/peer.js';
 import { misdirected } from '../tls/authority.js';
@@ -273,7 +273,7 @@ function forward(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
     res.once('close', () => clearTimeout(timer));
   }
   ctx.upstreamStart = performance.now();
-  host.pool.dispatch(upstreamRequest(plan.pathAndQuery, ctx.method, headers, body), handler);
+  host.pool.dispatch({ method: ctx.method, path: plan.pathAndQuery, headers, body }, handler);
 }
 
 function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundResponse, failure: RequestReason | null): void {

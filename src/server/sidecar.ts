@@ -5,13 +5,12 @@
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import type { UpstreamPool } from '../proxy/upstream.js';
+import { UpstreamPool } from '../proxy/upstream.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
 import type { Log } from '../log.js';
 import { rejudgeCertificate, verifyPeer } from '../tls/verify.js';
 import { applySecureContext } from '../tls/context.js';
-import { createUpstreamPool } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
 import { ConnInfo, attachConn, connOf } from './context.js';
 import { PeerMemo } from './peers.js';
@@ -77,7 +76,7 @@ export class Sidecar implements PipelineHost {
     this.metrics.certificates(snapshot.certs);
     this.rate = this.#rateFor(snapshot);
     this.admin = new AdminServer(this);
-    this.pool = createUpstreamPool(snapshot.upstream);
+    this.pool = new UpstreamPool(snapshot.upstream);
     this.server = createListener(snapshot, {
       onSecureConnection: (socket) => this.#onSecureConnection(socket),
       onTlsClientError: (err, socket) => this.#onTlsClientError(err, socket),
@@ -153,7 +152,7 @@ export class Sidecar implements PipelineHost {
     applySecureContext(this.server, applied);
     if (JSON.stringify(next.upstream) !== JSON.stringify(prev.upstream)) {
       const old = this.pool;
-      this.pool = createUpstreamPool(applied.upstream);
+      this.pool = new UpstreamPool(applied.upstream);
       // In-flight requests finish on the old pool; close() waits for them.
       old.close().catch(() => undefined);
     }

@@ -357,6 +357,34 @@ describe('UpstreamPool', () => {
     expect((await exchange(pool(a.port), { path: '/' })).error?.code).toBe('ERR_UPSTREAM_BAD_RESPONSE');
   });
 
+  it('sends the origin as Host when the request carries none', async () => {
+    const a = await app((s) => s.write(OK));
+    await exchange(pool(a.port), { path: '/', headers: ['x-a', '1'] });
+    expect(a.received[0]).toBe(`GET / HTTP/1.1\r\nx-a: 1\r\nhost: 127.0.0.1:${a.port}\r\nconnection: keep-alive\r\n\r\n`);
+  });
+
+  it('does not relay a switch of protocols (101): a bad response', async () => {
+    const a = await app((s) => s.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n'));
+    expect((await exchange(pool(a.port), { path: '/' })).error?.code).toBe('ERR_UPSTREAM_BAD_RESPONSE');
+  });
+
+  it('keeps trailers of a chunked response out of the headers it handed on', async () => {
+    const a = await app((s) => s.write('HTTP/1.1 200 OK\r\nx-head: 1\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-trailer: t\r\n\r\n'));
+    const r = await exchange(pool(a.port), { path: '/' });
+    expect(r.body).toBe('ok');
+    expect(r.headers).toEqual(['x-head', '1', 'transfer-encoding', 'chunked']);
+  });
+
+  it('releases the request body when a header value is refused (nothing is left unread)', async () => {
+    const a = await app((s) => s.write(OK));
+    const body = new Readable({ read() {} });
+    body.push(Buffer.from('hi'));
+    const r = await exchange(pool(a.port), { path: '/', method: 'POST', headers: ['host', 'app', 'x-bad', 'a\nb', 'content-length', '2'], body });
+    expect(r.error?.code).toBe('ERR_UPSTREAM_BAD_HEADER');
+    expect(body.destroyed).toBe(true);
+    expect(a.received).toHaveLength(0);
+  });
+
   it('answers a closed pool at once, and close() waits for the exchange in flight', async () => {
     let hold: net.Socket | null = null;
     const a = await app((s) => {
