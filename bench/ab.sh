@@ -7,7 +7,7 @@
 #                        sidecar@DIR: another build (DIR/dist/main.js, e.g. a git worktree of an
 #                        older commit) with the same config on its own ports
 #   RUNS [3]  SECS [3]  LG ["--mode ka --conns 64"] (loadgen arguments)
-#   A_FLAGS, B_FLAGS: extra node flags for a sidecar target (e.g. A_FLAGS=--max-semi-space-size=64)
+#   A_FLAGS, B_FLAGS: extra node flags for a sidecar or script target (e.g. A_FLAGS=--max-semi-space-size=64)
 #
 # Prints req/s, target CPU %, errors and p99 ms per measurement, A/B per pair (req/s, req/s per
 # CPU-second of the target, and p99), and the medians.
@@ -42,7 +42,7 @@ start() { # target port flags -> pid
         "$OUT/sidecar.yaml" >"$OUT/sidecar-ab-$2.yaml"
       pin 0 "$N" $3 "${1#sidecar@}/dist/main.js" run --config "$OUT/sidecar-ab-$2.yaml" >/dev/null 2>&1 & ;;
     noaudit) pin 0 "$N" --import "$HERE/observability-off.mjs" "$HERE/../dist/main.js" run --config "$OUT/sidecar-noaudit.yaml" >/dev/null 2>&1 & ;;
-    *) pin 0 "$N" "$1" "$2" http://127.0.0.1:28480 "$PKI/server.crt" "$PKI/server.key" "$PKI/ca.crt" >/dev/null 2>&1 & ;;
+    *) pin 0 "$N" $3 "$1" "$2" http://127.0.0.1:28480 "$PKI/server.crt" "$PKI/server.key" "$PKI/ca.crt" >/dev/null 2>&1 & ;;
   esac
   echo $!
 }

@@ -28,6 +28,7 @@ export const PORTS = {
   haproxy: BASE + 46,
   bare: BASE + 47,
   ceiling: BASE + 48,
+  node: BASE + 49,
 };
 
 export const LABELS = {
@@ -37,6 +38,7 @@ export const LABELS = {
   haproxy: 'HAProxy',
   bare: 'bare undici proxy (Node)',
   ceiling: 'ceiling: nginx `return 200`, no proxying',
+  node: "Node's own server answering by itself",
 };
 
 function render(template, vars, outName) {
@@ -165,10 +167,11 @@ export async function startTarget(name, ctx, { nodeFlags = [], auditOffLine = nu
       break;
     }
     case 'bare':
+    case 'node':
       proc = start(
         name,
         NODE,
-        [...nodeFlags, path.join(BENCH, 'bare-undici-proxy.mjs'), String(port), `http://127.0.0.1:${PORTS.upstream}`, ctx.pki.serverCert, ctx.pki.serverKey, ctx.pki.ca],
+        [...nodeFlags, path.join(BENCH, name === 'bare' ? 'bare-undici-proxy.mjs' : 'node-ceiling.mjs'), String(port), `http://127.0.0.1:${PORTS.upstream}`, ctx.pki.serverCert, ctx.pki.serverKey, ctx.pki.ca],
         { cpu: ctx.targetCpu, log: logFile, cwd: ROOT },
       );
       break;

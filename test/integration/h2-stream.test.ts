@@ -128,6 +128,25 @@ describe('HTTP/2 on the stream API', () => {
     expect((await exchange({ ':path': '/orders/2', ':method': 'GET' })).status).toBe(200);
   });
 
+  it('a response head HTTP/2 cannot carry (two Content-Types) is a 502 with an audit line, and the session keeps serving', async () => {
+    // node:http2 refuses a repeated single-value header when the head is sent; HTTP/1.1 passes it through.
+    app.handler = (_req, res) => {
+      res.setHeader('content-type', ['text/plain', 'text/html']);
+      res.end('two types');
+    };
+    try {
+      const id = 'h2-two-types-1';
+      const res = await exchange({ ':path': '/orders/types', ':method': 'GET', 'x-request-id': id });
+      expect(res.status).toBe(502);
+      expect(JSON.parse(res.body.toString())).toMatchObject({ error: 'bad_gateway' });
+      const line = await sc.audit.waitFor((l) => l.requestId === id);
+      expect(line).toMatchObject({ status: 502, reason: 'upstream_error', protocol: 'HTTP/2' });
+    } finally {
+      app.handler = echo;
+    }
+    expect((await exchange({ ':path': '/orders/4', ':method': 'GET' })).status).toBe(200);
+  });
+
   it('a stream the client resets mid-response is audited as client_aborted and nothing crashes', async () => {
     const release: Array<() => void> = [];
     app.handler = (_req, res) => {
