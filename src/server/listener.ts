@@ -65,21 +65,38 @@ function selectAlpn({ protocols }: { protocols: string[] }): string | undefined 
  */
 export const RAPID_RESET_MIN = 100;
 
+/** Per session: streams completed and streams the peer reset. */
+interface ResetCounts {
+  readonly session: http2.ServerHttp2Session;
+  completed: number;
+  resets: number;
+}
+const kResetCounts = Symbol('resetCounts');
+/** The counts ride on the stream: stream.session is gone by the time 'close' fires. */
+type CountedStream = http2.ServerHttp2Stream & { [kResetCounts]?: ResetCounts };
+
+/** One shared listener (no closure per stream): 'close' comes once per stream. */
+function countStreamClose(this: CountedStream): void {
+  const c = this[kResetCounts];
+  if (c === undefined) return;
+  if (this.rstCode === http2.constants.NGHTTP2_NO_ERROR) {
+    c.completed++;
+    return;
+  }
+  c.resets++;
+  if (c.resets >= RAPID_RESET_MIN && c.resets > c.completed && !c.session.destroyed) {
+    c.session.destroy(new Error('rapid reset: too many streams reset by the peer'), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  }
+}
+
+function countStream(this: ResetCounts, stream: CountedStream): void {
+  stream[kResetCounts] = this;
+  stream.on('close', countStreamClose);
+}
+
 export function guardRapidReset(session: http2.ServerHttp2Session): void {
-  let completed = 0;
-  let resets = 0;
-  session.on('stream', (stream: http2.ServerHttp2Stream) => {
-    stream.once('close', () => {
-      if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR) {
-        completed++;
-        return;
-      }
-      resets++;
-      if (resets >= RAPID_RESET_MIN && resets > completed && !session.destroyed) {
-        session.destroy(new Error('rapid reset: too many streams reset by the peer'), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-      }
-    });
-  });
+  const counts: ResetCounts = { session, completed: 0, resets: 0 };
+  session.on('stream', countStream.bind(counts));
 }
 
 /**
