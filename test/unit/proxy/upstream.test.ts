@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UpstreamPool } from '../../../src/proxy/upstream.js';
@@ -256,6 +257,44 @@ describe('UpstreamPool', () => {
     const r2 = await exchange(pool(stall.port, 150), { path: '/' });
     expect(r2.status).toBe(200);
     expect(r2.error?.code).toBe('ERR_UPSTREAM_BODY_TIMEOUT');
+  });
+
+  it('gives up on a connection the app never accepts after connectTimeout, and does not send the request again', async () => {
+    // An app whose accept queue is full: a listener (backlog 1; Node reads 0 as its default) in a worker whose event loop is
+    // blocked, so nothing is ever accepted; queued connections fill it and Linux then drops
+    // further SYNs, so a connect neither succeeds nor fails. All on loopback.
+    const gate = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(
+      `const net = require('node:net');
+       const { parentPort, workerData } = require('node:worker_threads');
+       const server = net.createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+         parentPort.postMessage(server.address().port);
+         Atomics.wait(workerData, 0, 0);
+         server.close();
+       });`,
+      { eval: true, workerData: gate },
+    );
+    const fillers: net.Socket[] = [];
+    try {
+      const [port] = (await once(worker, 'message')) as [number];
+      for (let i = 0; i < 4; i++) fillers.push(net.connect(port, '127.0.0.1').on('error', () => undefined));
+      await new Promise((r) => setTimeout(r, 50));
+      const p = new UpstreamPool({ origin: `http://127.0.0.1:${port}`, connectTimeoutMs: 200, timeoutMs: 5_000 });
+      pools.push(p);
+      const t0 = performance.now();
+      const r = await exchange(p, { path: '/' });
+      const took = performance.now() - t0;
+      expect(r.error?.code).toBe('ERR_UPSTREAM_CONNECT_TIMEOUT');
+      expect(took).toBeGreaterThanOrEqual(190);
+      expect(took).toBeLessThan(2_000);
+      // One connection tried, not a second one for the (bodiless, retryable) GET.
+      expect(p.stats.connected).toBe(0);
+    } finally {
+      for (const f of fillers) f.destroy();
+      Atomics.store(gate, 0, 1);
+      Atomics.notify(gate, 0);
+      await worker.terminate();
+    }
   });
 
   it('a request body that fails before the connection is up ends the exchange with its error (nothing uncaught)', async () => {
