@@ -8,6 +8,7 @@
 #                        older commit) with the same config on its own ports
 #   RUNS [3]  SECS [3]  LG ["--mode ka --conns 64"] (loadgen arguments)
 #   A_FLAGS, B_FLAGS: extra node flags for a sidecar or script target (e.g. A_FLAGS=--max-semi-space-size=64)
+#   A_ENV, B_ENV: environment for a sidecar or script target (e.g. B_ENV=GLIBC_TUNABLES=glibc.malloc.mmap_threshold=65536)
 #
 # Prints req/s, target CPU %, errors and p99 ms per measurement, A/B per pair (req/s, req/s per
 # CPU-second of the target, and p99), and the medians.
@@ -29,10 +30,10 @@ pin() { # core command... (pinned, and niced like the bench)
 A=${1:?usage: ab.sh A B}
 B=${2:?usage: ab.sh A B}
 pin 1 nginx -c "$OUT/nginx-upstream.conf" -p "$OUT/nginx-tmp" >/dev/null 2>&1 &
-start() { # target port flags -> pid
+start() { # target port flags env -> pid
   # shellcheck disable=SC2086
   case "$1" in
-    sidecar) pin 0 "$N" $3 "$HERE/../dist/main.js" run --config "$OUT/sidecar.yaml" >/dev/null 2>&1 & ;;
+    sidecar) pin 0 env $4 "$N" $3 "$HERE/../dist/main.js" run --config "$OUT/sidecar.yaml" >/dev/null 2>&1 & ;;
     nginx) # the bench's nginx config, pointed at bench/out/pki and its own pid file and port
       sed -e "s#/pki-mem/#/pki/#g; s#nginx-nginx\.pid#nginx-ab-$2.pid#; s#127\.0\.0\.1:28445#127.0.0.1:$2#" \
         "$OUT/nginx-nginx.conf" >"$OUT/nginx-ab-$2.conf"
@@ -40,14 +41,14 @@ start() { # target port flags -> pid
     sidecar@*) # another build, same config, its own ports and audit file
       sed -e "s#port: 28443#port: $2#; s#port: 28491#port: $(($2 + 100))#; s#/audit.log#/audit-ab-$2.log#" \
         "$OUT/sidecar.yaml" >"$OUT/sidecar-ab-$2.yaml"
-      pin 0 "$N" $3 "${1#sidecar@}/dist/main.js" run --config "$OUT/sidecar-ab-$2.yaml" >/dev/null 2>&1 & ;;
+      pin 0 env $4 "$N" $3 "${1#sidecar@}/dist/main.js" run --config "$OUT/sidecar-ab-$2.yaml" >/dev/null 2>&1 & ;;
     noaudit) pin 0 "$N" --import "$HERE/observability-off.mjs" "$HERE/../dist/main.js" run --config "$OUT/sidecar-noaudit.yaml" >/dev/null 2>&1 & ;;
-    *) pin 0 "$N" $3 "$1" "$2" http://127.0.0.1:28480 "$PKI/server.crt" "$PKI/server.key" "$PKI/ca.crt" >/dev/null 2>&1 & ;;
+    *) pin 0 env $4 "$N" $3 "$1" "$2" http://127.0.0.1:28480 "$PKI/server.crt" "$PKI/server.key" "$PKI/ca.crt" >/dev/null 2>&1 & ;;
   esac
   echo $!
 }
 port() { case "$1" in sidecar) echo 28443 ;; noaudit) echo 28444 ;; *) echo "$2" ;; esac; }
-AP=$(start "$A" 28447 "${A_FLAGS:-}"); BP=$(start "$B" 28448 "${B_FLAGS:-}")
+AP=$(start "$A" 28447 "${A_FLAGS:-}" "${A_ENV:-}"); BP=$(start "$B" 28448 "${B_FLAGS:-}" "${B_ENV:-}")
 APORT=$(port "$A" 28447); BPORT=$(port "$B" 28448)
 trap 'kill $AP $BP 2>/dev/null; pkill -f "$OUT/nginx-upstream.conf" || true; pkill -f "$OUT/nginx-ab-" || true' EXIT
 sleep 1.5
