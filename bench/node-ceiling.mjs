@@ -71,5 +71,7 @@ server.on('stream', (stream, headers) => {
   stream.on('error', () => {});
 });
 server.on('sessionError', () => {});
+// As bench/bare-undici-proxy.mjs: idle HTTP/1.1 connections are not closed during a run.
+server.keepAliveTimeout = 300_000;
 server.listen(Number(port), '127.0.0.1');
 process.on('SIGTERM', () => process.exit(0));

@@ -79,6 +79,8 @@ type CountedStream = http2.ServerHttp2Stream & { [kResetCounts]?: ResetCounts };
 function countStreamClose(this: CountedStream): void {
   const c = this[kResetCounts];
   if (c === undefined) return;
+  // A closed stream someone still holds must not keep its session alive through the counts.
+  this[kResetCounts] = undefined;
   if (this.rstCode === http2.constants.NGHTTP2_NO_ERROR) {
     c.completed++;
     return;

@@ -141,6 +141,16 @@ describe('HTTP/2 on the stream API', () => {
       expect(JSON.parse(res.body.toString())).toMatchObject({ error: 'bad_gateway' });
       const line = await sc.audit.waitFor((l) => l.requestId === id);
       expect(line).toMatchObject({ status: 502, reason: 'upstream_error', protocol: 'HTTP/2' });
+      // The same response over HTTP/1.1 passes through, both lines: the refusal is HTTP/2's.
+      const agent = agentFor(creds(pki, 'orders'));
+      try {
+        const h1 = await request(`${sc.origin}/orders/types`, { dispatcher: agent });
+        expect(h1.statusCode).toBe(200);
+        expect(h1.headers['content-type']).toEqual(['text/plain', 'text/html']);
+        expect(await h1.body.text()).toBe('two types');
+      } finally {
+        await agent.close();
+      }
     } finally {
       app.handler = echo;
     }
