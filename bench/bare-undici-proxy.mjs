@@ -5,8 +5,8 @@
 // HTTP/2 itself requires (pseudo-headers and connection-specific headers cannot cross).
 //
 //   node bench/bare-undici-proxy.mjs PORT UPSTREAM_URL CERT KEY CA
-import fs from 'node:fs';
 import http2 from 'node:http2';
+import { referenceTlsOptions } from './lib/server-tls.mjs';
 import { Pool } from 'undici';
 
 const [port, upstream, cert, key, ca] = process.argv.slice(2);
@@ -19,22 +19,7 @@ const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTime
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings']);
 
 const server = http2.createSecureServer(
-  {
-    cert: fs.readFileSync(cert),
-    key: fs.readFileSync(key),
-    ca: fs.readFileSync(ca),
-    // The same TLS versions, suites and server preference as the sidecar (src/tls/context.ts).
-    minVersion: 'TLSv1.2',
-    ciphers: [
-      'TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256',
-      'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
-      'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
-    ].join(':'),
-    honorCipherOrder: true,
-    requestCert: true,
-    rejectUnauthorized: true,
-    allowHTTP1: true,
-  },
+  referenceTlsOptions(cert, key, ca),
   (req, res) => {
     const headers = {};
     for (const name in req.headers) {

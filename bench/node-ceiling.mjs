@@ -6,8 +6,8 @@
 // body with a head the size of the sidecar's (request id and security headers).
 //
 //   node bench/node-ceiling.mjs PORT UNUSED_UPSTREAM CERT KEY CA
-import fs from 'node:fs';
 import http2 from 'node:http2';
+import { referenceTlsOptions } from './lib/server-tls.mjs';
 
 const [port, , cert, key, ca] = process.argv.slice(2);
 if (ca === undefined) {
@@ -27,22 +27,7 @@ const HEAD = {
 };
 const H2_HEAD = { ':status': 200, ...HEAD };
 
-const server = http2.createSecureServer({
-  cert: fs.readFileSync(cert),
-  key: fs.readFileSync(key),
-  ca: fs.readFileSync(ca),
-  // The same TLS versions, suites and server preference as the sidecar (src/tls/context.ts).
-  minVersion: 'TLSv1.2',
-  ciphers: [
-    'TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256',
-    'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
-    'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
-  ].join(':'),
-  honorCipherOrder: true,
-  requestCert: true,
-  rejectUnauthorized: true,
-  allowHTTP1: true,
-});
+const server = http2.createSecureServer(referenceTlsOptions(cert, key, ca));
 
 // HTTP/1.1 connections (allowHTTP1) come through node:http's server as 'request'.
 server.on('request', (req, res) => {
