@@ -1,0 +1,890 @@
+/**
+ * The sidecar's own HTTP/2 server side (RFC 9113) on a TLS socket, as server/h1.ts is for
+ * HTTP/1.1: frames read straight off the socket, HPACK (hpack.ts), flow control both ways, the
+ * stream state machine, and the flood guards nghttp2 gives node:http2. It exists for speed:
+ * node:http2 builds a Duplex per stream and crosses into C++ and back several times per request;
+ * measured in bench/lean-h2-proxy.mjs, the same proxying on own framing runs ~2x a bare
+ * node:http2 proxy (docs/performance.md).
+ *
+ * Scope: what a sidecar in front of one app needs. No server push (SETTINGS_ENABLE_PUSH is
+ * irrelevant to a server), no priorities (ignored, RFC 9113 5.3.2), no CONNECT or extended
+ * CONNECT (refused as malformed), request trailers read and dropped.
+ *
+ * Every frame produced in one turn of the event loop goes out in one socket write.
+ */
+import { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { HPACK_BAD, HPACK_TOO_LARGE, HpackDecoder, encodeResponseHead } from './hpack.js';
+import {
+  DEFAULT_WINDOW, E_CANCEL, E_COMPRESSION_ERROR, E_ENHANCE_YOUR_CALM, E_FLOW_CONTROL_ERROR, E_FRAME_SIZE_ERROR,
+  E_NO_ERROR, E_PROTOCOL_ERROR, E_REFUSED_STREAM, E_STREAM_CLOSED, FRAME_HEADER, F_ACK, F_END_HEADERS, F_END_STREAM,
+  F_PADDED, F_PRIORITY, MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE, PREFACE, SETTINGS_ACK, S_ENABLE_PUSH,
+  S_INITIAL_WINDOW_SIZE, S_MAX_CONCURRENT_STREAMS, S_MAX_FRAME_SIZE, S_MAX_HEADER_LIST_SIZE,
+  T_CONTINUATION, T_DATA, T_GOAWAY, T_HEADERS, T_PING, T_PRIORITY, T_PUSH_PROMISE, T_RST_STREAM, T_SETTINGS,
+  T_WINDOW_UPDATE, frame, goawayFrame, settingsFrame, u32Frame, writeFrameHeader,
+} from './frames.js';
+
+export interface H2Limits {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: streams past it are refused (REFUSED_STREAM, retryable). */
+  readonly maxConcurrentStreams: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE (RFC 7541 sizes); a longer request head is marked headersTooLarge. */
+  readonly maxHeaderListSize: number;
+  /** Our receive window per stream (SETTINGS_INITIAL_WINDOW_SIZE): what one request body may buffer. */
+  readonly streamWindow: number;
+  /** Our receive window for the whole connection. */
+  readonly connectionWindow: number;
+}
+
+export interface H2SessionHooks {
+  /** A request head that is valid HTTP/2; its body (if any) follows on stream.body. */
+  onStream(stream: H2ServerStream): void;
+  /** The connection is gone; every open stream has had its 'close'. */
+  onSessionClose?(session: H2Session): void;
+}
+
+/**
+ * Bounds that are protocol hygiene rather than configuration. PING and SETTINGS per second and
+ * the rapid-reset rule are the same as the node:http2 listener's (server/listener.ts).
+ */
+export const CONTROL_FRAMES_PER_SECOND = 1000;
+export const RAPID_RESET_MIN = 100;
+/** CONTINUATION flood (CVE-2024-27316): a header block may take this many frames at most. */
+const MAX_BLOCK_FRAMES = 64;
+/** Empty DATA frames that end nothing (CVE-2019-9518) allowed per connection. */
+const MAX_EMPTY_FRAMES = 1000;
+/** Frames queued for a peer that does not read its socket: past this many bytes the connection is closed. */
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+/** Stop producing DATA while the socket holds this much unsent. */
+const SOCKET_HIGH_WATER = 256 * 1024;
+
+// Stream states (RFC 9113 5.1), as bits: what each side may still send.
+const REMOTE_OPEN = 1;
+const LOCAL_OPEN = 2;
+
+/** Token characters of a lower-case field name (RFC 9110 5.6.2, RFC 9113 8.2.1): one lookup per character. */
+const NAME_CHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") NAME_CHAR[c.charCodeAt(0)] = 1;
+/** A field value may not hold NUL, CR or LF, nor start or end with whitespace (RFC 9113 8.2.1). */
+const BAD_VALUE = /[\0\r\n]|^[ \t]|[ \t]$/;
+const DIGITS = /^[0-9]{1,15}$/;
+/** A method is a token (RFC 9110 9.1), any case. */
+const METHOD_CHAR = new Uint8Array(128);
+for (let c = 0; c < 128; c++) METHOD_CHAR[c] = NAME_CHAR[c]! | (c >= 65 && c <= 90 ? 1 : 0);
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
+type Listener = () => void;
+
+export class H2Session {
+  readonly socket: TLSSocket;
+  readonly #hooks: H2SessionHooks;
+  readonly #limits: H2Limits;
+  readonly #hpack: HpackDecoder;
+  readonly #streams = new Map<number, H2ServerStream>();
+  #buf: Buffer | null = null;
+  #preface = false;
+  #settingsSeen = false;
+  #lastSid = 0;
+  #goaway = false;
+  #closed = false;
+  // A header block in progress (HEADERS without END_HEADERS, then CONTINUATION).
+  #blockSid = 0;
+  #blockFlags = 0;
+  #blockParts: Buffer[] = [];
+  #blockBytes = 0;
+  // Outbound: frames queued in this turn, written together.
+  #out: Buffer[] = [];
+  #outBytes = 0;
+  #flushScheduled = false;
+  // Flow control. Send: the peer's windows; receive: ours, and what has been consumed but not yet given back.
+  #sendWindow = DEFAULT_WINDOW;
+  peerInitialWindow = DEFAULT_WINDOW;
+  peerMaxFrame = MIN_FRAME_SIZE;
+  #recvWindow: number;
+  #recvCredit = 0;
+  /** Streams with response DATA waiting for window or for the socket. */
+  readonly #blocked = new Set<H2ServerStream>();
+  // Guards.
+  #controlWindowStart = 0;
+  #controlCount = 0;
+  #resets = 0;
+  #completed = 0;
+  #emptyFrames = 0;
+  /** The last stream ids we reset or refused: the peer may still send on them for a while. */
+  readonly #recentlyReset: number[] = new Array<number>(64).fill(0);
+  #resetAt = 0;
+
+  constructor(socket: TLSSocket, limits: H2Limits, hooks: H2SessionHooks) {
+    this.socket = socket;
+    this.#limits = limits;
+    this.#hooks = hooks;
+    this.#hpack = new HpackDecoder(4096, limits.maxHeaderListSize);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.#read(chunk));
+    socket.on('drain', () => this.#pump());
+    socket.on('close', () => this.#onSocketClose());
+    socket.on('error', ignore);
+    this.#send(
+      settingsFrame([
+        [S_MAX_CONCURRENT_STREAMS, limits.maxConcurrentStreams],
+        [S_INITIAL_WINDOW_SIZE, limits.streamWindow],
+        [S_MAX_HEADER_LIST_SIZE, limits.maxHeaderListSize],
+        [S_ENABLE_PUSH, 0],
+      ]),
+    );
+    if (limits.connectionWindow > DEFAULT_WINDOW) this.#send(u32Frame(T_WINDOW_UPDATE, 0, limits.connectionWindow - DEFAULT_WINDOW));
+    this.#recvWindow = Math.max(limits.connectionWindow, DEFAULT_WINDOW);
+  }
+
+  get openStreams(): number {
+    return this.#streams.size;
+  }
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Graceful close (drain, a reload that withdrew trust): no new streams; the connection ends when the open ones have. */
+  close(code = E_NO_ERROR): void {
+    if (this.#goaway || this.#closed) return;
+    this.#goaway = true;
+    this.#send(goawayFrame(this.#lastSid, code));
+    if (this.#streams.size === 0) this.#endSoon();
+  }
+
+  /** Immediate close: GOAWAY with `code`, open streams reset, the socket ended. */
+  destroy(code: number): void {
+    if (this.#closed) return;
+    if (!this.#goaway) {
+      this.#goaway = true;
+      this.#send(goawayFrame(this.#lastSid, code));
+    }
+    this.#flush();
+    this.#closed = true;
+    this.socket.end();
+    this.socket.destroySoon();
+    for (const s of [...this.#streams.values()]) s.closedByPeer();
+  }
+
+  // ---- reading -------------------------------------------------------------------------------
+
+  #read(chunk: Buffer): void {
+    if (this.#closed) return;
+    let buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]);
+    this.#buf = null;
+    let p = 0;
+    if (!this.#preface) {
+      const n = Math.min(buf.length, PREFACE.length);
+      if (buf.compare(PREFACE, 0, n, 0, n) !== 0) return this.destroy(E_PROTOCOL_ERROR);
+      if (buf.length < PREFACE.length) {
+        this.#buf = buf;
+        return;
+      }
+      this.#preface = true;
+      p = PREFACE.length;
+    }
+    while (buf.length - p >= FRAME_HEADER) {
+      const len = (buf[p]! << 16) | (buf[p + 1]! << 8) | buf[p + 2]!;
+      // We never raise SETTINGS_MAX_FRAME_SIZE above its minimum.
+      if (len > MIN_FRAME_SIZE) return this.destroy(E_FRAME_SIZE_ERROR);
+      if (buf.length - p - FRAME_HEADER < len) break;
+      const type = buf[p + 3]!;
+      const flags = buf[p + 4]!;
+      const sid = buf.readUInt32BE(p + 5) & 0x7fffffff;
+      const start = p + FRAME_HEADER;
+      p = start + len;
+      const err = this.#frame(type, flags, sid, buf, start, p);
+      if (err !== 0) return this.destroy(err);
+      if (this.#closed) return;
+    }
+    if (p < buf.length) {
+      // Keep the partial frame; copy when it is a small tail of a large read (no pinning of the read).
+      buf = buf.subarray(p);
+      this.#buf = buf.length < 4096 ? Buffer.from(buf) : buf;
+    }
+  }
+
+  /** One frame; returns 0, or the error code of a connection error (RFC 9113 5.4.1). */
+  #frame(type: number, flags: number, sid: number, buf: Buffer, s: number, e: number): number {
+    if (!this.#settingsSeen && type !== T_SETTINGS) return E_PROTOCOL_ERROR; // 3.4: SETTINGS first
+    if (this.#blockSid !== 0 && type !== T_CONTINUATION) return E_PROTOCOL_ERROR; // 6.10
+    switch (type) {
+      case T_DATA:
+        return this.#onData(flags, sid, buf, s, e);
+      case T_HEADERS:
+        return this.#onHeaders(flags, sid, buf, s, e);
+      case T_CONTINUATION:
+        return this.#onContinuation(flags, sid, buf, s, e);
+      case T_SETTINGS:
+        return this.#onSettings(flags, sid, buf, s, e);
+      case T_PING:
+        if (sid !== 0) return E_PROTOCOL_ERROR;
+        if (e - s !== 8) return E_FRAME_SIZE_ERROR;
+        if ((flags & F_ACK) === 0) {
+          if (!this.#controlFrame()) return E_ENHANCE_YOUR_CALM;
+          this.#send(frame(T_PING, F_ACK, 0, buf.subarray(s, e)));
+        }
+        return 0;
+      case T_WINDOW_UPDATE:
+        return this.#onWindowUpdate(sid, buf, s, e);
+      case T_RST_STREAM:
+        return this.#onRstStream(sid, buf, s, e);
+      case T_PRIORITY:
+        if (sid === 0) return E_PROTOCOL_ERROR;
+        if (e - s !== 5) this.#resetStream(sid, E_FRAME_SIZE_ERROR);
+        return 0;
+      case T_GOAWAY:
+        if (sid !== 0) return E_PROTOCOL_ERROR;
+        // The client leaves: finish what is open, take nothing new.
+        this.#goaway = true;
+        if (this.#streams.size === 0) this.#endSoon();
+        return 0;
+      case T_PUSH_PROMISE:
+        return E_PROTOCOL_ERROR; // 8.4: clients cannot push
+      default:
+        return 0; // 5.5: unknown frame types are ignored
+    }
+  }
+
+  #onData(flags: number, sid: number, buf: Buffer, s: number, e: number): number {
+    if (sid === 0) return E_PROTOCOL_ERROR;
+    const len = e - s;
+    // Flow control counts the whole payload, padding included (6.9.1).
+    this.#recvWindow -= len;
+    if (this.#recvWindow < 0) return E_FLOW_CONTROL_ERROR;
+    if ((flags & F_PADDED) !== 0) {
+      if (len < 1) return E_FRAME_SIZE_ERROR;
+      const pad = buf[s]!;
+      if (pad >= len) return E_PROTOCOL_ERROR;
+      s += 1;
+      e -= pad;
+    }
+    const stream = this.#streams.get(sid);
+    if (stream === undefined || (stream.state & REMOTE_OPEN) === 0) {
+      if (sid > this.#lastSid) return E_PROTOCOL_ERROR; // idle stream (5.1)
+      // A closed stream (we answered or reset it): the bytes still count for the connection; give them back.
+      this.#credit(len);
+      if (stream === undefined) this.#sendRst(sid, E_STREAM_CLOSED);
+      else stream.reset(E_STREAM_CLOSED);
+      return 0;
+    }
+    const end = (flags & F_END_STREAM) !== 0;
+    if (len === 0 && !end && ++this.#emptyFrames > MAX_EMPTY_FRAMES) return E_ENHANCE_YOUR_CALM;
+    // Padding is consumed at once; the data when the body's reader takes it.
+    this.#credit(len - (e - s));
+    stream.received(buf, s, e, len, end);
+    return 0;
+  }
+
+  #onHeaders(flags: number, sid: number, buf: Buffer, s: number, e: number): number {
+    if (sid === 0 || (sid & 1) === 0) return E_PROTOCOL_ERROR;
+    if ((flags & F_PADDED) !== 0) {
+      if (e - s < 1) return E_FRAME_SIZE_ERROR;
+      const pad = buf[s]!;
+      s += 1;
+      if (pad > e - s) return E_PROTOCOL_ERROR;
+      e -= pad;
+    }
+    if ((flags & F_PRIORITY) !== 0) {
+      if (e - s < 5) return E_FRAME_SIZE_ERROR;
+      s += 5;
+    }
+    if ((flags & F_END_HEADERS) !== 0) return this.#headerBlock(sid, flags, buf, s, e);
+    this.#blockSid = sid;
+    this.#blockFlags = flags;
+    this.#blockParts = [Buffer.from(buf.subarray(s, e))];
+    this.#blockBytes = e - s;
+    return this.#blockBytes > this.#maxBlockBytes() ? E_ENHANCE_YOUR_CALM : 0;
+  }
+
+  #onContinuation(flags: number, sid: number, buf: Buffer, s: number, e: number): number {
+    if (this.#blockSid === 0 || sid !== this.#blockSid) return E_PROTOCOL_ERROR;
+    this.#blockParts.push(Buffer.from(buf.subarray(s, e)));
+    this.#blockBytes += e - s;
+    if (this.#blockBytes > this.#maxBlockBytes() || this.#blockParts.length > MAX_BLOCK_FRAMES) return E_ENHANCE_YOUR_CALM;
+    if ((flags & F_END_HEADERS) === 0) return 0;
+    const all = Buffer.concat(this.#blockParts);
+    const headersFlags = this.#blockFlags;
+    this.#blockSid = 0;
+    this.#blockParts = [];
+    return this.#headerBlock(sid, headersFlags, all, 0, all.length);
+  }
+
+  /** A compressed block this large cannot decode within the list limit (HPACK never expands below 1/2... bounded generously). */
+  #maxBlockBytes(): number {
+    return this.#limits.maxHeaderListSize * 2 + 4096;
+  }
+
+  #headerBlock(sid: number, flags: number, buf: Buffer, s: number, e: number): number {
+    const fields: string[] = [];
+    // Decoded whatever happens next: the table must stay in step with the client's.
+    const rc = this.#hpack.decode(buf, s, e, fields);
+    if (rc === HPACK_BAD) return E_COMPRESSION_ERROR;
+    const end = (flags & F_END_STREAM) !== 0;
+    if (sid <= this.#lastSid) {
+      const stream = this.#streams.get(sid);
+      if (stream !== undefined && (stream.state & REMOTE_OPEN) !== 0) {
+        // Trailers (8.1): they end the request; their fields are dropped (the app gets none).
+        if (!end) {
+          stream.reset(E_PROTOCOL_ERROR);
+          return 0;
+        }
+        stream.received(buf, 0, 0, 0, true);
+        return 0;
+      }
+      // Late frames on a stream we reset or refused are ignored (5.1); HEADERS on any other
+      // used or skipped id is a new stream going backwards (5.1.1).
+      return this.#recentlyReset.includes(sid) ? 0 : E_PROTOCOL_ERROR;
+    }
+    this.#lastSid = sid;
+    if (this.#goaway) {
+      this.#sendRst(sid, E_REFUSED_STREAM);
+      return 0;
+    }
+    if (this.#streams.size >= this.#limits.maxConcurrentStreams) {
+      this.#sendRst(sid, E_REFUSED_STREAM);
+      return 0;
+    }
+    const stream = new H2ServerStream(this, sid, this.#limits.streamWindow, this.peerInitialWindow);
+    if (!stream.readHead(fields, rc === HPACK_TOO_LARGE)) {
+      this.#sendRst(sid, E_PROTOCOL_ERROR);
+      return 0;
+    }
+    this.#streams.set(sid, stream);
+    if (end) stream.state &= ~REMOTE_OPEN;
+    else stream.openBody();
+    this.#hooks.onStream(stream);
+    return 0;
+  }
+
+  #onSettings(flags: number, sid: number, buf: Buffer, s: number, e: number): number {
+    if (sid !== 0) return E_PROTOCOL_ERROR;
+    if ((flags & F_ACK) !== 0) return e === s ? 0 : E_FRAME_SIZE_ERROR;
+    if ((e - s) % 6 !== 0) return E_FRAME_SIZE_ERROR;
+    this.#settingsSeen = true;
+    if (!this.#controlFrame()) return E_ENHANCE_YOUR_CALM;
+    for (let i = s; i < e; i += 6) {
+      const id = buf.readUInt16BE(i);
+      const v = buf.readUInt32BE(i + 2);
+      if (id === S_INITIAL_WINDOW_SIZE) {
+        if (v > MAX_WINDOW) return E_FLOW_CONTROL_ERROR;
+        const delta = v - this.peerInitialWindow;
+        this.peerInitialWindow = v;
+        // 6.9.2: every open stream's send window moves by the difference (it may go negative).
+        for (const st of this.#streams.values()) if (!st.adjustWindow(delta)) return E_FLOW_CONTROL_ERROR;
+      } else if (id === S_MAX_FRAME_SIZE) {
+        if (v < MIN_FRAME_SIZE || v > MAX_FRAME_SIZE) return E_PROTOCOL_ERROR;
+        this.peerMaxFrame = v;
+      } else if (id === S_ENABLE_PUSH) {
+        if (v > 1) return E_PROTOCOL_ERROR;
+      }
+      // SETTINGS_HEADER_TABLE_SIZE: our encoder never uses the dynamic table, so any size suits it.
+      // SETTINGS_MAX_CONCURRENT_STREAMS, SETTINGS_MAX_HEADER_LIST_SIZE: we push nothing; our heads are small.
+    }
+    this.#send(SETTINGS_ACK);
+    this.#pump();
+    return 0;
+  }
+
+  #onWindowUpdate(sid: number, buf: Buffer, s: number, e: number): number {
+    if (e - s !== 4) return E_FRAME_SIZE_ERROR;
+    const inc = buf.readUInt32BE(s) & 0x7fffffff;
+    if (sid === 0) {
+      if (inc === 0) return E_PROTOCOL_ERROR;
+      this.#sendWindow += inc;
+      if (this.#sendWindow > MAX_WINDOW) return E_FLOW_CONTROL_ERROR;
+      this.#pump();
+      return 0;
+    }
+    const stream = this.#streams.get(sid);
+    if (stream === undefined) return sid > this.#lastSid ? E_PROTOCOL_ERROR : 0;
+    if (inc === 0) {
+      stream.reset(E_PROTOCOL_ERROR);
+      return 0;
+    }
+    if (!stream.adjustWindow(inc)) stream.reset(E_FLOW_CONTROL_ERROR);
+    else this.#pump();
+    return 0;
+  }
+
+  #onRstStream(sid: number, buf: Buffer, s: number, e: number): number {
+    if (sid === 0) return E_PROTOCOL_ERROR;
+    if (e - s !== 4) return E_FRAME_SIZE_ERROR;
+    if (sid > this.#lastSid) return E_PROTOCOL_ERROR; // idle stream
+    const stream = this.#streams.get(sid);
+    if (stream === undefined) return 0;
+    const code = buf.readUInt32BE(s);
+    stream.closedByPeer();
+    // Rapid reset (CVE-2023-44487): see server/listener.ts for the rule.
+    if (code !== E_NO_ERROR && ++this.#resets >= RAPID_RESET_MIN && this.#resets > this.#completed) return E_ENHANCE_YOUR_CALM;
+    return 0;
+  }
+
+  /** PING and SETTINGS floods (CVE-2019-9512, CVE-2019-9515): false past the bound. */
+  #controlFrame(): boolean {
+    const now = Date.now();
+    if (now - this.#controlWindowStart >= 1000) {
+      this.#controlWindowStart = now;
+      this.#controlCount = 0;
+    }
+    return ++this.#controlCount <= CONTROL_FRAMES_PER_SECOND;
+  }
+
+  // ---- flow control and writing ---------------------------------------------------------------
+
+  /** `n` bytes of received DATA are consumed: give them back to the connection window in batches. */
+  #credit(n: number): void {
+    this.#recvCredit += n;
+    if (this.#recvCredit >= this.#limits.connectionWindow >>> 1 || this.#recvWindow < DEFAULT_WINDOW) {
+      this.#send(u32Frame(T_WINDOW_UPDATE, 0, this.#recvCredit));
+      this.#recvWindow += this.#recvCredit;
+      this.#recvCredit = 0;
+    }
+  }
+
+  /** A stream's body reader consumed `n` bytes, or a stream closed with `n` unread (called by the stream). */
+  consumed(n: number): void {
+    this.#credit(n);
+  }
+
+  /** Queues a frame for this turn's write. */
+  #send(buf: Buffer): void {
+    if (this.#closed) return;
+    this.#out.push(buf);
+    this.#outBytes += buf.length;
+    if (this.socket.writableLength + this.#outBytes > MAX_QUEUED_BYTES) {
+      // The peer does not read what it asks for (ACK floods, or a stalled reader): end it.
+      this.#closed = true;
+      this.socket.destroy();
+      return;
+    }
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(flushSession, this);
+    }
+  }
+
+  sendFrame(buf: Buffer): void {
+    this.#send(buf);
+  }
+
+  sendRst(sid: number, code: number): void {
+    this.#sendRst(sid, code);
+  }
+
+  #sendRst(sid: number, code: number): void {
+    this.#send(u32Frame(T_RST_STREAM, sid, code));
+    this.#recentlyReset[this.#resetAt] = sid;
+    this.#resetAt = (this.#resetAt + 1) % this.#recentlyReset.length;
+  }
+
+  #resetStream(sid: number, code: number): void {
+    const stream = this.#streams.get(sid);
+    if (stream !== undefined) stream.reset(code);
+    else this.#sendRst(sid, code);
+  }
+
+  /** Writes what this turn produced. */
+  flush(): void {
+    this.#flushScheduled = false;
+    this.#flush();
+  }
+
+  #flush(): void {
+    const out = this.#out;
+    if (out.length === 0) return;
+    this.#out = [];
+    this.#outBytes = 0;
+    if (this.socket.destroyed) return;
+    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
+  /**
+   * Takes `want` bytes of send window for `stream` (already checked against its own window);
+   * returns what the connection window and the socket allow now.
+   */
+  take(want: number): number {
+    if (this.socket.writableLength + this.#outBytes > SOCKET_HIGH_WATER) return 0;
+    const n = Math.min(want, this.#sendWindow, this.peerMaxFrame);
+    if (n <= 0) return 0;
+    this.#sendWindow -= n;
+    return n;
+  }
+
+  block(stream: H2ServerStream): void {
+    this.#blocked.add(stream);
+  }
+
+  /** Windows opened or the socket drained: let waiting streams send. */
+  #pump(): void {
+    if (this.#blocked.size === 0) return;
+    // A stream that still cannot send all re-adds itself: iterate over a copy.
+    const waiting = [...this.#blocked];
+    this.#blocked.clear();
+    for (const stream of waiting) stream.sendPending();
+  }
+
+  /** A stream is closed both ways (called by the stream). */
+  streamClosed(stream: H2ServerStream, byPeer: boolean): void {
+    if (this.#streams.get(stream.id) !== stream) return;
+    this.#streams.delete(stream.id);
+    this.#blocked.delete(stream);
+    if (!byPeer) this.#completed++;
+    if (this.#goaway && this.#streams.size === 0) this.#endSoon();
+  }
+
+  #endSoon(): void {
+    // After this turn's frames (the last response, the GOAWAY) are written.
+    setImmediate(endSession, this);
+  }
+
+  end(): void {
+    if (this.#closed) return;
+    this.#flush();
+    this.#closed = true;
+    this.socket.end();
+  }
+
+  #onSocketClose(): void {
+    this.#closed = true;
+    this.#out = [];
+    for (const s of [...this.#streams.values()]) s.closedByPeer();
+    this.#hooks.onSessionClose?.(this);
+  }
+}
+
+function flushSession(session: H2Session): void {
+  session.flush();
+}
+function endSession(session: H2Session): void {
+  session.end();
+}
+function ignore(): void {}
+
+/**
+ * One request/response exchange. The request head is read once (readHead); its body, when it has
+ * one, is a Readable whose reading opens the stream's receive window. The response goes out with
+ * respond/write/end under the peer's windows, and 'drain' says when a write that returned false
+ * may go on.
+ */
+export class H2ServerStream {
+  readonly session: H2Session;
+  readonly id: number;
+  state = REMOTE_OPEN | LOCAL_OPEN;
+  method = '';
+  path = '';
+  scheme = '';
+  authority: string | null = null;
+  /** Regular request fields, flat [name, value, ...], lower-case names as received. */
+  fields: string[] = [];
+  /** The decoded head was over SETTINGS_MAX_HEADER_LIST_SIZE: `fields` is cut short; answer 431. */
+  headersTooLarge = false;
+  /** Declared content-length, or -1. */
+  contentLength = -1;
+  /** The request body, when the request has one (HEADERS without END_STREAM). */
+  body: Readable | null = null;
+  headersSent = false;
+  #received = 0;
+  #recvWindow: number;
+  readonly #recvInitial: number;
+  /** Body bytes received, and how many of them went back to the peer's windows. */
+  #pushed = 0;
+  #credited = 0;
+  #sendWindow: number;
+  /** Response bytes waiting for window, and whether end() came after them. */
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #ending = false;
+  #needDrain = false;
+  #closed = false;
+  #onClose: Listener[] | null = null;
+  #onDrain: Listener[] | null = null;
+  #onFinish: Listener[] | null = null;
+  /** Set by the peer's RST_STREAM or a lost connection, before 'close'. */
+  aborted = false;
+
+  constructor(session: H2Session, id: number, recvWindow: number, sendWindow: number) {
+    this.session = session;
+    this.id = id;
+    this.#recvWindow = recvWindow;
+    this.#recvInitial = recvWindow;
+    this.#sendWindow = sendWindow;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+  get writableEnded(): boolean {
+    return (this.state & LOCAL_OPEN) === 0 || this.#ending;
+  }
+
+  /** Validates and takes the request head (RFC 9113 8.2, 8.3.1); false when malformed. */
+  readHead(f: string[], tooLarge: boolean): boolean {
+    this.headersTooLarge = tooLarge;
+    let regular = false;
+    let method: string | null = null;
+    let path: string | null = null;
+    let scheme: string | null = null;
+    let authority: string | null = null;
+    const out: string[] = [];
+    for (let i = 0; i < f.length; i += 2) {
+      const name = f[i]!;
+      const value = f[i + 1]!;
+      if (name.charCodeAt(0) === 58 /* : */) {
+        if (regular) return false;
+        if (name === ':method' && method === null) method = value;
+        else if (name === ':path' && path === null) path = value;
+        else if (name === ':scheme' && scheme === null) scheme = value;
+        else if (name === ':authority' && authority === null) authority = value;
+        else return false; // unknown, duplicated, or a response pseudo-header
+        continue;
+      }
+      regular = true;
+      if (name.length === 0) return false;
+      for (let j = 0; j < name.length; j++) {
+        const c = name.charCodeAt(j);
+        if (c >= 128 || NAME_CHAR[c] === 0) return false;
+      }
+      if (CONNECTION_SPECIFIC.has(name)) return false;
+      if (name === 'te' && value !== 'trailers') return false;
+      if (value.length !== 0 && BAD_VALUE.test(value)) return false;
+      if (name === 'content-length') {
+        if (!DIGITS.test(value)) return false;
+        const n = Number(value);
+        if (this.contentLength !== -1 && this.contentLength !== n) return false;
+        this.contentLength = n;
+      }
+      out.push(name, value);
+    }
+    // CONNECT is not served; everything else needs all three (8.3.1), and a non-empty path.
+    if (method === null || scheme === null || path === null || path === '' || method === 'CONNECT') return false;
+    for (let j = 0; j < method.length; j++) {
+      const c = method.charCodeAt(j);
+      if (c >= 128 || METHOD_CHAR[c] === 0) return false;
+    }
+    if (authority !== null && BAD_VALUE.test(authority)) return false;
+    this.method = method;
+    this.path = path;
+    this.scheme = scheme;
+    this.authority = authority;
+    this.fields = out;
+    return true;
+  }
+
+  openBody(): void {
+    const stream = this;
+    this.body = new Readable({
+      highWaterMark: this.#recvInitial,
+      read() {
+        stream.#giveBack();
+      },
+    });
+    // A reset ends the body with an error; whoever reads it (a pipe) has its own listener.
+    this.body.on('error', ignoreError);
+  }
+
+  /** DATA (or trailers: len 0) for this stream. */
+  received(buf: Buffer, s: number, e: number, len: number, end: boolean): void {
+    this.#recvWindow -= len;
+    if (this.#recvWindow < 0) {
+      this.reset(E_FLOW_CONTROL_ERROR);
+      return;
+    }
+    const n = e - s;
+    this.#received += n;
+    if (this.contentLength !== -1 && (this.#received > this.contentLength || (end && this.#received !== this.contentLength))) {
+      // 8.1.1: a body that disagrees with its content-length is malformed.
+      this.reset(E_PROTOCOL_ERROR);
+      return;
+    }
+    const body = this.body;
+    if (n > 0) {
+      this.#pushed += n;
+      if (body !== null) body.push(Buffer.from(buf.subarray(s, e)));
+    }
+    if (end) {
+      this.state &= ~REMOTE_OPEN;
+      body?.push(null);
+      if ((this.state & LOCAL_OPEN) === 0) this.#close(false);
+    }
+  }
+
+  /**
+   * The body's reader wants more: what it took out of the body's buffer goes back to both
+   * windows. Readable also asks while it fills its own buffer ahead of any reader; bytes still in
+   * that buffer are not given back, so a body nobody reads holds at most one window.
+   */
+  #giveBack(): void {
+    const n = this.#pushed - (this.body?.readableLength ?? 0) - this.#credited;
+    if (n <= 0) return;
+    this.#credited += n;
+    this.session.consumed(n);
+    if ((this.state & REMOTE_OPEN) === 0) return;
+    this.#recvWindow += n;
+    this.session.sendFrame(u32Frame(T_WINDOW_UPDATE, this.id, n));
+  }
+
+  /** The response head. `headers`: flat, lower-case, checked for HTTP/2 by the caller. */
+  respond(status: number, headers: readonly string[], endStream = false): void {
+    if (this.headersSent || this.#closed) return;
+    this.headersSent = true;
+    const block = encodeResponseHead(status, headers);
+    const max = this.session.peerMaxFrame;
+    const endFlag = endStream ? F_END_STREAM : 0;
+    if (block.length <= max) {
+      const f = Buffer.allocUnsafe(FRAME_HEADER + block.length);
+      writeFrameHeader(f, 0, block.length, T_HEADERS, F_END_HEADERS | endFlag, this.id);
+      block.copy(f, FRAME_HEADER);
+      this.session.sendFrame(f);
+    } else {
+      for (let o = 0; o < block.length; o += max) {
+        const part = block.subarray(o, Math.min(o + max, block.length));
+        const last = o + max >= block.length;
+        const type = o === 0 ? T_HEADERS : T_CONTINUATION;
+        this.session.sendFrame(frame(type, (last ? F_END_HEADERS : 0) | (o === 0 ? endFlag : 0), this.id, part));
+      }
+    }
+    if (endStream) this.#localEnd();
+  }
+
+  /** Body bytes; false when they wait for window or the socket ('drain' follows). */
+  write(chunk: Buffer): boolean {
+    if (this.#closed || this.#ending || (this.state & LOCAL_OPEN) === 0) return false;
+    if (chunk.length === 0) return true;
+    if (this.#pendingBytes === 0) this.#sendData(chunk, false);
+    else this.#queue(chunk);
+    if (this.#pendingBytes === 0) return true;
+    this.#needDrain = true;
+    return false;
+  }
+
+  end(chunk?: Buffer): void {
+    if (this.#closed || this.#ending || (this.state & LOCAL_OPEN) === 0) return;
+    if (!this.headersSent) this.respond(200, []);
+    this.#ending = true;
+    const c = chunk ?? EMPTY;
+    if (this.#pendingBytes === 0) this.#sendData(c, true);
+    else this.#queue(c);
+  }
+
+  #queue(chunk: Buffer): void {
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    this.session.block(this);
+  }
+
+  /** Sends `chunk` (and END_STREAM when `last`) as far as the windows allow; queues the rest. */
+  #sendData(chunk: Buffer, last: boolean): void {
+    let o = 0;
+    while (o < chunk.length) {
+      const want = Math.min(chunk.length - o, this.#sendWindow);
+      const n = want > 0 ? this.session.take(want) : 0;
+      if (n === 0) break;
+      this.#sendWindow -= n;
+      const end = last && o + n === chunk.length;
+      const f = Buffer.allocUnsafe(FRAME_HEADER + n);
+      writeFrameHeader(f, 0, n, T_DATA, end ? F_END_STREAM : 0, this.id);
+      chunk.copy(f, FRAME_HEADER, o, o + n);
+      this.session.sendFrame(f);
+      o += n;
+      if (end) {
+        this.#localEnd();
+        return;
+      }
+    }
+    if (o === chunk.length && last) {
+      // Empty last chunk: END_STREAM on an empty DATA frame.
+      this.session.sendFrame(frame(T_DATA, F_END_STREAM, this.id, null));
+      this.#localEnd();
+      return;
+    }
+    if (o < chunk.length) this.#queue(o === 0 ? chunk : chunk.subarray(o));
+  }
+
+  /** Called by the session when windows or the socket opened. */
+  sendPending(): void {
+    if (this.#closed) return;
+    const queued = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    for (let i = 0; i < queued.length; i++) {
+      const last = this.#ending && i === queued.length - 1;
+      if (this.#pendingBytes > 0) this.#queue(queued[i]!);
+      else this.#sendData(queued[i]!, last);
+    }
+    if (this.#pendingBytes === 0 && this.#needDrain) {
+      this.#needDrain = false;
+      const drain = this.#onDrain;
+      this.#onDrain = null;
+      emit(drain);
+    }
+  }
+
+  /** Our side is done (END_STREAM sent). */
+  #localEnd(): void {
+    this.state &= ~LOCAL_OPEN;
+    emit(this.#onFinish);
+    if ((this.state & REMOTE_OPEN) === 0) this.#close(false);
+    else {
+      // 8.1: a complete response may stop the rest of the request body: RST_STREAM NO_ERROR.
+      this.session.sendRst(this.id, E_NO_ERROR);
+      this.body?.destroy();
+      this.#close(false);
+    }
+  }
+
+  /** SETTINGS_INITIAL_WINDOW_SIZE change or WINDOW_UPDATE; false when past 2^31-1. */
+  adjustWindow(delta: number): boolean {
+    this.#sendWindow += delta;
+    if (this.#sendWindow > MAX_WINDOW) return false;
+    if (delta > 0 && this.#pendingBytes > 0) this.session.block(this);
+    return true;
+  }
+
+  /** We end the stream abnormally (RST_STREAM `code`). */
+  reset(code = E_CANCEL): void {
+    if (this.#closed) return;
+    this.session.sendRst(this.id, code);
+    this.aborted = true;
+    this.body?.destroy(new Error(`HTTP/2 stream reset (${code})`));
+    this.#close(false);
+  }
+
+  /** The peer reset the stream, or the connection went. */
+  closedByPeer(): void {
+    if (this.#closed) return;
+    this.aborted = true;
+    this.body?.destroy(new Error('HTTP/2 stream reset by the client'));
+    this.#close(true);
+  }
+
+  #close(byPeer: boolean): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.state = 0;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    // Body bytes nobody read still count against the connection window: give them back.
+    if (this.#pushed > this.#credited) {
+      this.session.consumed(this.#pushed - this.#credited);
+      this.#credited = this.#pushed;
+    }
+    this.session.streamClosed(this, byPeer);
+    emit(this.#onClose);
+    this.#onClose = this.#onDrain = this.#onFinish = null;
+  }
+
+  /** 'drain' listeners are called once (each wait for drain adds its own); 'close' and 'finish' come once anyway. */
+  on(event: 'close' | 'finish' | 'drain', fn: Listener): this {
+    if (event === 'close') (this.#onClose ??= []).push(fn);
+    else if (event === 'drain') (this.#onDrain ??= []).push(fn);
+    else (this.#onFinish ??= []).push(fn);
+    return this;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+function ignoreError(): void {}
+
+function emit(list: Listener[] | null): void {
+  if (list === null) return;
+  for (let i = 0; i < list.length; i++) list[i]!();
+}

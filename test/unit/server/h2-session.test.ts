@@ -1,0 +1,410 @@
+/**
+ * server/h2/session.ts on its own, over real mTLS sockets: a small app on H2Session, driven by
+ * Node's HTTP/2 client (nghttp2) for the protocol's ordinary paths (concurrency, flow control
+ * both ways, resets, graceful close), and by hand-built frames for what a well-behaved client
+ * never sends (malformed heads, window overruns, floods).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { H2Session } from '../../../src/server/h2/session.js';
+import type { H2Limits, H2ServerStream } from '../../../src/server/h2/session.js';
+
+const pki = inject('pki');
+const LIMITS: H2Limits = { maxConcurrentStreams: 100, maxHeaderListSize: 16384, streamWindow: 65535, connectionWindow: 1 << 20 };
+const closers: (() => void)[] = [];
+afterEach(() => {
+  for (const c of closers.splice(0).reverse()) c();
+});
+
+interface Server {
+  port: number;
+  sessions: H2Session[];
+  streams: H2ServerStream[];
+}
+
+/** The test app: /hello, /echo (body back), /big?n=N (N bytes), /hold (never answers). */
+function app(stream: H2ServerStream): void {
+  const path = stream.path;
+  if (path === '/hello') {
+    stream.respond(200, ['content-type', 'text/plain', 'x-method', stream.method]);
+    stream.end(Buffer.from('hello'));
+  } else if (path === '/echo') {
+    const parts: Buffer[] = [];
+    stream.body?.on('data', (c: Buffer) => parts.push(c));
+    stream.body?.on('end', () => {
+      stream.respond(200, ['x-fields', String(stream.fields.length / 2)]);
+      stream.end(Buffer.concat(parts));
+    });
+  } else if (path.startsWith('/big?n=')) {
+    const n = Number(path.slice(7));
+    const chunk = Buffer.alloc(64 * 1024, 'b');
+    stream.respond(200, ['content-length', String(n)]);
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < n) {
+        const c = chunk.subarray(0, Math.min(chunk.length, n - sent));
+        sent += c.length;
+        if (sent >= n) {
+          stream.end(c);
+          return;
+        }
+        if (!stream.write(c)) {
+          stream.on('drain', pump);
+          return;
+        }
+      }
+    };
+    pump();
+  } else if (path === '/hold') {
+    // Never answered: the client resets or the session closes.
+  } else {
+    stream.respond(404, []);
+    stream.end();
+  }
+}
+
+async function startServer(limits: H2Limits = LIMITS, handler: (s: H2ServerStream) => void = app): Promise<Server> {
+  const srv: Server = { port: 0, sessions: [], streams: [] };
+  const server = tls.createServer(
+    {
+      cert: readFileSync(pki.server.cert),
+      key: readFileSync(pki.server.key),
+      ca: readFileSync(pki.rootCa.cert),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: ['h2'],
+    },
+    (socket) => {
+      srv.sessions.push(
+        new H2Session(socket, limits, {
+          onStream: (s) => {
+            srv.streams.push(s);
+            handler(s);
+          },
+        }),
+      );
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  closers.push(() => server.close());
+  srv.port = (server.address() as AddressInfo).port;
+  return srv;
+}
+
+const clientTls = {
+  ca: readFileSync(pki.rootCa.cert),
+  cert: readFileSync(pki.clients.orders.cert),
+  key: readFileSync(pki.clients.orders.key),
+  servername: 'localhost',
+};
+
+function connect(port: number, settings: http2.Settings = {}): http2.ClientHttp2Session {
+  const c = http2.connect(`https://localhost:${port}`, { ...clientTls, settings, host: '127.0.0.1' } as http2.SecureClientSessionOptions);
+  c.on('error', () => undefined);
+  closers.push(() => c.destroy());
+  return c;
+}
+
+function fetch2(c: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: Buffer): Promise<{ headers: http2.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = c.request(headers, { endStream: body === undefined });
+    const parts: Buffer[] = [];
+    let head: http2.IncomingHttpHeaders = {};
+    req.on('response', (h) => (head = h));
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => resolve({ headers: head, body: Buffer.concat(parts) }));
+    req.on('error', reject);
+    if (body !== undefined) req.end(body);
+  });
+}
+
+describe('H2Session with Node\'s HTTP/2 client', () => {
+  it('serves requests, 300 of them 100 at a time on one connection', async () => {
+    const srv = await startServer();
+    const c = connect(srv.port);
+    const one = await fetch2(c, { ':path': '/hello', 'x-a': 'b' });
+    expect(one.headers[':status']).toBe(200);
+    expect(one.headers['content-type']).toBe('text/plain');
+    expect(one.body.toString()).toBe('hello');
+    for (let round = 0; round < 3; round++) {
+      const all = await Promise.all(Array.from({ length: 100 }, () => fetch2(c, { ':path': '/hello' })));
+      for (const r of all) expect([r.headers[':status'], r.body.toString()]).toEqual([200, 'hello']);
+    }
+    expect(srv.sessions).toHaveLength(1);
+    expect(srv.sessions[0]?.openStreams).toBe(0);
+    const missing = await fetch2(c, { ':path': '/nope' });
+    expect(missing.headers[':status']).toBe(404);
+  });
+
+  it('reads a request body far larger than its windows, giving the windows back as it reads', async () => {
+    const srv = await startServer();
+    const c = connect(srv.port);
+    const body = Buffer.alloc(3 * 1024 * 1024 + 7);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 131) & 0xff;
+    const r = await fetch2(c, { ':path': '/echo', ':method': 'POST', 'content-length': String(body.length) }, body);
+    expect(r.headers[':status']).toBe(200);
+    expect(createHash('sha256').update(r.body).digest('hex')).toBe(createHash('sha256').update(body).digest('hex'));
+    // Several bodies at once share the connection window.
+    const many = await Promise.all(Array.from({ length: 8 }, (_, i) => fetch2(c, { ':path': '/echo', ':method': 'PUT' }, Buffer.alloc(300_000, i))));
+    many.forEach((m, i) => expect(m.body.equals(Buffer.alloc(300_000, i))).toBe(true));
+  });
+
+  it('sends a response body under a small client window, and waits for it (write false, then drain)', async () => {
+    const srv = await startServer();
+    const c = connect(srv.port, { initialWindowSize: 8192 });
+    const n = 2 * 1024 * 1024 + 3;
+    const [a, b] = await Promise.all([fetch2(c, { ':path': `/big?n=${n}` }), fetch2(c, { ':path': '/hello' })]);
+    expect(a.body.length).toBe(n);
+    expect(a.body.every((x) => x === 0x62)).toBe(true);
+    expect(b.body.toString()).toBe('hello');
+  });
+
+  it('a stream the client resets closes as aborted; the connection goes on', async () => {
+    const srv = await startServer();
+    const c = connect(srv.port);
+    const req = c.request({ ':path': '/hold' });
+    req.on('error', () => undefined);
+    await new Promise((r) => setTimeout(r, 50));
+    const held = srv.streams.at(-1) as H2ServerStream;
+    const closed = new Promise<void>((r) => held.on('close', r));
+    req.close(http2.constants.NGHTTP2_CANCEL);
+    await closed;
+    expect(held.aborted).toBe(true);
+    expect((await fetch2(c, { ':path': '/hello' })).body.toString()).toBe('hello');
+  });
+
+  it('a graceful close lets the open stream finish, refuses new ones, then ends the connection', async () => {
+    let answer: (() => void) | null = null;
+    const srv = await startServer(LIMITS, (s) => {
+      if (s.path === '/later') {
+        answer = () => {
+          s.respond(200, []);
+          s.end(Buffer.from('late'));
+        };
+      } else app(s);
+    });
+    const c = connect(srv.port);
+    const pending = fetch2(c, { ':path': '/later' });
+    await new Promise((r) => setTimeout(r, 50));
+    const goaway = new Promise<number>((r) => c.once('goaway', (code, lastStreamId) => r(lastStreamId)));
+    srv.sessions[0]?.close();
+    expect(await goaway).toBe(1);
+    (answer as unknown as () => void)();
+    expect((await pending).body.toString()).toBe('late');
+    await new Promise<void>((r) => c.once('close', r));
+    expect(srv.sessions[0]?.closed).toBe(true);
+  });
+});
+
+// ---- hand-built frames ---------------------------------------------------------------------
+
+function frame(type: number, flags: number, sid: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(sid, 5);
+  return Buffer.concat([h, payload]);
+}
+/** A header block of literal fields without indexing (plain strings, new names). */
+function block(fields: [string, string][]): Buffer {
+  const parts: Buffer[] = [];
+  for (const [n, v] of fields) {
+    const nb = Buffer.from(n, 'latin1');
+    const vb = Buffer.from(v, 'latin1');
+    if (nb.length > 126 || vb.length > 126) throw new Error('test helper: short strings only');
+    parts.push(Buffer.from([0, nb.length]), nb, Buffer.from([vb.length]), vb);
+  }
+  return Buffer.concat(parts);
+}
+const GET = (path: string, extra: [string, string][] = []): Buffer =>
+  block([[':method', 'GET'], [':scheme', 'https'], [':path', path], [':authority', 'localhost'], ...extra]);
+const u32 = (v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(v);
+  return b;
+};
+
+interface Frame {
+  type: number;
+  flags: number;
+  sid: number;
+  payload: Buffer;
+}
+
+/** A raw client: preface and SETTINGS sent, frames collected until the socket closes. */
+async function raw(port: number): Promise<{ send(b: Buffer): void; frames: Frame[]; closed: Promise<void>; waitFor(pred: (f: Frame) => boolean): Promise<Frame> }> {
+  const sock = tls.connect({ port, host: '127.0.0.1', ALPNProtocols: ['h2'], ...clientTls });
+  closers.push(() => sock.destroy());
+  await new Promise<void>((r, j) => sock.once('secureConnect', r).once('error', j));
+  const frames: Frame[] = [];
+  const waiters: [(f: Frame) => boolean, (f: Frame) => void][] = [];
+  let buf = Buffer.alloc(0);
+  sock.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+      const len = buf.readUIntBE(0, 3);
+      const f = { type: buf[3] as number, flags: buf[4] as number, sid: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + len) };
+      buf = buf.subarray(9 + len);
+      frames.push(f);
+      for (const w of waiters.splice(0)) (w[0](f) ? w[1](f) : waiters.push(w));
+    }
+  });
+  sock.on('error', () => undefined);
+  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  sock.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), frame(4, 0, 0)]));
+  return {
+    send: (b) => sock.write(b),
+    frames,
+    closed,
+    waitFor: (pred) => {
+      const seen = frames.find(pred);
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((r) => waiters.push([pred, r]));
+    },
+  };
+}
+const isGoaway = (f: Frame): boolean => f.type === 7;
+const goawayCode = (f: Frame): number => f.payload.readUInt32BE(4);
+const isRst = (sid: number) => (f: Frame): boolean => f.type === 3 && f.sid === sid;
+const isResponse = (sid: number) => (f: Frame): boolean => f.type === 1 && f.sid === sid;
+
+describe('H2Session against frames no good client sends', () => {
+  it('a malformed head is a stream error; the next request on the connection is served', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    const bad: [string, Buffer][] = [
+      ['upper-case name', GET('/hello', [['X-Upper', 'v']])],
+      ['connection header', GET('/hello', [['connection', 'close']])],
+      ['te other than trailers', GET('/hello', [['te', 'gzip']])],
+      ['value with CR', GET('/hello', [['x-v', 'a\rb']])],
+      ['value with leading space', GET('/hello', [['x-v', ' a']])],
+      ['pseudo after regular', block([[':method', 'GET'], ['x-a', 'b'], [':scheme', 'https'], [':path', '/hello']])],
+      ['duplicate :path', block([[':method', 'GET'], [':scheme', 'https'], [':path', '/a'], [':path', '/b']])],
+      ['missing :path', block([[':method', 'GET'], [':scheme', 'https']])],
+      ['response pseudo-header', block([[':method', 'GET'], [':scheme', 'https'], [':path', '/'], [':status', '200']])],
+      ['CONNECT', block([[':method', 'CONNECT'], [':authority', 'example.com:443']])],
+      ['bad content-length', GET('/hello', [['content-length', '12x']])],
+    ];
+    let sid = 1;
+    for (const [, b] of bad) {
+      c.send(frame(1, 0x4 | 0x1, sid, b));
+      const rst = await c.waitFor(isRst(sid));
+      expect(rst.payload.readUInt32BE(0)).toBe(1); // PROTOCOL_ERROR
+      sid += 2;
+    }
+    expect(srv.streams).toHaveLength(0);
+    c.send(frame(1, 0x4 | 0x1, sid, GET('/hello')));
+    const head = await c.waitFor(isResponse(sid));
+    expect(head.payload[0]).toBe(0x88); // :status 200, static index
+    expect(c.frames.some(isGoaway)).toBe(false);
+  });
+
+  const connectionErrors: [string, number, (send: (b: Buffer) => void) => void][] = [
+    ['HEADERS on stream 0', 1, (send) => send(frame(1, 0x5, 0, GET('/hello')))],
+    ['an even stream id', 1, (send) => send(frame(1, 0x5, 2, GET('/hello')))],
+    ['a stream id going backwards', 1, (send) => send(Buffer.concat([frame(1, 0x5, 5, GET('/hello')), frame(1, 0x5, 3, GET('/hello'))]))],
+    ['a broken HPACK block', 9, (send) => send(frame(1, 0x5, 1, Buffer.from([0x80])))],
+    ['CONTINUATION without HEADERS', 1, (send) => send(frame(9, 0x4, 1, GET('/hello')))],
+    ['another frame inside a header block', 1, (send) => send(Buffer.concat([frame(1, 0x1, 1, GET('/hello')), frame(6, 0, 0, Buffer.alloc(8))]))],
+    ['a CONTINUATION flood', 11, (send) => send(Buffer.concat([frame(1, 0x1, 1, GET('/hello')), ...Array.from({ length: 70 }, () => frame(9, 0, 1))]))],
+    ['PUSH_PROMISE', 1, (send) => send(frame(5, 0x4, 1, Buffer.concat([u32(2), GET('/x')])))],
+    ['DATA past the connection window', 3, (send) => {
+      // 18 bodies nobody reads, each within its stream window: together past the 1 MiB connection window.
+      for (let sid = 1; sid <= 35; sid += 2) {
+        send(frame(1, 0x4, sid, block([[':method', 'POST'], [':scheme', 'https'], [':path', '/hold']])));
+        for (let i = 0; i < 4; i++) send(frame(0, 0, sid, Buffer.alloc(16383)));
+      }
+    }],
+    ['a frame over SETTINGS_MAX_FRAME_SIZE', 6, (send) => send(frame(0, 0, 1, Buffer.alloc(16385)))],
+    ['a WINDOW_UPDATE of 0 on the connection', 1, (send) => send(frame(8, 0, 0, u32(0)))],
+    ['a connection window past 2^31-1', 3, (send) => send(frame(8, 0, 0, u32(2 ** 31 - 1)))],
+    ['SETTINGS_INITIAL_WINDOW_SIZE past 2^31-1', 3, (send) => send(frame(4, 0, 0, Buffer.from([0, 4, 0x80, 0, 0, 0])))],
+    ['a PING of the wrong size', 6, (send) => send(frame(6, 0, 0, Buffer.alloc(7)))],
+    ['a PING flood', 11, (send) => send(Buffer.concat(Array.from({ length: 1100 }, () => frame(6, 0, 0, Buffer.alloc(8)))))],
+    ['an empty DATA flood', 11, (send) => {
+      send(frame(1, 0x4, 1, GET('/echo')));
+      send(Buffer.concat(Array.from({ length: 1100 }, () => frame(0, 0, 1))));
+    }],
+    ['RST_STREAM on an idle stream', 1, (send) => send(frame(3, 0, 9, u32(8)))],
+  ];
+  for (const [what, code, attack] of connectionErrors) {
+    it(`${what}: GOAWAY ${code} and the connection closed`, async () => {
+      const srv = await startServer({ ...LIMITS, connectionWindow: 1 << 20 });
+      const c = await raw(srv.port);
+      attack(c.send);
+      const g = await c.waitFor(isGoaway);
+      expect(goawayCode(g)).toBe(code);
+      await c.closed;
+    });
+  }
+
+  it('a bad preface: GOAWAY PROTOCOL_ERROR', async () => {
+    const srv = await startServer();
+    const sock = tls.connect({ port: srv.port, host: '127.0.0.1', ALPNProtocols: ['h2'], ...clientTls });
+    closers.push(() => sock.destroy());
+    const got: Buffer[] = [];
+    sock.on('data', (d: Buffer) => got.push(d));
+    sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await new Promise((r) => sock.once('close', r));
+    const all = Buffer.concat(got);
+    // Our SETTINGS, then GOAWAY(PROTOCOL_ERROR).
+    const at = all.indexOf(Buffer.from([0, 0, 8, 7]));
+    expect(at).toBeGreaterThan(0);
+    expect(all.readUInt32BE(at + 13)).toBe(1);
+  });
+
+  it('DATA past a stream window is a stream error; PING is answered with its payload', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    // A body nobody reads: its window is not given back.
+    c.send(frame(1, 0x4, 1, block([[':method', 'POST'], [':scheme', 'https'], [':path', '/hold']])));
+    for (let i = 0; i < 5; i++) c.send(frame(0, 0, 1, Buffer.alloc(16384)));
+    expect((await c.waitFor(isRst(1))).payload.readUInt32BE(0)).toBe(3); // FLOW_CONTROL_ERROR
+    c.send(frame(6, 0, 0, Buffer.from('12345678')));
+    const pong = await c.waitFor((f) => f.type === 6);
+    expect([pong.flags, pong.payload.toString()]).toEqual([1, '12345678']);
+    expect(c.frames.some(isGoaway)).toBe(false);
+  });
+
+  it('a body longer or shorter than its content-length is a stream error', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    c.send(frame(1, 0x4, 1, block([[':method', 'POST'], [':scheme', 'https'], [':path', '/echo'], ['content-length', '3']])));
+    c.send(frame(0, 0x1, 1, Buffer.from('four')));
+    expect((await c.waitFor(isRst(1))).payload.readUInt32BE(0)).toBe(1);
+    c.send(frame(1, 0x4, 3, block([[':method', 'POST'], [':scheme', 'https'], [':path', '/echo'], ['content-length', '5']])));
+    c.send(frame(0, 0x1, 3, Buffer.from('four')));
+    expect((await c.waitFor(isRst(3))).payload.readUInt32BE(0)).toBe(1);
+  });
+
+  it('streams past SETTINGS_MAX_CONCURRENT_STREAMS are refused, retryably', async () => {
+    const srv = await startServer({ ...LIMITS, maxConcurrentStreams: 2 });
+    const c = await raw(srv.port);
+    for (const sid of [1, 3, 5]) c.send(frame(1, 0x5, sid, GET('/hold')));
+    expect((await c.waitFor(isRst(5))).payload.readUInt32BE(0)).toBe(7); // REFUSED_STREAM
+    expect(srv.streams.map((s) => s.id)).toEqual([1, 3]);
+  });
+
+  it('rapid reset: a client that opens and resets streams in a loop gets ENHANCE_YOUR_CALM', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    const burst: Buffer[] = [];
+    for (let i = 0; i < 150; i++) {
+      const sid = 1 + 2 * i;
+      burst.push(frame(1, 0x5, sid, GET('/hold')), frame(3, 0, sid, u32(8)));
+    }
+    c.send(Buffer.concat(burst));
+    expect(goawayCode(await c.waitFor(isGoaway))).toBe(11);
+    await c.closed;
+    expect(srv.streams.length).toBeLessThanOrEqual(RAPID_CAP);
+  });
+});
+
+/** Streams reach the app until the guard trips at RAPID_RESET_MIN resets. */
+const RAPID_CAP = 101;
