@@ -13,6 +13,9 @@ import type { InboundRequest, OutboundResponse } from './types.js';
 import { H2Request, H2Response } from './h2.js';
 import { H1Server } from './h1.js';
 import type { H1Limits } from './h1.js';
+import { H2Session } from './h2/session.js';
+import type { H2Limits } from './h2/session.js';
+import { H2StreamRequest, H2StreamResponse } from './h2/exchange.js';
 
 export type SidecarServer = tls.Server | http2.Http2SecureServer;
 
@@ -25,6 +28,33 @@ export interface ListenerHooks {
 
 /** The HTTP/1.1 side of each listener. */
 const h1Servers = new WeakMap<SidecarServer, H1Server>();
+
+/**
+ * Which HTTP/2 implementation serves: the sidecar's own framing (server/h2/, the default) or
+ * node:http2 (server/h2.ts), kept as a fallback an operator can choose with
+ * MTLS_SIDECAR_HTTP2=node while the own one is new. Read once, when a listener is created.
+ */
+export type Http2Engine = 'own' | 'node';
+export function http2Engine(env: NodeJS.ProcessEnv = process.env): Http2Engine {
+  return env['MTLS_SIDECAR_HTTP2'] === 'node' ? 'node' : 'own';
+}
+
+/** The own HTTP/2 side's limits and idle timeout per listener (a reload updates them for new connections). */
+interface OwnH2Settings {
+  limits: H2Limits;
+  idleTimeoutMs: number;
+}
+const ownH2 = new WeakMap<SidecarServer, OwnH2Settings>();
+
+function h2Limits(l: Snapshot['limits']): H2Limits {
+  return {
+    maxConcurrentStreams: l.maxConcurrentStreams,
+    maxHeaderListSize: l.maxHeaderSize,
+    // nghttp2's defaults as node:http2 runs them: 64 KiB per stream, the connection window opened to 1 MiB.
+    streamWindow: 65535,
+    connectionWindow: 1 << 20,
+  };
+}
 
 function h1Limits(l: Snapshot['limits']): H1Limits {
   return {
@@ -43,7 +73,11 @@ export function applyServerLimits(server: SidecarServer, s: Snapshot): void {
   server.maxConnections = l.maxConnections;
   h1Servers.get(server)?.setLimits(h1Limits(l));
   // HTTP/2 sessions idle this long are closed (HTTP/1.1 sockets by their own timeout, h1.ts).
-  if (s.listen.http2) (server as http2.Http2SecureServer).setTimeout(l.idleTimeoutMs);
+  const own = ownH2.get(server);
+  if (own !== undefined) {
+    own.limits = h2Limits(l);
+    own.idleTimeoutMs = l.idleTimeoutMs;
+  } else if (s.listen.http2) (server as http2.Http2SecureServer).setTimeout(l.idleTimeoutMs);
 }
 
 /** ALPN: h2 when offered, else http/1.1; a client offering only other protocols is refused (no_application_protocol). */
@@ -154,7 +188,32 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
   };
   const h1 = new H1Server(h1Limits(l), { onRequest: hooks.onRequest, onClientError: hooks.onClientError });
   let server: SidecarServer;
-  if (s.listen.http2) {
+  if (s.listen.http2 && http2Engine() === 'own') {
+    const tlsServer = tls.createServer({ ...tlsOpts, ALPNCallback: selectAlpn });
+    const settings: OwnH2Settings = { limits: h2Limits(l), idleTimeoutMs: l.idleTimeoutMs };
+    ownH2.set(tlsServer, settings);
+    tlsServer.on('secureConnection', (socket: TLSSocket) => {
+      // Refused by the handshake check (prepended below): nothing to serve.
+      if (socket.destroyed) return;
+      if (socket.alpnProtocol !== 'h2') {
+        h1.accept(socket);
+        return;
+      }
+      const session = new H2Session(socket, settings.limits, {
+        onStream: (stream) => {
+          const req = new H2StreamRequest(stream);
+          hooks.onRequest(req, new H2StreamResponse(req));
+        },
+      });
+      // An idle session is told to go away (as node:http2's server timeout does).
+      socket.setTimeout(settings.idleTimeoutMs, () => {
+        if (session.openStreams === 0) session.close();
+      });
+      // The sidecar keeps the session on the connection (drain sends it GOAWAY).
+      tlsServer.emit('session', session);
+    });
+    server = tlsServer;
+  } else if (s.listen.http2) {
     // allowHTTP1 stays off: node:http2 then hands HTTP/1.1 (and no-ALPN) sockets to
     // 'unknownProtocol' instead of node:http; selectAlpn still offers http/1.1.
     const h2 = http2.createSecureServer({

@@ -77,7 +77,7 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
   const target = req.url ?? '';
   conn.inflight++;
   // One 'close' listener per request (on, not once: a response closes once, and once() wraps).
-  res.on('close', () => onClose(host, ctx, session === undefined ? socket : null));
+  res.on('close', () => onClose(host, ctx, req.httpVersionMajor === 1 ? socket : null));
 
   if (conn.generation !== s.generation) {
     const withdrawn = host.refreshConnection(conn);
@@ -85,13 +85,13 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
       ctx.path = auditPath(target);
       refuse(host, ctx, 'trust_withdrawn', true, null);
       // The connection itself is no longer trusted: end it once this answer is out.
-      if (session !== undefined) (session as unknown as { close(): void }).close();
+      if (req.httpVersionMajor === 2) conn.h2?.close();
       return;
     }
   }
 
   // 1. Header sanity (duplicates that enable smuggling or auth confusion) and the header-count limit.
-  if (req.rawHeaders.length > s.limits.maxHeaders * 2 + 8) {
+  if (req.rawHeaders.length > s.limits.maxHeaders * 2 + 8 || req.headersTooLarge === true) {
     ctx.path = auditPath(target);
     return refuse(host, ctx, 'header_too_large', true, null);
   }

@@ -1,6 +1,7 @@
 /**
  * The slice of request/response the pipeline uses, common to HTTP/1.1 (server/h1.ts) and
- * HTTP/2 (server/h2.ts over node:http2's core stream API).
+ * HTTP/2 (server/h2/exchange.ts over the sidecar's own framing, or server/h2.ts over node:http2's
+ * core stream API).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
@@ -19,6 +20,8 @@ export interface InboundRequest {
   readonly httpVersionMinor?: number;
   /** HTTP/1.1: the body as a stream, when the request has one (Content-Length > 0 or chunked). */
   readonly body?: Readable | null;
+  /** HTTP/2 (own framing): the decoded head was over maxHeaderSize and was cut short; refused with 431. */
+  readonly headersTooLarge?: boolean;
   /** HTTP/1.1: the whole message (body included) has been read. */
   readonly complete?: boolean;
   /** The request body. */

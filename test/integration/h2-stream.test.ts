@@ -1,6 +1,7 @@
 /**
- * HTTP/2 through the core stream API (server/h2.ts): the whole pipeline on real h2 streams
- * over mTLS, and the compat layer provably out of the path.
+ * HTTP/2, the whole pipeline on real h2 streams over mTLS, on both engines: the sidecar's own
+ * framing (server/h2/, the default) and node:http2's core stream API (server/h2.ts,
+ * MTLS_SIDECAR_HTTP2=node), with node:http2's compat layer provably out of the path.
  */
 import http2 from 'node:http2';
 import { Readable } from 'node:stream';
@@ -18,17 +19,6 @@ let app: Upstream;
 let sc: RunningSidecar;
 let session: http2.ClientHttp2Session;
 
-beforeAll(async () => {
-  app = await startUpstream();
-  sc = await startSidecar(baseConfig(pki, app.url));
-  session = http2.connect(sc.origin, tlsOptions(creds(pki, 'orders')));
-  session.on('error', () => undefined);
-});
-afterAll(async () => {
-  session.close();
-  await sc.close();
-  await app.close();
-});
 
 interface H2Reply {
   status: number;
@@ -49,9 +39,26 @@ function exchange(headers: http2.OutgoingHttpHeaders, body?: Buffer): Promise<H2
   });
 }
 
-describe('HTTP/2 on the stream API', () => {
-  it('the listener has one stream listener, the sidecar\'s, and no compat bridge', () => {
-    expect(sc.sidecar.server.listenerCount('stream')).toBe(1);
+describe.each(['own', 'node'] as const)('HTTP/2 (%s engine)', (engine) => {
+  beforeAll(async () => {
+    const before = process.env['MTLS_SIDECAR_HTTP2'];
+    process.env['MTLS_SIDECAR_HTTP2'] = engine;
+    app = await startUpstream();
+    sc = await startSidecar(baseConfig(pki, app.url));
+    if (before === undefined) delete process.env['MTLS_SIDECAR_HTTP2'];
+    else process.env['MTLS_SIDECAR_HTTP2'] = before;
+    session = http2.connect(sc.origin, tlsOptions(creds(pki, 'orders')));
+    session.on('error', () => undefined);
+  });
+  afterAll(async () => {
+    session.close();
+    await sc.close();
+    await app.close();
+  });
+
+  it('node:http2: the listener has one stream listener, the sidecar\'s, and no compat bridge; own: no node:http2 server at all', () => {
+    expect(sc.sidecar.server.listenerCount('stream')).toBe(engine === 'node' ? 1 : 0);
+    expect(sc.sidecar.server.listenerCount('request')).toBe(0);
   });
 
   it('a GET reaches the app with identity headers and comes back with the sidecar\'s headers, audited as HTTP/2', async () => {

@@ -595,6 +595,8 @@ export class H2ServerStream {
   #ending = false;
   #needDrain = false;
   #closed = false;
+  /** END_STREAM went out: the response is complete. */
+  #finished = false;
   #onClose: Listener[] | null = null;
   #onDrain: Listener[] | null = null;
   #onFinish: Listener[] | null = null;
@@ -821,7 +823,12 @@ export class H2ServerStream {
   /** Our side is done (END_STREAM sent). */
   #localEnd(): void {
     this.state &= ~LOCAL_OPEN;
-    emit(this.#onFinish);
+    this.#finished = true;
+    // Events come after the call that caused them returns, as on Node's streams: a listener
+    // (the audit) sees the state its caller set after writing.
+    const finish = this.#onFinish;
+    this.#onFinish = null;
+    if (finish !== null) process.nextTick(emit, finish);
     if ((this.state & REMOTE_OPEN) === 0) this.#close(false);
     else {
       // 8.1: a complete response may stop the rest of the request body: RST_STREAM NO_ERROR.
@@ -868,12 +875,18 @@ export class H2ServerStream {
       this.#credited = this.#pushed;
     }
     this.session.streamClosed(this, byPeer);
-    emit(this.#onClose);
+    const close = this.#onClose;
     this.#onClose = this.#onDrain = this.#onFinish = null;
+    if (close !== null) process.nextTick(emit, close);
   }
 
   /** 'drain' listeners are called once (each wait for drain adds its own); 'close' and 'finish' come once anyway. */
   on(event: 'close' | 'finish' | 'drain', fn: Listener): this {
+    if (this.#closed) {
+      // Already over: 'close' (and 'finish', if our side ended) still come, asynchronously.
+      if (event === 'close' || (event === 'finish' && this.#finished)) process.nextTick(fn);
+      return this;
+    }
     if (event === 'close') (this.#onClose ??= []).push(fn);
     else if (event === 'drain') (this.#onDrain ??= []).push(fn);
     else (this.#onFinish ??= []).push(fn);
