@@ -497,6 +497,17 @@ class UpstreamConnection implements ParserEvents {
     // Said out loud, as undici did, for apps that still answer HTTP/1.0-style.
     head += 'connection: keep-alive\r\n';
     const body = req.body;
+    if (body === null && ex.declared > 0) {
+      // A head that promises a body that will not come: the app would read the next request on
+      // this connection as that body (smuggling). Never written; the connection stays good.
+      this.#detach(ex);
+      ex.detachBody(true);
+      ex.done = true;
+      this.pool.ended();
+      this.#release();
+      ex.handler.onError(new UpstreamError('ERR_UPSTREAM_BAD_HEADER', `content-length ${ex.declared} on a request without a body`));
+      return;
+    }
     if (body === null) {
       if (ex.declared === -1 && EXPECTS_BODY.has(req.method)) head += 'content-length: 0\r\n';
       ex.sent = true;

@@ -53,6 +53,9 @@ function h2Limits(l: Snapshot['limits']): H2Limits {
     // nghttp2's defaults as node:http2 runs them: 64 KiB per stream, the connection window opened to 1 MiB.
     streamWindow: 65535,
     connectionWindow: 1 << 20,
+    // As node:http2's maxHeaderListPairs: the pseudo-headers on top of maxHeaders.
+    maxHeaderPairs: l.maxHeaders + 4,
+    headersTimeoutMs: l.headersTimeoutMs,
   };
 }
 
@@ -205,10 +208,8 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
           hooks.onRequest(req, new H2StreamResponse(req));
         },
       });
-      // An idle session is told to go away (as node:http2's server timeout does).
-      socket.setTimeout(settings.idleTimeoutMs, () => {
-        if (session.openStreams === 0) session.close();
-      });
+      // An idle session is told to go away; a stuck or half-closed one is cut (server/h2/session.ts).
+      socket.setTimeout(settings.idleTimeoutMs, () => session.idle());
       // The sidecar keeps the session on the connection (drain sends it GOAWAY).
       tlsServer.emit('session', session);
     });

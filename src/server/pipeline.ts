@@ -91,7 +91,7 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
   }
 
   // 1. Header sanity (duplicates that enable smuggling or auth confusion) and the header-count limit.
-  if (req.rawHeaders.length > s.limits.maxHeaders * 2 + 8 || req.headersTooLarge === true) {
+  if (req.rawHeaders.length > s.limits.maxHeaders * 2 + 8) {
     ctx.path = auditPath(target);
     return refuse(host, ctx, 'header_too_large', true, null);
   }

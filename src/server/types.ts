@@ -20,8 +20,6 @@ export interface InboundRequest {
   readonly httpVersionMinor?: number;
   /** HTTP/1.1: the body as a stream, when the request has one (Content-Length > 0 or chunked). */
   readonly body?: Readable | null;
-  /** HTTP/2 (own framing): the decoded head was over maxHeaderSize and was cut short; refused with 431. */
-  readonly headersTooLarge?: boolean;
   /** HTTP/1.1: the whole message (body included) has been read. */
   readonly complete?: boolean;
   /** The request body. */

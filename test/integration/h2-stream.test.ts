@@ -121,6 +121,16 @@ describe.each(['own', 'node'] as const)('HTTP/2 (%s engine)', (engine) => {
     }
   });
 
+  it('cookie crumbs reach the app as one Cookie line (RFC 9113 8.2.3)', async () => {
+    const res = await exchange({ ':path': '/orders/cookies', ':method': 'GET', cookie: ['a=1', 'b=2', 'c=3'] });
+    expect(res.status).toBe(200);
+    const seen = app.seen.at(-1);
+    const lines = (seen?.rawHeaders ?? []).filter((_, i, r) => i % 2 === 0 && r[i]?.toLowerCase() === 'cookie');
+    expect(seen?.headers['cookie']).toBe('a=1; b=2; c=3');
+    // node:http2 hands them on as they came (one line each); the own engine joins them.
+    expect(lines).toHaveLength(engine === 'own' ? 1 : 3);
+  });
+
   it('a HEAD gets the head and no body', async () => {
     const res = await exchange({ ':path': '/orders/1', ':method': 'HEAD' });
     expect(res.status).toBe(200);

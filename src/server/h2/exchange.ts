@@ -42,7 +42,6 @@ export class H2StreamRequest implements InboundRequest {
   readonly socket: TLSSocket;
   /** Read by the pipeline: whether a body follows the head. No `session`: the connection is found through `socket`. */
   readonly stream: { readonly endAfterHeaders: boolean };
-  readonly headersTooLarge: boolean;
   readonly h2: H2ServerStream;
 
   constructor(s: H2ServerStream) {
@@ -51,16 +50,22 @@ export class H2StreamRequest implements InboundRequest {
     this.method = s.method;
     this.url = s.path;
     this.stream = { endAfterHeaders: s.body === null };
-    this.headersTooLarge = s.headersTooLarge;
     const raw = [':method', s.method, ':scheme', s.scheme];
     if (s.authority !== null) raw.push(':authority', s.authority);
     raw.push(':path', s.path);
     const f = s.fields;
     const headers: IncomingHttpHeaders = {};
+    let cookieAt = -1;
     for (let i = 0; i < f.length; i += 2) {
       const name = f[i]!;
       const value = f[i + 1]!;
-      raw.push(name, value);
+      if (name === 'cookie') {
+        // RFC 9113 8.2.3: cookie crumbs are one Cookie line again for HTTP/1.1.
+        if (cookieAt === -1) {
+          cookieAt = raw.length;
+          raw.push(name, value);
+        } else raw[cookieAt + 1] += `; ${value}`;
+      } else raw.push(name, value);
       // As node:http2 builds its header object: repeats joined, cookies with '; ', set-cookie a list.
       const prev = headers[name];
       if (prev === undefined || !Object.hasOwn(headers, name)) headers[name] = name === 'set-cookie' ? [value] : value;

@@ -38,9 +38,9 @@ export const HPACK_OK = 0;
 /** Malformed block: a connection error (COMPRESSION_ERROR). */
 export const HPACK_BAD = 1;
 /**
- * The decoded list is over the header-list limit. The block was still decoded to its end, so the
- * table stays in step with the peer's: the request can be refused alone (431), the connection
- * goes on.
+ * The decoded list is over the header-list size or field-count limit. The block was still
+ * decoded to its end (fields that enter the table built, the others stepped over), so the table
+ * stays in step with the peer's: the request can be refused alone, the connection goes on.
  */
 export const HPACK_TOO_LARGE = 2;
 export type HpackResult = typeof HPACK_OK | typeof HPACK_BAD | typeof HPACK_TOO_LARGE;
@@ -60,6 +60,7 @@ export class HpackDecoder {
   /** What we allow (our SETTINGS_HEADER_TABLE_SIZE). */
   readonly #limit: number;
   readonly #maxListSize: number;
+  readonly #maxFields: number;
   /** Scratch space for Huffman-decoded strings. */
   #scratch = Buffer.allocUnsafe(256);
   // The block being decoded, as fields: no closure or result object per call.
@@ -67,10 +68,11 @@ export class HpackDecoder {
   #p = 0;
   #end = 0;
 
-  constructor(tableLimit = 4096, maxHeaderListSize = 16384) {
+  constructor(tableLimit = 4096, maxHeaderListSize = 16384, maxFields = 1024) {
     this.#limit = tableLimit;
     this.#max = tableLimit;
     this.#maxListSize = maxHeaderListSize;
+    this.#maxFields = maxFields;
   }
 
   /** Entries and octets in the dynamic table (tests, and a gauge if ever needed). */
@@ -90,6 +92,7 @@ export class HpackDecoder {
     this.#p = start;
     this.#end = end;
     let listSize = 0;
+    let fieldCount = 0;
     let tooLarge = false;
     let first = true;
     while (this.#p < end) {
@@ -116,6 +119,11 @@ export class HpackDecoder {
         const indexing = b >= 0x40;
         const idx = this.#int(indexing ? 6 : 4);
         if (idx < 0) return HPACK_BAD;
+        if (tooLarge && !indexing) {
+          // Past the limits a field that does not enter the table is stepped over, not built.
+          if ((idx === 0 && !this.#skipStr()) || (idx !== 0 && this.#name(idx) === null) || !this.#skipStr()) return HPACK_BAD;
+          continue;
+        }
         if (idx === 0) {
           const n = this.#str();
           if (n === null) return HPACK_BAD;
@@ -140,7 +148,7 @@ export class HpackDecoder {
       }
       first = false;
       listSize += name.length + value.length + ENTRY_OVERHEAD;
-      if (listSize > this.#maxListSize) tooLarge = true;
+      if (listSize > this.#maxListSize || ++fieldCount > this.#maxFields) tooLarge = true;
       // Over the limit the rest is still decoded (the table must follow), but not kept.
       if (!tooLarge) out.push(name, value);
     }
@@ -161,15 +169,16 @@ export class HpackDecoder {
     const mask = (1 << prefix) - 1;
     let v = (buf[this.#p++] as number) & mask;
     if (v < mask) return v;
-    let shift = 0;
-    for (;;) {
+    // MAX_INT (2^24) needs at most four continuation bytes: a fifth is refused before its
+    // shift could reach float territory (0 * 2^1029 is NaN, which passes every comparison).
+    for (let shift = 0; shift <= 21; shift += 7) {
       if (this.#p >= this.#end) return -1;
       const b = buf[this.#p++] as number;
       v += (b & 0x7f) * 2 ** shift;
-      if (v > MAX_INT) return -1;
+      if (!(v <= MAX_INT)) return -1;
       if (b < 0x80) return v;
-      shift += 7;
     }
+    return -1;
   }
 
   /** A string literal (5.2), plain or Huffman-coded, as latin1; null when malformed. */
@@ -186,6 +195,15 @@ export class HpackDecoder {
     if (need > this.#scratch.length) this.#scratch = Buffer.allocUnsafe(Math.max(need, this.#scratch.length * 2));
     const n = huffmanDecode(buf, start, start + len, this.#scratch);
     return n < 0 ? null : this.#scratch.toString('latin1', 0, n);
+  }
+
+  /** Steps over a string literal, checking only its length. */
+  #skipStr(): boolean {
+    if (this.#p >= this.#end) return false;
+    const len = this.#int(7);
+    if (len < 0 || len > this.#end - this.#p) return false;
+    this.#p += len;
+    return true;
   }
 
   #add(name: string, value: string): void {

@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { HPACK_BAD, HPACK_TOO_LARGE, HpackDecoder, encodeResponseHead } from './hpack.js';
 import {
-  DEFAULT_WINDOW, E_CANCEL, E_COMPRESSION_ERROR, E_ENHANCE_YOUR_CALM, E_FLOW_CONTROL_ERROR, E_FRAME_SIZE_ERROR,
+  DEFAULT_WINDOW, E_CANCEL, E_INTERNAL_ERROR, E_COMPRESSION_ERROR, E_ENHANCE_YOUR_CALM, E_FLOW_CONTROL_ERROR, E_FRAME_SIZE_ERROR,
   E_NO_ERROR, E_PROTOCOL_ERROR, E_REFUSED_STREAM, E_STREAM_CLOSED, FRAME_HEADER, F_ACK, F_END_HEADERS, F_END_STREAM,
   F_PADDED, F_PRIORITY, MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE, PREFACE, SETTINGS_ACK, S_ENABLE_PUSH,
   S_INITIAL_WINDOW_SIZE, S_MAX_CONCURRENT_STREAMS, S_MAX_FRAME_SIZE, S_MAX_HEADER_LIST_SIZE,
@@ -33,6 +33,10 @@ export interface H2Limits {
   readonly streamWindow: number;
   /** Our receive window for the whole connection. */
   readonly connectionWindow: number;
+  /** Fields (pseudo-headers included) a request head may have; past it the stream is refused. */
+  readonly maxHeaderPairs: number;
+  /** A header block split over CONTINUATION frames must be complete within this. */
+  readonly headersTimeoutMs: number;
 }
 
 export interface H2SessionHooks {
@@ -44,7 +48,11 @@ export interface H2SessionHooks {
 
 /**
  * Bounds that are protocol hygiene rather than configuration. PING and SETTINGS per second and
- * the rapid-reset rule are the same as the node:http2 listener's (server/listener.ts).
+ * the rapid-reset rule are the same as the node:http2 listener's (server/listener.ts), and the
+ * rule counts more than the peer's resets (SPEC: a connection that "resets or refuses streams
+ * faster than it completes them"): streams refused (concurrency, header limits, malformed heads)
+ * and stream errors the peer provoked (MadeYouReset, CVE-2025-8671: WINDOW_UPDATE 0 or DATA
+ * after END_STREAM make the server reset a stream the app may already be serving).
  */
 export const CONTROL_FRAMES_PER_SECOND = 1000;
 export const RAPID_RESET_MIN = 100;
@@ -65,7 +73,10 @@ const LOCAL_OPEN = 2;
 const NAME_CHAR = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") NAME_CHAR[c.charCodeAt(0)] = 1;
 /** A field value may not hold NUL, CR or LF, nor start or end with whitespace (RFC 9113 8.2.1). */
-const BAD_VALUE = /[\0\r\n]|^[ \t]|[ \t]$/;
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$/;
+/** :path and :authority: visible characters only (no space, control or DEL). */
+const BAD_TARGET = /[\x00-\x20\x7f]/;
+const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*$/;
 const DIGITS = /^[0-9]{1,15}$/;
 /** A method is a token (RFC 9110 9.1), any case. */
 const METHOD_CHAR = new Uint8Array(128);
@@ -73,6 +84,8 @@ for (let c = 0; c < 128; c++) METHOD_CHAR[c] = NAME_CHAR[c]! | (c >= 65 && c <= 
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 type Listener = () => void;
+/** Not a wire flag: marks a HEADERS whose priority names its own stream (kept with the block's flags). */
+const F_SELF_DEPENDENT = 0x100;
 
 export class H2Session {
   readonly socket: TLSSocket;
@@ -81,6 +94,10 @@ export class H2Session {
   readonly #hpack: HpackDecoder;
   readonly #streams = new Map<number, H2ServerStream>();
   #buf: Buffer | null = null;
+  /** Reads since #buf, not yet joined, and how many bytes the frame in #buf still needs. */
+  #parts: Buffer[] = [];
+  #partsLen = 0;
+  #need = 0;
   #preface = false;
   #settingsSeen = false;
   #lastSid = 0;
@@ -106,18 +123,20 @@ export class H2Session {
   // Guards.
   #controlWindowStart = 0;
   #controlCount = 0;
-  #resets = 0;
+  /** Peer resets, refused streams and stream errors the peer caused. */
+  #strikes = 0;
   #completed = 0;
+  #blockTimer: NodeJS.Timeout | null = null;
   #emptyFrames = 0;
   /** The last stream ids we reset or refused: the peer may still send on them for a while. */
-  readonly #recentlyReset: number[] = new Array<number>(64).fill(0);
+  readonly #recentlyReset: number[] = new Array<number>(256).fill(0);
   #resetAt = 0;
 
   constructor(socket: TLSSocket, limits: H2Limits, hooks: H2SessionHooks) {
     this.socket = socket;
     this.#limits = limits;
     this.#hooks = hooks;
-    this.#hpack = new HpackDecoder(4096, limits.maxHeaderListSize);
+    this.#hpack = new HpackDecoder(4096, limits.maxHeaderListSize, limits.maxHeaderPairs);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#read(chunk));
     socket.on('drain', () => this.#pump());
@@ -150,6 +169,20 @@ export class H2Session {
     if (this.#streams.size === 0) this.#endSoon();
   }
 
+  /**
+   * The socket saw no traffic for idleTimeout. Idle: GOAWAY and end. With streams still open
+   * (waiting on a window that never opens, or on the app past every other limit), or already
+   * closing (a peer that never closes its side): cut.
+   */
+  idle(): void {
+    if (this.#streams.size === 0 && !this.#goaway && !this.#closed) {
+      this.close();
+      return;
+    }
+    this.#closed = true;
+    this.socket.destroy();
+  }
+
   /** Immediate close: GOAWAY with `code`, open streams reset, the socket ended. */
   destroy(code: number): void {
     if (this.#closed) return;
@@ -159,6 +192,7 @@ export class H2Session {
     }
     this.#flush();
     this.#closed = true;
+    this.#clearBlockTimer();
     this.socket.end();
     this.socket.destroySoon();
     for (const s of [...this.#streams.values()]) s.closedByPeer();
@@ -168,7 +202,17 @@ export class H2Session {
 
   #read(chunk: Buffer): void {
     if (this.#closed) return;
-    let buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]);
+    let buf: Buffer;
+    if (this.#buf === null) buf = chunk;
+    else {
+      // A frame split over many small reads is joined once, when it is whole, not on every read.
+      this.#parts.push(chunk);
+      this.#partsLen += chunk.length;
+      if (this.#partsLen < this.#need) return;
+      buf = Buffer.concat([this.#buf, ...this.#parts]);
+      this.#parts = [];
+      this.#partsLen = 0;
+    }
     this.#buf = null;
     let p = 0;
     if (!this.#preface) {
@@ -191,7 +235,13 @@ export class H2Session {
       const sid = buf.readUInt32BE(p + 5) & 0x7fffffff;
       const start = p + FRAME_HEADER;
       p = start + len;
-      const err = this.#frame(type, flags, sid, buf, start, p);
+      let err: number;
+      try {
+        err = this.#frame(type, flags, sid, buf, start, p);
+      } catch {
+        // A bug here must cost this connection, never the process.
+        err = E_INTERNAL_ERROR;
+      }
       if (err !== 0) return this.destroy(err);
       if (this.#closed) return;
     }
@@ -199,6 +249,9 @@ export class H2Session {
       // Keep the partial frame; copy when it is a small tail of a large read (no pinning of the read).
       buf = buf.subarray(p);
       this.#buf = buf.length < 4096 ? Buffer.from(buf) : buf;
+      // Bytes still to come before the frame (or its header) is whole.
+      const have = buf.length;
+      this.#need = have < FRAME_HEADER || !this.#preface ? 1 : FRAME_HEADER + ((buf[0]! << 16) | (buf[1]! << 8) | buf[2]!) - have;
     }
   }
 
@@ -229,10 +282,10 @@ export class H2Session {
         return this.#onRstStream(sid, buf, s, e);
       case T_PRIORITY:
         if (sid === 0) return E_PROTOCOL_ERROR;
-        if (e - s !== 5) this.#resetStream(sid, E_FRAME_SIZE_ERROR);
-        return 0;
+        return e - s === 5 ? 0 : this.#fault(sid, E_FRAME_SIZE_ERROR);
       case T_GOAWAY:
         if (sid !== 0) return E_PROTOCOL_ERROR;
+        if (e - s < 8) return E_FRAME_SIZE_ERROR;
         // The client leaves: finish what is open, take nothing new.
         this.#goaway = true;
         if (this.#streams.size === 0) this.#endSoon();
@@ -260,18 +313,22 @@ export class H2Session {
     const stream = this.#streams.get(sid);
     if (stream === undefined || (stream.state & REMOTE_OPEN) === 0) {
       if (sid > this.#lastSid) return E_PROTOCOL_ERROR; // idle stream (5.1)
-      // A closed stream (we answered or reset it): the bytes still count for the connection; give them back.
+      // The bytes still count for the connection: give them back.
       this.#credit(len);
-      if (stream === undefined) this.#sendRst(sid, E_STREAM_CLOSED);
-      else stream.reset(E_STREAM_CLOSED);
-      return 0;
+      // Late DATA on a stream we reset (an early answer ends with RST_STREAM NO_ERROR) is
+      // ignored (5.1). DATA after the client's own END_STREAM, or on a stream long closed, is
+      // its error, and a strike (MadeYouReset).
+      if (stream === undefined && this.#recentlyReset.includes(sid)) return 0;
+      return this.#fault(sid, E_STREAM_CLOSED);
     }
     const end = (flags & F_END_STREAM) !== 0;
-    if (len === 0 && !end && ++this.#emptyFrames > MAX_EMPTY_FRAMES) return E_ENHANCE_YOUR_CALM;
+    if (e === s && !end && ++this.#emptyFrames > MAX_EMPTY_FRAMES) return E_ENHANCE_YOUR_CALM;
     // Padding is consumed at once; the data when the body's reader takes it.
     this.#credit(len - (e - s));
-    stream.received(buf, s, e, len, end);
-    return 0;
+    const err = stream.received(buf, s, e, len, end);
+    if (err === 0) return 0;
+    this.#credit(e - s); // refused, so never read
+    return this.#fault(sid, err);
   }
 
   #onHeaders(flags: number, sid: number, buf: Buffer, s: number, e: number): number {
@@ -283,16 +340,35 @@ export class H2Session {
       if (pad > e - s) return E_PROTOCOL_ERROR;
       e -= pad;
     }
+    let selfDependent = false;
     if ((flags & F_PRIORITY) !== 0) {
       if (e - s < 5) return E_FRAME_SIZE_ERROR;
+      selfDependent = (buf.readUInt32BE(s) & 0x7fffffff) === sid;
       s += 5;
     }
+    // 5.3.1: a stream cannot depend on itself (a stream error, once its block is decoded).
+    if (selfDependent) flags |= F_SELF_DEPENDENT;
     if ((flags & F_END_HEADERS) !== 0) return this.#headerBlock(sid, flags, buf, s, e);
     this.#blockSid = sid;
     this.#blockFlags = flags;
     this.#blockParts = [Buffer.from(buf.subarray(s, e))];
     this.#blockBytes = e - s;
+    // headersTimeout covers a head split over frames: the rest must come in time.
+    this.#blockTimer = setTimeout(blockTimedOut, this.#limits.headersTimeoutMs, this);
     return this.#blockBytes > this.#maxBlockBytes() ? E_ENHANCE_YOUR_CALM : 0;
+  }
+
+  /** The header block did not complete within headersTimeout: nothing else can use the connection meanwhile. */
+  blockTimedOut(): void {
+    this.#blockTimer = null;
+    if (this.#blockSid !== 0) this.destroy(E_ENHANCE_YOUR_CALM);
+  }
+
+  #clearBlockTimer(): void {
+    if (this.#blockTimer !== null) {
+      clearTimeout(this.#blockTimer);
+      this.#blockTimer = null;
+    }
   }
 
   #onContinuation(flags: number, sid: number, buf: Buffer, s: number, e: number): number {
@@ -305,6 +381,7 @@ export class H2Session {
     const headersFlags = this.#blockFlags;
     this.#blockSid = 0;
     this.#blockParts = [];
+    this.#clearBlockTimer();
     return this.#headerBlock(sid, headersFlags, all, 0, all.length);
   }
 
@@ -319,16 +396,19 @@ export class H2Session {
     const rc = this.#hpack.decode(buf, s, e, fields);
     if (rc === HPACK_BAD) return E_COMPRESSION_ERROR;
     const end = (flags & F_END_STREAM) !== 0;
+    if ((flags & F_SELF_DEPENDENT) !== 0 && sid > this.#lastSid) {
+      this.#lastSid = sid;
+      this.#sendRst(sid, E_PROTOCOL_ERROR);
+      return this.#strike();
+    }
     if (sid <= this.#lastSid) {
       const stream = this.#streams.get(sid);
-      if (stream !== undefined && (stream.state & REMOTE_OPEN) !== 0) {
+      if (stream !== undefined && (stream.state & REMOTE_OPEN) === 0) return this.#fault(sid, E_STREAM_CLOSED); // 5.1 half-closed (remote)
+      if (stream !== undefined) {
         // Trailers (8.1): they end the request; their fields are dropped (the app gets none).
-        if (!end) {
-          stream.reset(E_PROTOCOL_ERROR);
-          return 0;
-        }
-        stream.received(buf, 0, 0, 0, true);
-        return 0;
+        if (!end) return this.#fault(sid, E_PROTOCOL_ERROR);
+        const err = stream.received(buf, 0, 0, 0, true);
+        return err === 0 ? 0 : this.#fault(sid, err);
       }
       // Late frames on a stream we reset or refused are ignored (5.1); HEADERS on any other
       // used or skipped id is a new stream going backwards (5.1.1).
@@ -336,22 +416,37 @@ export class H2Session {
     }
     this.#lastSid = sid;
     if (this.#goaway) {
+      // Racing our GOAWAY is not misbehaviour.
       this.#sendRst(sid, E_REFUSED_STREAM);
       return 0;
     }
     if (this.#streams.size >= this.#limits.maxConcurrentStreams) {
       this.#sendRst(sid, E_REFUSED_STREAM);
-      return 0;
+      return this.#strike();
+    }
+    if (rc === HPACK_TOO_LARGE) {
+      // Over maxHeaderSize or maxHeaders: refused before anything is built for it (as nghttp2 does).
+      this.#sendRst(sid, E_ENHANCE_YOUR_CALM);
+      return this.#strike();
     }
     const stream = new H2ServerStream(this, sid, this.#limits.streamWindow, this.peerInitialWindow);
-    if (!stream.readHead(fields, rc === HPACK_TOO_LARGE)) {
+    if (!stream.readHead(fields)) {
       this.#sendRst(sid, E_PROTOCOL_ERROR);
-      return 0;
+      return this.#strike();
+    }
+    // 8.1.1: a content-length that promises a body the request ends without is malformed.
+    if (end && stream.contentLength > 0) {
+      this.#sendRst(sid, E_PROTOCOL_ERROR);
+      return this.#strike();
     }
     this.#streams.set(sid, stream);
     if (end) stream.state &= ~REMOTE_OPEN;
     else stream.openBody();
-    this.#hooks.onStream(stream);
+    try {
+      this.#hooks.onStream(stream);
+    } catch {
+      stream.reset(E_INTERNAL_ERROR);
+    }
     return 0;
   }
 
@@ -361,15 +456,15 @@ export class H2Session {
     if ((e - s) % 6 !== 0) return E_FRAME_SIZE_ERROR;
     this.#settingsSeen = true;
     if (!this.#controlFrame()) return E_ENHANCE_YOUR_CALM;
+    let initialWindow = -1;
     for (let i = s; i < e; i += 6) {
       const id = buf.readUInt16BE(i);
       const v = buf.readUInt32BE(i + 2);
       if (id === S_INITIAL_WINDOW_SIZE) {
         if (v > MAX_WINDOW) return E_FLOW_CONTROL_ERROR;
-        const delta = v - this.peerInitialWindow;
-        this.peerInitialWindow = v;
-        // 6.9.2: every open stream's send window moves by the difference (it may go negative).
-        for (const st of this.#streams.values()) if (!st.adjustWindow(delta)) return E_FLOW_CONTROL_ERROR;
+        // Applied once per frame, the last value winning: a frame of thousands of entries does
+        // not walk the streams thousands of times.
+        initialWindow = v;
       } else if (id === S_MAX_FRAME_SIZE) {
         if (v < MIN_FRAME_SIZE || v > MAX_FRAME_SIZE) return E_PROTOCOL_ERROR;
         this.peerMaxFrame = v;
@@ -378,6 +473,12 @@ export class H2Session {
       }
       // SETTINGS_HEADER_TABLE_SIZE: our encoder never uses the dynamic table, so any size suits it.
       // SETTINGS_MAX_CONCURRENT_STREAMS, SETTINGS_MAX_HEADER_LIST_SIZE: we push nothing; our heads are small.
+    }
+    if (initialWindow !== -1) {
+      const delta = initialWindow - this.peerInitialWindow;
+      this.peerInitialWindow = initialWindow;
+      // 6.9.2: every open stream's send window moves by the difference (it may go negative).
+      for (const st of this.#streams.values()) if (!st.adjustWindow(delta)) return E_FLOW_CONTROL_ERROR;
     }
     this.#send(SETTINGS_ACK);
     this.#pump();
@@ -396,12 +497,9 @@ export class H2Session {
     }
     const stream = this.#streams.get(sid);
     if (stream === undefined) return sid > this.#lastSid ? E_PROTOCOL_ERROR : 0;
-    if (inc === 0) {
-      stream.reset(E_PROTOCOL_ERROR);
-      return 0;
-    }
-    if (!stream.adjustWindow(inc)) stream.reset(E_FLOW_CONTROL_ERROR);
-    else this.#pump();
+    if (inc === 0) return this.#fault(sid, E_PROTOCOL_ERROR);
+    if (!stream.adjustWindow(inc)) return this.#fault(sid, E_FLOW_CONTROL_ERROR);
+    this.#pump();
     return 0;
   }
 
@@ -411,11 +509,24 @@ export class H2Session {
     if (sid > this.#lastSid) return E_PROTOCOL_ERROR; // idle stream
     const stream = this.#streams.get(sid);
     if (stream === undefined) return 0;
-    const code = buf.readUInt32BE(s);
     stream.closedByPeer();
-    // Rapid reset (CVE-2023-44487): see server/listener.ts for the rule.
-    if (code !== E_NO_ERROR && ++this.#resets >= RAPID_RESET_MIN && this.#resets > this.#completed) return E_ENHANCE_YOUR_CALM;
-    return 0;
+    // Rapid reset (CVE-2023-44487): any code counts, NO_ERROR included. A stream still here has
+    // not had its whole response (a finished one is gone from the map).
+    return this.#strike();
+  }
+
+  /** One more reset, refusal or provoked stream error: the connection error to raise when they outnumber completed streams. */
+  #strike(): number {
+    const n = ++this.#strikes;
+    return n >= RAPID_RESET_MIN && n > this.#completed ? E_ENHANCE_YOUR_CALM : 0;
+  }
+
+  /** A stream error the peer caused (RFC 9113 5.4.2): RST_STREAM `code`, and a strike. */
+  #fault(sid: number, code: number): number {
+    const stream = this.#streams.get(sid);
+    if (stream !== undefined) stream.reset(code);
+    else this.#sendRst(sid, code);
+    return this.#strike();
   }
 
   /** PING and SETTINGS floods (CVE-2019-9512, CVE-2019-9515): false past the bound. */
@@ -432,6 +543,7 @@ export class H2Session {
 
   /** `n` bytes of received DATA are consumed: give them back to the connection window in batches. */
   #credit(n: number): void {
+    if (n <= 0) return;
     this.#recvCredit += n;
     if (this.#recvCredit >= this.#limits.connectionWindow >>> 1 || this.#recvWindow < DEFAULT_WINDOW) {
       this.#send(u32Frame(T_WINDOW_UPDATE, 0, this.#recvCredit));
@@ -476,12 +588,6 @@ export class H2Session {
     this.#resetAt = (this.#resetAt + 1) % this.#recentlyReset.length;
   }
 
-  #resetStream(sid: number, code: number): void {
-    const stream = this.#streams.get(sid);
-    if (stream !== undefined) stream.reset(code);
-    else this.#sendRst(sid, code);
-  }
-
   /** Writes what this turn produced. */
   flush(): void {
     this.#flushScheduled = false;
@@ -522,12 +628,12 @@ export class H2Session {
     for (const stream of waiting) stream.sendPending();
   }
 
-  /** A stream is closed both ways (called by the stream). */
-  streamClosed(stream: H2ServerStream, byPeer: boolean): void {
+  /** A stream is closed both ways (called by the stream); `completed`: its response went out whole. */
+  streamClosed(stream: H2ServerStream, completed: boolean): void {
     if (this.#streams.get(stream.id) !== stream) return;
     this.#streams.delete(stream.id);
     this.#blocked.delete(stream);
-    if (!byPeer) this.#completed++;
+    if (completed) this.#completed++;
     if (this.#goaway && this.#streams.size === 0) this.#endSoon();
   }
 
@@ -545,6 +651,7 @@ export class H2Session {
 
   #onSocketClose(): void {
     this.#closed = true;
+    this.#clearBlockTimer();
     this.#out = [];
     for (const s of [...this.#streams.values()]) s.closedByPeer();
     this.#hooks.onSessionClose?.(this);
@@ -556,6 +663,9 @@ function flushSession(session: H2Session): void {
 }
 function endSession(session: H2Session): void {
   session.end();
+}
+function blockTimedOut(session: H2Session): void {
+  session.blockTimedOut();
 }
 function ignore(): void {}
 
@@ -575,8 +685,6 @@ export class H2ServerStream {
   authority: string | null = null;
   /** Regular request fields, flat [name, value, ...], lower-case names as received. */
   fields: string[] = [];
-  /** The decoded head was over SETTINGS_MAX_HEADER_LIST_SIZE: `fields` is cut short; answer 431. */
-  headersTooLarge = false;
   /** Declared content-length, or -1. */
   contentLength = -1;
   /** The request body, when the request has one (HEADERS without END_STREAM). */
@@ -614,13 +722,13 @@ export class H2ServerStream {
   get closed(): boolean {
     return this.#closed;
   }
+  /** end() was called (as Node's writableEnded): false for a stream reset before its response ended. */
   get writableEnded(): boolean {
-    return (this.state & LOCAL_OPEN) === 0 || this.#ending;
+    return this.#ending || this.#finished;
   }
 
   /** Validates and takes the request head (RFC 9113 8.2, 8.3.1); false when malformed. */
-  readHead(f: string[], tooLarge: boolean): boolean {
-    this.headersTooLarge = tooLarge;
+  readHead(f: string[]): boolean {
     let regular = false;
     let method: string | null = null;
     let path: string | null = null;
@@ -662,7 +770,8 @@ export class H2ServerStream {
       const c = method.charCodeAt(j);
       if (c >= 128 || METHOD_CHAR[c] === 0) return false;
     }
-    if (authority !== null && BAD_VALUE.test(authority)) return false;
+    if (authority !== null && BAD_TARGET.test(authority)) return false;
+    if (BAD_TARGET.test(path) || !SCHEME.test(scheme)) return false;
     this.method = method;
     this.path = path;
     this.scheme = scheme;
@@ -683,19 +792,20 @@ export class H2ServerStream {
     this.body.on('error', ignoreError);
   }
 
-  /** DATA (or trailers: len 0) for this stream. */
-  received(buf: Buffer, s: number, e: number, len: number, end: boolean): void {
+  /** DATA (or trailers: len 0) for this stream; a stream error code, or 0. */
+  received(buf: Buffer, s: number, e: number, len: number, end: boolean): number {
     this.#recvWindow -= len;
-    if (this.#recvWindow < 0) {
-      this.reset(E_FLOW_CONTROL_ERROR);
-      return;
-    }
+    if (this.#recvWindow < 0) return E_FLOW_CONTROL_ERROR;
     const n = e - s;
+    if (len > n && !end) {
+      // Padding: given back to the stream window at once (the session gives it back to the connection's).
+      this.#recvWindow += len - n;
+      this.session.sendFrame(u32Frame(T_WINDOW_UPDATE, this.id, len - n));
+    }
     this.#received += n;
     if (this.contentLength !== -1 && (this.#received > this.contentLength || (end && this.#received !== this.contentLength))) {
       // 8.1.1: a body that disagrees with its content-length is malformed.
-      this.reset(E_PROTOCOL_ERROR);
-      return;
+      return E_PROTOCOL_ERROR;
     }
     const body = this.body;
     if (n > 0) {
@@ -705,8 +815,9 @@ export class H2ServerStream {
     if (end) {
       this.state &= ~REMOTE_OPEN;
       body?.push(null);
-      if ((this.state & LOCAL_OPEN) === 0) this.#close(false);
+      if ((this.state & LOCAL_OPEN) === 0) this.#close(true);
     }
+    return 0;
   }
 
   /**
@@ -829,12 +940,12 @@ export class H2ServerStream {
     const finish = this.#onFinish;
     this.#onFinish = null;
     if (finish !== null) process.nextTick(emit, finish);
-    if ((this.state & REMOTE_OPEN) === 0) this.#close(false);
+    if ((this.state & REMOTE_OPEN) === 0) this.#close(true);
     else {
       // 8.1: a complete response may stop the rest of the request body: RST_STREAM NO_ERROR.
       this.session.sendRst(this.id, E_NO_ERROR);
       this.body?.destroy();
-      this.#close(false);
+      this.#close(true);
     }
   }
 
@@ -860,10 +971,10 @@ export class H2ServerStream {
     if (this.#closed) return;
     this.aborted = true;
     this.body?.destroy(new Error('HTTP/2 stream reset by the client'));
-    this.#close(true);
+    this.#close(false);
   }
 
-  #close(byPeer: boolean): void {
+  #close(completed: boolean): void {
     if (this.#closed) return;
     this.#closed = true;
     this.state = 0;
@@ -874,7 +985,7 @@ export class H2ServerStream {
       this.session.consumed(this.#pushed - this.#credited);
       this.#credited = this.#pushed;
     }
-    this.session.streamClosed(this, byPeer);
+    this.session.streamClosed(this, completed);
     const close = this.#onClose;
     this.#onClose = this.#onDrain = this.#onFinish = null;
     if (close !== null) process.nextTick(emit, close);

@@ -233,6 +233,17 @@ describe('UpstreamPool', () => {
     expect(a.connections).toBe(1);
   });
 
+  it('refuses a bodiless request that declares a Content-Length (the next request would be its body), nothing written', async () => {
+    const a = await app((s) => s.write(OK));
+    const p = pool(a.port);
+    await exchange(p, { path: '/warm' });
+    const r = await exchange(p, { path: '/', method: 'POST', headers: ['host', 'app', 'content-length', '40'] });
+    expect(r.error?.code).toBe('ERR_UPSTREAM_BAD_HEADER');
+    expect((await exchange(p, { path: '/after' })).body).toBe('ok');
+    expect(a.received.join('')).not.toContain('content-length: 40');
+    expect(a.connections).toBe(1);
+  });
+
   it('sends a body of unknown length chunked, and frames an empty POST with content-length: 0', async () => {
     const a = await app((s) => s.write(OK));
     const p = pool(a.port);

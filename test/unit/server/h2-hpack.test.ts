@@ -99,6 +99,9 @@ describe('HPACK decoder: malformed blocks', () => {
     ['an index past both tables', 'be'],
     ['a truncated integer', 'ff'],
     ['an integer past the limit', 'ff ff ff ff ff 0f'],
+    // 150 continuation bytes of 0: the shift would reach 2^1029 and 0 * Infinity is NaN.
+    ['an integer with endless zero continuation bytes', `ff ${'80 '.repeat(150)}00`],
+    ['a table size update with endless continuation bytes', `3f ${'80 '.repeat(150)}00`],
     ['a string longer than the block', '400a 6375 7374'],
     ['a Huffman string with bad padding', '40 81 1e 00'],
     ['a table size update above our limit', '3f e2 1f'],
@@ -120,6 +123,18 @@ describe('HPACK decoder: malformed blocks', () => {
     expect(d.tableCount).toBe(2);
     // The next block refers to the entry by index, and reads it.
     expect(decodeAll(d, hex('be'))).toEqual({ rc: HPACK_OK, headers: [['custom-key', 'custom-header']] });
+  });
+
+  it('past the field-count limit, literals are stepped over and indexed ones still enter the table', () => {
+    const d = new HpackDecoder(4096, 1 << 20, 2);
+    const lit = (n: string, v: string, first: number): string =>
+      Buffer.concat([Buffer.from([first, n.length]), Buffer.from(n), Buffer.from([v.length]), Buffer.from(v)]).toString('hex');
+    const r = decodeAll(d, hex(lit('a', '1', 0) + lit('b', '2', 0) + lit('c', '3', 0) + lit('d', '4', 0x40) + lit('e', '5', 0)));
+    expect(r.rc).toBe(HPACK_TOO_LARGE);
+    expect(r.headers).toEqual([['a', '1'], ['b', '2']]);
+    expect(decodeAll(d, hex('be'))).toEqual({ rc: HPACK_OK, headers: [['d', '4']] });
+    // A malformed string past the limit is still a malformed block.
+    expect(decodeAll(new HpackDecoder(4096, 1 << 20, 0), hex(lit('a', '1', 0) + '00 05 61')).rc).toBe(HPACK_BAD);
   });
 
   it('evicts oldest first, and a size update to 0 empties the table', () => {
