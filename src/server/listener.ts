@@ -97,8 +97,10 @@ function selectAlpn({ protocols }: { protocols: string[] }): string | undefined 
  * slot. Node/nghttp2 only trip on extreme bursts. Like Envoy's premature-reset guard
  * (overload.premature_reset_total_stream_count), a session whose peer has reset at least
  * RAPID_RESET_MIN streams, and more streams than it let complete, gets GOAWAY
- * ENHANCE_YOUR_CALM and is closed. A stream the peer reset is one that closed with a non-zero
- * RST_STREAM code (our own stream.destroy() closes with NO_ERROR and does not count).
+ * ENHANCE_YOUR_CALM and is closed. A stream counts as reset when it closed before its response
+ * was finished, whatever the RST_STREAM code (NO_ERROR included).
+ * The own HTTP/2 implementation (server/h2/session.ts) applies the same rule and also counts
+ * streams it refused and stream errors the client provoked.
  */
 export const RAPID_RESET_MIN = 100;
 
@@ -118,7 +120,10 @@ function countStreamClose(this: CountedStream): void {
   if (c === undefined) return;
   // A closed stream someone still holds must not keep its session alive through the counts.
   this[kResetCounts] = undefined;
-  if (this.rstCode === http2.constants.NGHTTP2_NO_ERROR) {
+  // Completed: closed cleanly after its whole response. A client's RST_STREAM NO_ERROR before
+  // that is a reset like any other (it still cost an upstream request).
+  // (Node ends the writable side of a reset stream too; `aborted` tells the two apart.)
+  if (this.rstCode === http2.constants.NGHTTP2_NO_ERROR && !this.aborted) {
     c.completed++;
     return;
   }

@@ -11,6 +11,7 @@ import { agentFor, call, tlsOptions } from '../helpers/client.js';
 import { startSidecar } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
 import { echo, startUpstream } from '../helpers/upstream.js';
+import * as F from '../adversarial/h2frames.js';
 import type { Upstream } from '../helpers/upstream.js';
 import { baseConfig, creds } from './config.js';
 
@@ -172,6 +173,22 @@ describe.each(['own', 'node'] as const)('HTTP/2 (%s engine)', (engine) => {
       app.handler = echo;
     }
     expect((await exchange({ ':path': '/orders/4', ':method': 'GET' })).status).toBe(200);
+  });
+
+  it('rapid reset with RST_STREAM NO_ERROR: GOAWAY ENHANCE_YOUR_CALM on either engine', async () => {
+    const c = await F.connectH2(sc.port, tlsOptions(creds(pki, 'orders')));
+    const block = F.requestBlock('/orders/1');
+    for (let round = 0; round < 15 && !c.closed; round++) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 10; i++) {
+        const id = (round * 10 + i) * 2 + 1;
+        frames.push(F.headers(id, block, { endStream: true }), F.rstStream(id, F.ErrorCode.NO_ERROR));
+      }
+      await c.write(Buffer.concat(frames));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(await c.waitClosed(3000)).toBe(true);
+    expect(c.goaway?.errorCode).toBe(F.ErrorCode.ENHANCE_YOUR_CALM);
   });
 
   it('a stream the client resets mid-response is audited as client_aborted and nothing crashes', async () => {
