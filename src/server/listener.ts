@@ -16,6 +16,7 @@ import type { H1Limits } from './h1.js';
 import { H2Session } from './h2/session.js';
 import type { H2Limits } from './h2/session.js';
 import { H2StreamRequest, H2StreamResponse } from './h2/exchange.js';
+import { CONTROL_FRAMES_PER_SECOND, ResetGuard } from './h2/guard.js';
 
 export type SidecarServer = tls.Server | http2.Http2SecureServer;
 
@@ -39,10 +40,9 @@ export function http2Engine(env: NodeJS.ProcessEnv = process.env): Http2Engine {
   return env['MTLS_SIDECAR_HTTP2'] === 'node' ? 'node' : 'own';
 }
 
-/** The own HTTP/2 side's limits and idle timeout per listener (a reload updates them for new connections). */
+/** The own HTTP/2 side's limits per listener (a reload updates them for new connections). */
 interface OwnH2Settings {
   limits: H2Limits;
-  idleTimeoutMs: number;
 }
 const ownH2 = new WeakMap<SidecarServer, OwnH2Settings>();
 
@@ -56,6 +56,8 @@ function h2Limits(l: Snapshot['limits']): H2Limits {
     // As node:http2's maxHeaderListPairs: the pseudo-headers on top of maxHeaders.
     maxHeaderPairs: l.maxHeaders + 4,
     headersTimeoutMs: l.headersTimeoutMs,
+    // An idle session is told to go away; a stuck or half-closed one is cut (server/h2/session.ts).
+    idleTimeoutMs: l.idleTimeoutMs,
   };
 }
 
@@ -79,7 +81,6 @@ export function applyServerLimits(server: SidecarServer, s: Snapshot): void {
   const own = ownH2.get(server);
   if (own !== undefined) {
     own.limits = h2Limits(l);
-    own.idleTimeoutMs = l.idleTimeoutMs;
   } else if (s.listen.http2) (server as http2.Http2SecureServer).setTimeout(l.idleTimeoutMs);
 }
 
@@ -102,13 +103,12 @@ function selectAlpn({ protocols }: { protocols: string[] }): string | undefined 
  * The own HTTP/2 implementation (server/h2/session.ts) applies the same rule and also counts
  * streams it refused and stream errors the client provoked.
  */
-export const RAPID_RESET_MIN = 100;
+export { RAPID_RESET_MIN, CONTROL_FRAMES_PER_SECOND } from './h2/guard.js';
 
-/** Per session: streams completed and streams the peer reset. */
+/** Per session: its reset accounting (server/h2/guard.ts). */
 interface ResetCounts {
   readonly session: http2.ServerHttp2Session;
-  completed: number;
-  resets: number;
+  readonly guard: ResetGuard;
 }
 const kResetCounts = Symbol('resetCounts');
 /** The counts ride on the stream: stream.session is gone by the time 'close' fires. */
@@ -124,11 +124,10 @@ function countStreamClose(this: CountedStream): void {
   // that is a reset like any other (it still cost an upstream request).
   // (Node ends the writable side of a reset stream too; `aborted` tells the two apart.)
   if (this.rstCode === http2.constants.NGHTTP2_NO_ERROR && !this.aborted) {
-    c.completed++;
+    c.guard.completed();
     return;
   }
-  c.resets++;
-  if (c.resets >= RAPID_RESET_MIN && c.resets > c.completed && !c.session.destroyed) {
+  if (c.guard.strike(Date.now()) && !c.session.destroyed) {
     c.session.destroy(new Error('rapid reset: too many streams reset by the peer'), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 }
@@ -139,7 +138,7 @@ function countStream(this: ResetCounts, stream: CountedStream): void {
 }
 
 export function guardRapidReset(session: http2.ServerHttp2Session): void {
-  const counts: ResetCounts = { session, completed: 0, resets: 0 };
+  const counts: ResetCounts = { session, guard: new ResetGuard() };
   session.on('stream', countStream.bind(counts));
 }
 
@@ -151,7 +150,6 @@ export function guardRapidReset(session: http2.ServerHttp2Session): void {
  * Keep-alive pings come every few seconds and SETTINGS a handful of times per connection; gRPC's
  * BDP pings are one in flight at a time: all far below the bound.
  */
-export const CONTROL_FRAMES_PER_SECOND = 1000;
 
 export function guardControlFlood(session: http2.ServerHttp2Session): void {
   let windowStart = 0;
@@ -198,7 +196,7 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
   let server: SidecarServer;
   if (s.listen.http2 && http2Engine() === 'own') {
     const tlsServer = tls.createServer({ ...tlsOpts, ALPNCallback: selectAlpn });
-    const settings: OwnH2Settings = { limits: h2Limits(l), idleTimeoutMs: l.idleTimeoutMs };
+    const settings: OwnH2Settings = { limits: h2Limits(l) };
     ownH2.set(tlsServer, settings);
     tlsServer.on('secureConnection', (socket: TLSSocket) => {
       // Refused by the handshake check (prepended below): nothing to serve.
@@ -213,8 +211,6 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
           hooks.onRequest(req, new H2StreamResponse(req));
         },
       });
-      // An idle session is told to go away; a stuck or half-closed one is cut (server/h2/session.ts).
-      socket.setTimeout(settings.idleTimeoutMs, () => session.idle());
       // The sidecar keeps the session on the connection (drain sends it GOAWAY).
       tlsServer.emit('session', session);
     });

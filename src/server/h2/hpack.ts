@@ -197,13 +197,18 @@ export class HpackDecoder {
     return n < 0 ? null : this.#scratch.toString('latin1', 0, n);
   }
 
-  /** Steps over a string literal, checking only its length. */
+  /** Steps over a string literal without building it (a Huffman one is still checked, 5.2). */
   #skipStr(): boolean {
     if (this.#p >= this.#end) return false;
+    const huffman = ((this.#buf[this.#p] as number) & 0x80) !== 0;
     const len = this.#int(7);
     if (len < 0 || len > this.#end - this.#p) return false;
+    const start = this.#p;
     this.#p += len;
-    return true;
+    if (!huffman) return true;
+    const need = Math.ceil((len * 8) / 5);
+    if (need > this.#scratch.length) this.#scratch = Buffer.allocUnsafe(Math.max(need, this.#scratch.length * 2));
+    return huffmanDecode(this.#buf, start, start + len, this.#scratch) >= 0;
   }
 
   #add(name: string, value: string): void {

@@ -15,6 +15,7 @@
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { HPACK_BAD, HPACK_TOO_LARGE, HpackDecoder, encodeResponseHead } from './hpack.js';
+import { CONTROL_FRAMES_PER_SECOND, ResetGuard } from './guard.js';
 import {
   DEFAULT_WINDOW, E_CANCEL, E_INTERNAL_ERROR, E_COMPRESSION_ERROR, E_ENHANCE_YOUR_CALM, E_FLOW_CONTROL_ERROR, E_FRAME_SIZE_ERROR,
   E_NO_ERROR, E_PROTOCOL_ERROR, E_REFUSED_STREAM, E_STREAM_CLOSED, FRAME_HEADER, F_ACK, F_END_HEADERS, F_END_STREAM,
@@ -37,6 +38,8 @@ export interface H2Limits {
   readonly maxHeaderPairs: number;
   /** A header block split over CONTINUATION frames must be complete within this. */
   readonly headersTimeoutMs: number;
+  /** No traffic for this long: GOAWAY when idle, else the connection is cut (see idle()). 0: none. */
+  readonly idleTimeoutMs: number;
 }
 
 export interface H2SessionHooks {
@@ -46,16 +49,12 @@ export interface H2SessionHooks {
   onSessionClose?(session: H2Session): void;
 }
 
-/**
- * Bounds that are protocol hygiene rather than configuration. PING and SETTINGS per second and
- * the rapid-reset rule are the same as the node:http2 listener's (server/listener.ts), and the
- * rule counts more than the peer's resets (SPEC: a connection that "resets or refuses streams
- * faster than it completes them"): streams refused (concurrency, header limits, malformed heads)
+/*
+ * Bounds that are protocol hygiene rather than configuration. The reset rules (guard.ts) count
+ * more than the peer's resets here: streams refused (concurrency, header limits, malformed heads)
  * and stream errors the peer provoked (MadeYouReset, CVE-2025-8671: WINDOW_UPDATE 0 or DATA
  * after END_STREAM make the server reset a stream the app may already be serving).
  */
-export const CONTROL_FRAMES_PER_SECOND = 1000;
-export const RAPID_RESET_MIN = 100;
 /** CONTINUATION flood (CVE-2024-27316): a header block may take this many frames at most. */
 const MAX_BLOCK_FRAMES = 64;
 /** Empty DATA frames that end nothing (CVE-2019-9518) allowed per connection. */
@@ -123,13 +122,11 @@ export class H2Session {
   // Guards.
   #controlWindowStart = 0;
   #controlCount = 0;
-  /** Peer resets, refused streams and stream errors the peer caused. */
-  #strikes = 0;
-  #completed = 0;
+  readonly #resets = new ResetGuard();
   #blockTimer: NodeJS.Timeout | null = null;
   #emptyFrames = 0;
-  /** The last stream ids we reset or refused: the peer may still send on them for a while. */
-  readonly #recentlyReset: number[] = new Array<number>(256).fill(0);
+  /** The last stream ids we reset or refused: the peer may still send trailers on them. */
+  readonly #recentlyReset: number[];
   #resetAt = 0;
 
   constructor(socket: TLSSocket, limits: H2Limits, hooks: H2SessionHooks) {
@@ -137,11 +134,17 @@ export class H2Session {
     this.#limits = limits;
     this.#hooks = hooks;
     this.#hpack = new HpackDecoder(4096, limits.maxHeaderListSize, limits.maxHeaderPairs);
+    // Every stream that can be open at once, twice over.
+    this.#recentlyReset = new Array<number>(Math.max(256, 2 * limits.maxConcurrentStreams)).fill(0);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#read(chunk));
     socket.on('drain', () => this.#pump());
     socket.on('close', () => this.#onSocketClose());
     socket.on('error', ignore);
+    if (limits.idleTimeoutMs > 0) {
+      socket.setTimeout(limits.idleTimeoutMs);
+      socket.on('timeout', () => this.idle());
+    }
     this.#send(
       settingsFrame([
         [S_MAX_CONCURRENT_STREAMS, limits.maxConcurrentStreams],
@@ -315,10 +318,10 @@ export class H2Session {
       if (sid > this.#lastSid) return E_PROTOCOL_ERROR; // idle stream (5.1)
       // The bytes still count for the connection: give them back.
       this.#credit(len);
-      // Late DATA on a stream we reset (an early answer ends with RST_STREAM NO_ERROR) is
-      // ignored (5.1). DATA after the client's own END_STREAM, or on a stream long closed, is
-      // its error, and a strike (MadeYouReset).
-      if (stream === undefined && this.#recentlyReset.includes(sid)) return 0;
+      // A closed stream (answered early and reset with NO_ERROR, or reset): its late DATA is
+      // ignored (5.1), empty frames still counted. DATA after the client's own END_STREAM on a
+      // stream still open is its error, and a strike (MadeYouReset).
+      if (stream === undefined) return len === 0 && ++this.#emptyFrames > MAX_EMPTY_FRAMES ? E_ENHANCE_YOUR_CALM : 0;
       return this.#fault(sid, E_STREAM_CLOSED);
     }
     const end = (flags & F_END_STREAM) !== 0;
@@ -515,10 +518,9 @@ export class H2Session {
     return this.#strike();
   }
 
-  /** One more reset, refusal or provoked stream error: the connection error to raise when they outnumber completed streams. */
+  /** One more reset, refusal or provoked stream error: the connection error to raise past the rules of guard.ts. */
   #strike(): number {
-    const n = ++this.#strikes;
-    return n >= RAPID_RESET_MIN && n > this.#completed ? E_ENHANCE_YOUR_CALM : 0;
+    return this.#resets.strike(Date.now()) ? E_ENHANCE_YOUR_CALM : 0;
   }
 
   /** A stream error the peer caused (RFC 9113 5.4.2): RST_STREAM `code`, and a strike. */
@@ -633,7 +635,7 @@ export class H2Session {
     if (this.#streams.get(stream.id) !== stream) return;
     this.#streams.delete(stream.id);
     this.#blocked.delete(stream);
-    if (completed) this.#completed++;
+    if (completed) this.#resets.completed();
     if (this.#goaway && this.#streams.size === 0) this.#endSoon();
   }
 
@@ -647,6 +649,11 @@ export class H2Session {
     this.#flush();
     this.#closed = true;
     this.socket.end();
+    // Node stops the socket's idle timer once our side has ended: a client that never closes
+    // its side is cut after the same time again.
+    const grace = setTimeout(cutSocket, this.#limits.idleTimeoutMs > 0 ? this.#limits.idleTimeoutMs : 5000, this.socket);
+    grace.unref();
+    this.socket.once('close', () => clearTimeout(grace));
   }
 
   #onSocketClose(): void {
@@ -663,6 +670,9 @@ function flushSession(session: H2Session): void {
 }
 function endSession(session: H2Session): void {
   session.end();
+}
+function cutSocket(socket: TLSSocket): void {
+  socket.destroy();
 }
 function blockTimedOut(session: H2Session): void {
   session.blockTimedOut();
@@ -696,6 +706,8 @@ export class H2ServerStream {
   /** Body bytes received, and how many of them went back to the peer's windows. */
   #pushed = 0;
   #credited = 0;
+  /** Padding received and not yet given back to the stream window. */
+  #padding = 0;
   #sendWindow: number;
   /** Response bytes waiting for window, and whether end() came after them. */
   #pending: Buffer[] = [];
@@ -798,9 +810,14 @@ export class H2ServerStream {
     if (this.#recvWindow < 0) return E_FLOW_CONTROL_ERROR;
     const n = e - s;
     if (len > n && !end) {
-      // Padding: given back to the stream window at once (the session gives it back to the connection's).
-      this.#recvWindow += len - n;
-      this.session.sendFrame(u32Frame(T_WINDOW_UPDATE, this.id, len - n));
+      // Padding: nobody reads it, so it goes back to the stream window without a reader, in
+      // batches (the session gives it back to the connection's at once).
+      this.#padding += len - n;
+      if (this.#padding >= 4096 || this.#recvWindow < this.#recvInitial >>> 1) {
+        this.#recvWindow += this.#padding;
+        this.session.sendFrame(u32Frame(T_WINDOW_UPDATE, this.id, this.#padding));
+        this.#padding = 0;
+      }
     }
     this.#received += n;
     if (this.contentLength !== -1 && (this.#received > this.contentLength || (end && this.#received !== this.contentLength))) {

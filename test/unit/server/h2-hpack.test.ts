@@ -133,8 +133,9 @@ describe('HPACK decoder: malformed blocks', () => {
     expect(r.rc).toBe(HPACK_TOO_LARGE);
     expect(r.headers).toEqual([['a', '1'], ['b', '2']]);
     expect(decodeAll(d, hex('be'))).toEqual({ rc: HPACK_OK, headers: [['d', '4']] });
-    // A malformed string past the limit is still a malformed block.
+    // A malformed string past the limit is still a malformed block: too short, or bad Huffman padding.
     expect(decodeAll(new HpackDecoder(4096, 1 << 20, 0), hex(lit('a', '1', 0) + '00 05 61')).rc).toBe(HPACK_BAD);
+    expect(decodeAll(new HpackDecoder(4096, 1 << 20, 0), hex(lit('a', '1', 0) + '00 01 61 81 1e')).rc).toBe(HPACK_BAD);
   });
 
   it('evicts oldest first, and a size update to 0 empties the table', () => {

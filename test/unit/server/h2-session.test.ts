@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
+import net from 'node:net';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -22,6 +23,7 @@ const LIMITS: H2Limits = {
   connectionWindow: 1 << 20,
   maxHeaderPairs: 104,
   headersTimeoutMs: 10_000,
+  idleTimeoutMs: 0,
 };
 const closers: (() => void)[] = [];
 afterEach(() => {
@@ -80,7 +82,7 @@ function app(stream: H2ServerStream): void {
   }
 }
 
-async function startServer(limits: H2Limits = LIMITS, handler: (s: H2ServerStream) => void = app, idleMs = 0): Promise<Server> {
+async function startServer(limits: H2Limits = LIMITS, handler: (s: H2ServerStream) => void = app): Promise<Server> {
   const srv: Server = { port: 0, sessions: [], streams: [] };
   const server = tls.createServer(
     {
@@ -99,8 +101,6 @@ async function startServer(limits: H2Limits = LIMITS, handler: (s: H2ServerStrea
         },
       });
       srv.sessions.push(session);
-      // As the listener does.
-      if (idleMs > 0) socket.setTimeout(idleMs, () => session.idle());
     },
   );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -290,8 +290,10 @@ interface Frame {
 }
 
 /** A raw client: preface and SETTINGS sent, frames collected until the socket closes. */
-async function raw(port: number): Promise<{ send(b: Buffer): void; frames: Frame[]; closed: Promise<void>; waitFor(pred: (f: Frame) => boolean): Promise<Frame> }> {
-  const sock = tls.connect({ port, host: '127.0.0.1', ALPNProtocols: ['h2'], ...clientTls });
+async function raw(port: number, halfOpen = false): Promise<{ send(b: Buffer): void; frames: Frame[]; closed: Promise<void>; waitFor(pred: (f: Frame) => boolean): Promise<Frame> }> {
+  // halfOpen: the client never closes its side when the server ends its own.
+  const tcp = net.connect({ port, host: '127.0.0.1', allowHalfOpen: halfOpen });
+  const sock = tls.connect({ socket: tcp, ALPNProtocols: ['h2'], ...clientTls, ...(halfOpen ? { allowHalfOpen: true } : {}) } as tls.ConnectionOptions);
   closers.push(() => sock.destroy());
   await new Promise<void>((r, j) => sock.once('secureConnect', r).once('error', j));
   const frames: Frame[] = [];
@@ -557,7 +559,7 @@ describe('H2Session against frames no good client sends', () => {
   });
 
   it('idle: a connection with no streams gets GOAWAY; one stuck with an open stream is cut', async () => {
-    const srv = await startServer(LIMITS, app, 200);
+    const srv = await startServer({ ...LIMITS, idleTimeoutMs: 200 });
     const quiet = await raw(srv.port);
     expect(goawayCode(await quiet.waitFor(isGoaway))).toBe(0);
     await quiet.closed;
@@ -566,6 +568,52 @@ describe('H2Session against frames no good client sends', () => {
     const t0 = performance.now();
     await stuck.closed;
     expect(performance.now() - t0).toBeGreaterThanOrEqual(150);
+  });
+
+  it('idle: a client that never closes its side after GOAWAY is cut at the next timeout', async () => {
+    const srv = await startServer({ ...LIMITS, idleTimeoutMs: 150 });
+    const c = await raw(srv.port, true);
+    expect(goawayCode(await c.waitFor(isGoaway))).toBe(0);
+    // The client holds its side open (it never learns of the cut): the server's socket closes.
+    const socket = (srv.sessions[0] as H2Session).socket;
+    const t0 = performance.now();
+    if (!socket.destroyed) await new Promise((r) => socket.once('close', r));
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(100);
+  });
+
+  it('resets mixed with cheap completed streams: the reset budget still runs out', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    // Each round: 10 streams the app answers at once, 10 reset before their answer.
+    let sid = 1;
+    for (let round = 0; round < 40 && c.frames.every((f) => !isGoaway(f)); round++) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 10; i++) {
+        frames.push(frame(1, 0x5, sid, GET('/hello')));
+        frames.push(frame(1, 0x5, sid + 2, GET('/hold')), frame(3, 0, sid + 2, u32(8)));
+        sid += 4;
+      }
+      c.send(Buffer.concat(frames));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(goawayCode(await c.waitFor(isGoaway))).toBe(11);
+    // Past the burst (200) and before 400 resets.
+    expect(srv.streams.filter((s) => s.path === '/hold').length).toBeLessThan(400);
+  });
+
+  it('late DATA on a stream closed long ago is ignored (no RST, no strike)', async () => {
+    const srv = await startServer({ ...LIMITS, maxConcurrentStreams: 2 });
+    const c = await raw(srv.port);
+    c.send(frame(1, 0x5, 1, GET('/hello')));
+    await c.waitFor((f) => f.type === 0 && f.sid === 1);
+    // 300 more streams come and go, then DATA arrives for stream 1.
+    for (let i = 1; i <= 300; i++) c.send(frame(1, 0x5, 1 + 2 * i, GET('/hello')));
+    await c.waitFor((f) => f.type === 0 && f.sid === 601);
+    for (let i = 0; i < 150; i++) c.send(frame(0, 0, 1, Buffer.from('late')));
+    c.send(frame(6, 0, 0, Buffer.from('pingpong')));
+    await c.waitFor((f) => f.type === 6);
+    expect(c.frames.filter(isRst(1))).toEqual([]);
+    expect(c.frames.some(isGoaway)).toBe(false);
   });
 
   it('rapid reset: a client that opens and resets streams in a loop gets ENHANCE_YOUR_CALM', async () => {
