@@ -6,7 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Writable } from 'node:stream';
-import { E_INTERNAL_ERROR } from './frames.js';
+import { CONNECTION_SPECIFIC, E_INTERNAL_ERROR } from './frames.js';
 import type { H2ServerStream } from './session.js';
 import type { InboundRequest, OutboundResponse } from '../types.js';
 
@@ -22,8 +22,6 @@ const SINGLE_VALUE = new Set([
   'if-range', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'range',
   'referer', 'retry-after', 'tk', 'upgrade-insecure-requests', 'user-agent', 'x-content-type-options',
 ]);
-/** Connection-specific fields cannot cross into HTTP/2 (RFC 9113 8.2.2). */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 export class H2HeadError extends Error {
   readonly code = 'ERR_HTTP2_HEADER_SINGLE_VALUE';

@@ -38,6 +38,9 @@ export const E_CANCEL = 0x8;
 export const E_COMPRESSION_ERROR = 0x9;
 export const E_ENHANCE_YOUR_CALM = 0xb;
 
+/** Connection-specific fields, which HTTP/2 forbids in either direction (RFC 9113 8.2.2). */
+export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
 export const DEFAULT_WINDOW = 65535;
 export const MAX_WINDOW = 2 ** 31 - 1;
 export const MIN_FRAME_SIZE = 16384;

@@ -17,7 +17,7 @@ import type { TLSSocket } from 'node:tls';
 import { HPACK_BAD, HPACK_TOO_LARGE, HpackDecoder, encodeResponseHead } from './hpack.js';
 import { CONTROL_FRAMES_PER_SECOND, ResetGuard } from './guard.js';
 import {
-  DEFAULT_WINDOW, E_CANCEL, E_INTERNAL_ERROR, E_COMPRESSION_ERROR, E_ENHANCE_YOUR_CALM, E_FLOW_CONTROL_ERROR, E_FRAME_SIZE_ERROR,
+  CONNECTION_SPECIFIC, DEFAULT_WINDOW, E_CANCEL, E_INTERNAL_ERROR, E_COMPRESSION_ERROR, E_ENHANCE_YOUR_CALM, E_FLOW_CONTROL_ERROR, E_FRAME_SIZE_ERROR,
   E_NO_ERROR, E_PROTOCOL_ERROR, E_REFUSED_STREAM, E_STREAM_CLOSED, FRAME_HEADER, F_ACK, F_END_HEADERS, F_END_STREAM,
   F_PADDED, F_PRIORITY, MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE, PREFACE, SETTINGS_ACK, S_ENABLE_PUSH,
   S_INITIAL_WINDOW_SIZE, S_MAX_CONCURRENT_STREAMS, S_MAX_FRAME_SIZE, S_MAX_HEADER_LIST_SIZE,
@@ -80,7 +80,6 @@ const DIGITS = /^[0-9]{1,15}$/;
 /** A method is a token (RFC 9110 9.1), any case. */
 const METHOD_CHAR = new Uint8Array(128);
 for (let c = 0; c < 128; c++) METHOD_CHAR[c] = NAME_CHAR[c]! | (c >= 65 && c <= 90 ? 1 : 0);
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 type Listener = () => void;
 /** Not a wire flag: marks a HEADERS whose priority names its own stream (kept with the block's flags). */
