@@ -197,6 +197,8 @@ export class H2Session {
     this.#clearBlockTimer();
     this.socket.end();
     this.socket.destroySoon();
+    // A peer that reads nothing (a flood's) never lets destroySoon finish.
+    this.#cutLater();
     for (const s of [...this.#streams.values()]) s.closedByPeer();
   }
 
@@ -648,8 +650,14 @@ export class H2Session {
     this.#flush();
     this.#closed = true;
     this.socket.end();
-    // Node stops the socket's idle timer once our side has ended: a client that never closes
-    // its side is cut after the same time again.
+    this.#cutLater();
+  }
+
+  /**
+   * After our side has ended: Node may stop the socket's idle timer then, so a client that never
+   * closes its side, or never reads, is cut after idleTimeout (5 s without one) again.
+   */
+  #cutLater(): void {
     const grace = setTimeout(cutSocket, this.#limits.idleTimeoutMs > 0 ? this.#limits.idleTimeoutMs : 5000, this.socket);
     grace.unref();
     this.socket.once('close', () => clearTimeout(grace));
