@@ -8,10 +8,12 @@
 // bench/bare-undici-proxy.mjs (node:http2's stream API), to show how much of the HTTP/2 gap to
 // nginx is node:http2 itself. Run by hand, or with bench/ab.sh:
 //
-//   node bench/lean-h2-proxy.mjs PORT UPSTREAM_URL CERT KEY CA
+//   node bench/lean-h2-proxy.mjs PORT UPSTREAM_URL CERT KEY CA   (after a build: it takes the HPACK
+//   static table from dist/)
 import tls from 'node:tls';
 import { createRequire } from 'node:module';
 import { referenceTlsOptions } from './lib/server-tls.mjs';
+import { STATIC_TABLE } from '../dist/server/h2/hpack.js';
 
 const require = createRequire(import.meta.url);
 const Pool = require('undici/lib/dispatcher/pool.js');
@@ -24,22 +26,8 @@ if (ca === undefined) {
 const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTimeout: 300_000 });
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te']);
 
-// RFC 7541 Appendix A.
-const STATIC = [
-  null, [':authority', ''], [':method', 'GET'], [':method', 'POST'], [':path', '/'], [':path', '/index.html'],
-  [':scheme', 'http'], [':scheme', 'https'], [':status', '200'], [':status', '204'], [':status', '206'],
-  [':status', '304'], [':status', '400'], [':status', '404'], [':status', '500'], ['accept-charset', ''],
-  ['accept-encoding', 'gzip, deflate'], ['accept-language', ''], ['accept-ranges', ''], ['accept', ''],
-  ['access-control-allow-origin', ''], ['age', ''], ['allow', ''], ['authorization', ''], ['cache-control', ''],
-  ['content-disposition', ''], ['content-encoding', ''], ['content-language', ''], ['content-length', ''],
-  ['content-location', ''], ['content-range', ''], ['content-type', ''], ['cookie', ''], ['date', ''], ['etag', ''],
-  ['expect', ''], ['expires', ''], ['from', ''], ['host', ''], ['if-match', ''], ['if-modified-since', ''],
-  ['if-none-match', ''], ['if-range', ''], ['if-unmodified-since', ''], ['last-modified', ''], ['link', ''],
-  ['location', ''], ['max-forwards', ''], ['proxy-authenticate', ''], ['proxy-authorization', ''], ['range', ''],
-  ['referer', ''], ['refresh', ''], ['retry-after', ''], ['server', ''], ['set-cookie', ''],
-  ['strict-transport-security', ''], ['transfer-encoding', ''], ['user-agent', ''], ['vary', ''], ['via', ''],
-  ['www-authenticate', ''],
-];
+// RFC 7541 Appendix A: the sidecar's copy (index 0 unused).
+const STATIC = STATIC_TABLE;
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const DATA = 0, HEADERS = 1, RST_STREAM = 3, SETTINGS = 4, PING = 6, GOAWAY = 7, WINDOW_UPDATE = 8, CONTINUATION = 9;
 const END_STREAM = 1, ACK = 1, END_HEADERS = 4, PADDED = 8, PRIORITY = 0x20;

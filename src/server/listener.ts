@@ -16,7 +16,7 @@ import type { H1Limits } from './h1.js';
 import { H2Session } from './h2/session.js';
 import type { H2Limits } from './h2/session.js';
 import { H2StreamRequest, H2StreamResponse } from './h2/exchange.js';
-import { CONTROL_FRAMES_PER_SECOND, ResetGuard } from './h2/guard.js';
+import { ControlGuard, ResetGuard } from './h2/guard.js';
 
 export type SidecarServer = tls.Server | http2.Http2SecureServer;
 
@@ -152,15 +152,9 @@ export function guardRapidReset(session: http2.ServerHttp2Session): void {
  */
 
 export function guardControlFlood(session: http2.ServerHttp2Session): void {
-  let windowStart = 0;
-  let count = 0;
+  const guard = new ControlGuard();
   const onFrame = (): void => {
-    const now = Date.now();
-    if (now - windowStart >= 1000) {
-      windowStart = now;
-      count = 0;
-    }
-    if (++count > CONTROL_FRAMES_PER_SECOND && !session.destroyed) {
+    if (guard.frame(Date.now()) && !session.destroyed) {
       session.destroy(new Error('PING/SETTINGS flood'), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
     }
   };

@@ -17,6 +17,21 @@ export const RESETS_PER_SECOND = 50;
 /** PING and SETTINGS frames a connection may send per second (CVE-2019-9512, CVE-2019-9515). */
 export const CONTROL_FRAMES_PER_SECOND = 1000;
 
+/** PING and SETTINGS frames in the current one-second window. */
+export class ControlGuard {
+  #windowStart = 0;
+  #count = 0;
+
+  /** One more PING or SETTINGS; true when the connection must go. */
+  frame(now: number): boolean {
+    if (now - this.#windowStart >= 1000) {
+      this.#windowStart = now;
+      this.#count = 0;
+    }
+    return ++this.#count > CONTROL_FRAMES_PER_SECOND;
+  }
+}
+
 export class ResetGuard {
   #strikes = 0;
   #completed = 0;

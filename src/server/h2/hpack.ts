@@ -189,12 +189,16 @@ export class HpackDecoder {
     if (len < 0 || len > this.#end - this.#p) return null;
     const start = this.#p;
     this.#p += len;
-    const buf = this.#buf;
-    if (!huffman) return buf.toString('latin1', start, start + len);
+    if (!huffman) return this.#buf.toString('latin1', start, start + len);
+    const n = this.#huffman(start, len);
+    return n < 0 ? null : this.#scratch.toString('latin1', 0, n);
+  }
+
+  /** Huffman-decodes buf[start, start + len) into #scratch: the decoded length, or -1 when malformed. */
+  #huffman(start: number, len: number): number {
     const need = Math.ceil((len * 8) / 5);
     if (need > this.#scratch.length) this.#scratch = Buffer.allocUnsafe(Math.max(need, this.#scratch.length * 2));
-    const n = huffmanDecode(buf, start, start + len, this.#scratch);
-    return n < 0 ? null : this.#scratch.toString('latin1', 0, n);
+    return huffmanDecode(this.#buf, start, start + len, this.#scratch);
   }
 
   /** Steps over a string literal without building it (a Huffman one is still checked, 5.2). */
@@ -205,10 +209,7 @@ export class HpackDecoder {
     if (len < 0 || len > this.#end - this.#p) return false;
     const start = this.#p;
     this.#p += len;
-    if (!huffman) return true;
-    const need = Math.ceil((len * 8) / 5);
-    if (need > this.#scratch.length) this.#scratch = Buffer.allocUnsafe(Math.max(need, this.#scratch.length * 2));
-    return huffmanDecode(this.#buf, start, start + len, this.#scratch) >= 0;
+    return !huffman || this.#huffman(start, len) >= 0;
   }
 
   #add(name: string, value: string): void {

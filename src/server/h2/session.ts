@@ -15,7 +15,7 @@
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { HPACK_BAD, HPACK_TOO_LARGE, HpackDecoder, encodeResponseHead } from './hpack.js';
-import { CONTROL_FRAMES_PER_SECOND, ResetGuard } from './guard.js';
+import { ControlGuard, ResetGuard } from './guard.js';
 import {
   CONNECTION_SPECIFIC, DEFAULT_WINDOW, E_CANCEL, E_INTERNAL_ERROR, E_COMPRESSION_ERROR, E_ENHANCE_YOUR_CALM, E_FLOW_CONTROL_ERROR, E_FRAME_SIZE_ERROR,
   E_NO_ERROR, E_PROTOCOL_ERROR, E_REFUSED_STREAM, E_STREAM_CLOSED, FRAME_HEADER, F_ACK, F_END_HEADERS, F_END_STREAM,
@@ -119,8 +119,7 @@ export class H2Session {
   /** Streams with response DATA waiting for window or for the socket. */
   readonly #blocked = new Set<H2ServerStream>();
   // Guards.
-  #controlWindowStart = 0;
-  #controlCount = 0;
+  readonly #control = new ControlGuard();
   readonly #resets = new ResetGuard();
   #blockTimer: NodeJS.Timeout | null = null;
   #emptyFrames = 0;
@@ -534,13 +533,9 @@ export class H2Session {
 
   /** PING and SETTINGS floods (CVE-2019-9512, CVE-2019-9515): false past the bound. */
   #controlFrame(): boolean {
-    const now = Date.now();
-    if (now - this.#controlWindowStart >= 1000) {
-      this.#controlWindowStart = now;
-      this.#controlCount = 0;
-    }
-    return ++this.#controlCount <= CONTROL_FRAMES_PER_SECOND;
+    return !this.#control.frame(Date.now());
   }
+
 
   // ---- flow control and writing ---------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HPACK_BAD, HPACK_OK, HPACK_TOO_LARGE, HpackDecoder, encodeResponseHead } from '../../../src/server/h2/hpack.js';
 import { HUFFMAN_CODES, huffmanDecode, huffmanEncode } from '../../../src/server/h2/huffman.js';
+import * as F from '../../adversarial/h2frames.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const pairs = (flat: string[]): [string, string][] => {
@@ -127,8 +128,7 @@ describe('HPACK decoder: malformed blocks', () => {
 
   it('past the field-count limit, literals are stepped over and indexed ones still enter the table', () => {
     const d = new HpackDecoder(4096, 1 << 20, 2);
-    const lit = (n: string, v: string, first: number): string =>
-      Buffer.concat([Buffer.from([first, n.length]), Buffer.from(n), Buffer.from([v.length]), Buffer.from(v)]).toString('hex');
+    const lit = (n: string, v: string, first: number): string => (first === 0x40 ? F.literalIndexed(n, v) : F.literal(n, v)).toString('hex');
     const r = decodeAll(d, hex(lit('a', '1', 0) + lit('b', '2', 0) + lit('c', '3', 0) + lit('d', '4', 0x40) + lit('e', '5', 0)));
     expect(r.rc).toBe(HPACK_TOO_LARGE);
     expect(r.headers).toEqual([['a', '1'], ['b', '2']]);
@@ -140,11 +140,7 @@ describe('HPACK decoder: malformed blocks', () => {
 
   it('evicts oldest first, and a size update to 0 empties the table', () => {
     const d = new HpackDecoder(120);
-    const field = (n: string): string => {
-      const name = Buffer.from(`k-${n}`);
-      const value = Buffer.from('v'.repeat(20));
-      return Buffer.concat([Buffer.from([0x40, name.length]), name, Buffer.from([value.length]), value]).toString('hex');
-    };
+    const field = (n: string): string => F.literalIndexed(`k-${n}`, 'v'.repeat(20)).toString('hex');
     decodeAll(d, hex(field('a') + field('b') + field('c'))); // 55 each: only two fit in 120
     expect(d.tableCount).toBe(2);
     expect(decodeAll(d, hex('be bf')).headers.map(([n]) => n)).toEqual(['k-c', 'k-b']);
@@ -156,15 +152,7 @@ describe('HPACK decoder: malformed blocks', () => {
 
 // ---- against a real peer -----------------------------------------------------------------------
 
-const PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
-function frame(type: number, flags: number, sid: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(sid, 5);
-  return Buffer.concat([h, payload]);
-}
+const { frame } = F;
 
 interface Peer {
   port: number;
@@ -187,6 +175,7 @@ async function rawPeer(tableSize: number, answer: (sid: number) => Buffer): Prom
     const dec = new HpackDecoder(tableSize);
     let buf = Buffer.alloc(0);
     let preface = false;
+    const reader = new F.FrameReader();
     let block: Buffer[] = [];
     let blockSid = 0;
     const settings = Buffer.alloc(6);
@@ -194,19 +183,15 @@ async function rawPeer(tableSize: number, answer: (sid: number) => Buffer): Prom
     settings.writeUInt32BE(tableSize, 2);
     sock.write(frame(4, 0, 0, settings));
     sock.on('data', (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
       if (!preface) {
+        buf = Buffer.concat([buf, chunk]);
         if (buf.length < 24) return;
-        expect(buf.subarray(0, 24).toString('latin1')).toBe(PREFACE);
-        buf = buf.subarray(24);
+        expect(buf.subarray(0, 24).equals(F.PREFACE)).toBe(true);
+        chunk = buf.subarray(24);
         preface = true;
       }
-      while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
-        const len = buf.readUIntBE(0, 3);
-        const [type, flags] = [buf[3] as number, buf[4] as number];
-        const sid = buf.readUInt32BE(5) & 0x7fffffff;
-        let payload = buf.subarray(9, 9 + len);
-        buf = buf.subarray(9 + len);
+      for (const { type, flags, streamId: sid, payload: p } of reader.push(chunk)) {
+        let payload = p;
         if (type === 4 && (flags & 1) === 0) sock.write(frame(4, 1, 0, Buffer.alloc(0)));
         if (type === 1 || type === 9) {
           if (type === 1) {

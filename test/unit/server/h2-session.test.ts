@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { H2Session } from '../../../src/server/h2/session.js';
 import type { H2Limits, H2ServerStream } from '../../../src/server/h2/session.js';
+import { FrameReader, PREFACE, block, frame } from '../../adversarial/h2frames.js';
 
 const pki = inject('pki');
 const LIMITS: H2Limits = {
@@ -255,25 +256,7 @@ describe('H2Session with Node\'s HTTP/2 client', () => {
 
 // ---- hand-built frames ---------------------------------------------------------------------
 
-function frame(type: number, flags: number, sid: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(sid, 5);
-  return Buffer.concat([h, payload]);
-}
-/** A header block of literal fields without indexing (plain strings, new names). */
-function block(fields: [string, string][]): Buffer {
-  const parts: Buffer[] = [];
-  for (const [n, v] of fields) {
-    const nb = Buffer.from(n, 'latin1');
-    const vb = Buffer.from(v, 'latin1');
-    if (nb.length > 126 || vb.length > 126) throw new Error('test helper: short strings only');
-    parts.push(Buffer.from([0, nb.length]), nb, Buffer.from([vb.length]), vb);
-  }
-  return Buffer.concat(parts);
-}
+// frame() and block() (literal fields without indexing, plain strings) from the adversarial suite's helpers.
 const GET = (path: string, extra: [string, string][] = []): Buffer =>
   block([[':method', 'GET'], [':scheme', 'https'], [':path', path], [':authority', 'localhost'], ...extra]);
 const u32 = (v: number): Buffer => {
@@ -298,20 +281,17 @@ async function raw(port: number, halfOpen = false): Promise<{ send(b: Buffer): v
   await new Promise<void>((r, j) => sock.once('secureConnect', r).once('error', j));
   const frames: Frame[] = [];
   const waiters: [(f: Frame) => boolean, (f: Frame) => void][] = [];
-  let buf = Buffer.alloc(0);
+  const reader = new FrameReader();
   sock.on('data', (d: Buffer) => {
-    buf = Buffer.concat([buf, d]);
-    while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
-      const len = buf.readUIntBE(0, 3);
-      const f = { type: buf[3] as number, flags: buf[4] as number, sid: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + len) };
-      buf = buf.subarray(9 + len);
+    for (const { type, flags, streamId, payload } of reader.push(d)) {
+      const f = { type, flags, sid: streamId, payload };
       frames.push(f);
       for (const w of waiters.splice(0)) (w[0](f) ? w[1](f) : waiters.push(w));
     }
   });
   sock.on('error', () => undefined);
   const closed = new Promise<void>((r) => sock.once('close', () => r()));
-  sock.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), frame(4, 0, 0)]));
+  sock.write(Buffer.concat([PREFACE, frame(4, 0, 0)]));
   return {
     send: (b) => sock.write(b),
     frames,
