@@ -184,6 +184,9 @@ export class RedisRateLimiter implements RateLimiter {
         retryDelayOnTryAgain: 10,
         slotsRefreshTimeout: connection.connectTimeout,
         clusterRetryStrategy: backoff,
+        // With TLS, connect by the name as given so the certificate is checked against it
+        // (ioredis resolves seed names to IPs otherwise; its README's note on TLS clusters).
+        ...(tls ? { dnsLookup: (address: string, callback: (err: null, address: string) => void) => callback(null, address) } : {}),
         redisOptions: {
           ...connection,
           ...(username === undefined ? {} : { username }),
