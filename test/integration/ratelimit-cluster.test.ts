@@ -8,9 +8,13 @@
  * Skipped, with a message, only when redis-server or redis-cli is not installed; CI sets
  * MTLS_SIDECAR_REQUIRE_REDIS=1 so a missing install fails instead.
  */
+import { writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import type { Dispatcher } from 'undici';
+import { stringify } from 'yaml';
+import { silentLog } from '../../src/log.js';
 import { RedisRateLimiter } from '../../src/ratelimit/redis.js';
+import { Reloader } from '../../src/reload/reload.js';
 import type { Bucket, RateDecision, Take } from '../../src/ratelimit/types.js';
 import { agentFor, call } from '../helpers/client.js';
 import { captureLog } from '../helpers/log.js';
@@ -18,7 +22,7 @@ import type { LogLine } from '../helpers/log.js';
 import type { Reply } from '../helpers/client.js';
 import { REDIS_CLUSTER_MISSING, rawCommand, redisCliBinary, redisServerBinary, startRedisCluster } from '../helpers/redis.js';
 import type { RedisCluster } from '../helpers/redis.js';
-import { startSidecar } from '../helpers/sidecar.js';
+import { startSidecar, withEphemeralPorts } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
@@ -77,14 +81,14 @@ function identities(): Record<string, unknown>[] {
   ];
 }
 
-function clusterConfig(onError: 'allow' | 'deny', prefix: string, buckets: Record<string, Bucket>, read?: Bucket, write?: Bucket): Record<string, unknown> {
+function clusterConfig(onError: 'allow' | 'deny', prefix: string, buckets: Record<string, Bucket>, read?: Bucket, write?: Bucket, cluster = true): Record<string, unknown> {
   return baseConfig(pki, app.url, {
     identities: identities(),
     routes: routes(read, write),
     rateLimit: {
       identities: buckets,
       backend: 'redis',
-      redis: { url: theCluster().url, keyPrefix: prefix, onError, cluster: true },
+      redis: { url: theCluster().url, keyPrefix: prefix, onError, cluster },
     },
   });
 }
@@ -114,7 +118,8 @@ describe('Redis Cluster backend', () => {
   it('stores one decision in one slot ({subject} hash tag), spreads identities over the masters, same numbers as one Redis', async () => {
     const c = theCluster();
     const prefix = freshPrefix();
-    const rl = new RedisRateLimiter({ url: c.url, keyPrefix: prefix, cluster: true, timeoutMs: 75 });
+    const logged: LogLine[] = [];
+    const rl = new RedisRateLimiter({ url: c.url, keyPrefix: prefix, cluster: true, timeoutMs: 75, log: captureLog(logged) });
     try {
       const own: Bucket = { rps: 1, burst: 10 };
       const route: Bucket = { rps: 0.5, burst: 2 };
@@ -139,6 +144,9 @@ describe('Redis Cluster backend', () => {
       const owners = new Set<number>();
       for (const name of ['orders', 'billing', 'a', 'b', 'c', 'd', 'e', 'f']) owners.add(await c.ownerOf(`${prefix}{id/${name}}`));
       expect(owners.size).toBe(3);
+      // It connected without going round a reconnect loop (ioredis' ready check, which a node
+      // still connecting fails, is off), so nothing was logged.
+      expect(logged).toEqual([]);
     } finally {
       await rl.close();
     }
@@ -185,6 +193,27 @@ describe('Redis Cluster backend', () => {
     }
   });
 
+  it('a reload that turns cluster on replaces the single-node client', async () => {
+    const c = theCluster();
+    const prefix = freshPrefix();
+    const config = (cluster: boolean): Record<string, unknown> =>
+      withEphemeralPorts(clusterConfig('deny', prefix, { orders: { rps: 100, burst: 100 } }, undefined, undefined, cluster));
+    // orders' slot is on another master than the seed: a single-node client gets MOVED, which
+    // it does not follow, so every decision is `unavailable` (503 with onError: deny).
+    expect(await c.ownerOf(`${prefix}{id/orders}`)).not.toBe(0);
+    const sc = await startSidecar(config(false));
+    const orders = agentFor(creds(pki, 'orders'));
+    try {
+      expect((await call(orders, sc.origin, '/orders/1')).status).toBe(503);
+      await writeFile(sc.configFile, stringify(config(true)));
+      expect(await new Reloader(sc.sidecar, sc.configFile, silentLog()).reload('test')).toBe('applied');
+      expect((await untilDecided(orders, sc.origin, '/orders/1')).status).toBe(200);
+    } finally {
+      await orders.close();
+      await sc.close();
+    }
+  });
+
   it('a master killed mid-run: its identities follow onError (allow admits, deny 503), the others keep exact limits; back: decided again', async () => {
     const c = theCluster();
     const prefix = freshPrefix();
@@ -201,9 +230,10 @@ describe('Redis Cluster backend', () => {
     const victim = await c.ownerOf(`${prefix}{id/payments}`);
     const node = c.nodes[victim];
     if (node === undefined) throw new Error('no victim node');
-    // And a limiter of its own, to read the operational log through the outage.
+    // And a limiter of its own, to read the operational log through the outage. Its deadline
+    // is long, so what answers below is the client, not the deadline.
     const logged: LogLine[] = [];
-    const rl = new RedisRateLimiter({ url: c.url, keyPrefix: `${prefix}direct:`, cluster: true, timeoutMs: 75, log: captureLog(logged) });
+    const rl = new RedisRateLimiter({ url: c.url, keyPrefix: `${prefix}direct:`, cluster: true, timeoutMs: 5000, log: captureLog(logged) });
     const direct: Take[] = [{ key: 'id/payments', bucket: big }];
     try {
       expect(await untilAnswering(rl, direct)).toMatchObject({ kind: 'allow' });
@@ -251,7 +281,12 @@ describe('Redis Cluster backend', () => {
       );
       running = false;
       await workers;
-      expect(await rl.take(direct)).toEqual({ kind: 'unavailable' });
+      // A dead node's decisions fail at once. ioredis would retry them (100 ms apart, up to 16
+      // redirections: ~1 s a call, seen), holding each past the 75 ms deadline.
+      const t0 = performance.now();
+      for (let i = 0; i < 5; i++) expect(await rl.take(direct)).toEqual({ kind: 'unavailable' });
+      expect(performance.now() - t0).toBeLessThan(2500);
+      expect(rl.stats()).toMatchObject({ inFlight: 0, timeouts: 0 });
 
       const up = seen.filter((s) => s.phase === 'up');
       expect(up.every((s) => s.status === 200), JSON.stringify(up.filter((s) => s.status !== 200))).toBe(true);
