@@ -27,8 +27,8 @@
  * slots' decisions with it (unless the cluster itself stops serving: cluster-require-full-
  * coverage): calls for those slots fail at once (no retry on a closed connection or on
  * CLUSTERDOWN, both of which would outlast the deadline) and are `unavailable`, logged once per
- * node. The dead node's connection is not retried on a timer; a MOVED or the periodic slots
- * refresh brings the client back to it (or to the replica that took over).
+ * node. The dead node's connection is not retried on a timer: the next call routed there
+ * (a MOVED from a live node) connects again, to it or to the replica promoted in its place.
  *
  * Client: ioredis (see the report in the ratelimit change for why); the URL may be redis:// or
  * rediss://, with credentials and a database number as ioredis parses them. Never logged.
