@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 import { validateRouteSpec } from '../policy/routes.js';
 import { validateIdentityMatch } from '../identity/match.js';
+import { clusterPrefixProblem, parseClusterSeed } from '../ratelimit/cluster.js';
 
 const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
@@ -116,6 +117,7 @@ const rateLimit = z.strictObject({
       url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
       keyPrefix: z.string().default('mtls-sidecar:'),
       onError: z.enum(['allow', 'deny']).default('allow'),
+      cluster: z.boolean().default(false),
     })
     .optional(),
 });
@@ -184,6 +186,13 @@ export const configSchema = z
     }
     if (c.rateLimit?.backend === 'redis' && c.rateLimit.redis === undefined) {
       ctx.addIssue({ code: 'custom', path: ['rateLimit', 'redis'], message: 'backend redis needs rateLimit.redis.url' });
+    }
+    const redis = c.rateLimit?.redis;
+    if (redis?.cluster === true) {
+      const seed = parseClusterSeed(redis.url);
+      if (!seed.ok) ctx.addIssue({ code: 'custom', path: ['rateLimit', 'redis', 'url'], message: seed.message });
+      const prefix = clusterPrefixProblem(redis.keyPrefix);
+      if (prefix !== null) ctx.addIssue({ code: 'custom', path: ['rateLimit', 'redis', 'keyPrefix'], message: prefix });
     }
   });
 

@@ -112,7 +112,7 @@ export interface Snapshot {
     readonly default: Bucket | undefined;
     readonly identities: ReadonlyMap<string, Bucket>;
     readonly backend: 'memory' | 'redis';
-    readonly redis: { readonly url: string; readonly keyPrefix: string; readonly onError: 'allow' | 'deny' } | undefined;
+    readonly redis: { readonly url: string; readonly keyPrefix: string; readonly onError: 'allow' | 'deny'; readonly cluster: boolean } | undefined;
   } | null;
   /** `jwt` section: a verifier built at load time (JWKS file and denylist read), or null. */
   readonly jwt: { readonly verifier: JwtVerifier; readonly required: boolean } | null;

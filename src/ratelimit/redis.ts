@@ -20,15 +20,27 @@
  *    (Redis restarted or SCRIPT FLUSH) falls back to EVAL, which also caches it again.
  * `unavailable` is the pipeline's cue to apply `rateLimit.redis.onError`.
  *
+ * Redis Cluster (`cluster: true`): `url` is one seed node; ioredis' Cluster client learns the
+ * slots and the other masters from it and follows MOVED/ASK. Every key is stored as
+ * `keyPrefix + clusterKey(key)` (keys.ts): the subject in a hash tag, so one decision's keys
+ * share a slot and its script runs on one master. A master that goes away takes only its
+ * slots' decisions with it (unless the cluster itself stops serving: cluster-require-full-
+ * coverage): calls for those slots fail at once (no retry on a closed connection or on
+ * CLUSTERDOWN, both of which would outlast the deadline) and are `unavailable`, logged once per
+ * node. The dead node's connection is not retried on a timer: the next call routed there
+ * (a MOVED from a live node) connects again, to it or to the replica promoted in its place.
+ *
  * Client: ioredis (see the report in the ratelimit change for why); the URL may be redis:// or
  * rediss://, with credentials and a database number as ioredis parses them. Never logged.
  */
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type * as IORedis from 'ioredis';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Log } from '../log.js';
 import { retryAfterSeconds, secondsCeil } from './bucket.js';
+import { parseClusterSeed } from './cluster.js';
+import { clusterKey } from './keys.js';
 import { UNAVAILABLE } from './types.js';
 import type { RateDecision, RateLimiter, Take } from './types.js';
 
@@ -37,6 +49,12 @@ export interface RedisRateLimiterOptions {
   readonly url: string;
   /** Prepended to every bucket key (SPEC default "mtls-sidecar:"). */
   readonly keyPrefix?: string;
+  /**
+   * `url` is a seed node of a Redis Cluster (default false). The caller has checked the URL and
+   * prefix (config/schema.ts, with ratelimit/cluster.ts); the constructor throws on a bad URL.
+   * All keys of one take() must have the same subject (RatePlanner's do): see keys.ts.
+   */
+  readonly cluster?: boolean;
   /** Upper bound on one decision, ms (default 75). */
   readonly timeoutMs?: number;
   /** Operational log (connection lost/restored, script errors), rate-limited to one line per episode. */
@@ -110,7 +128,8 @@ function loadIoredis(): typeof IORedis {
 }
 
 export class RedisRateLimiter implements RateLimiter {
-  readonly #client: Redis;
+  readonly #client: Redis | Cluster;
+  readonly #cluster: boolean;
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #maxInFlight: number;
@@ -122,26 +141,72 @@ export class RedisRateLimiter implements RateLimiter {
   #lastScriptErrorLog = 0;
   #timeouts = 0;
   #errors = 0;
+  /** Cluster nodes ("host:port") whose outage was logged and that have not come back since. */
+  readonly #downNodes = new Set<string>();
 
   constructor(opts: RedisRateLimiterOptions) {
     this.#prefix = opts.keyPrefix ?? 'mtls-sidecar:';
     this.#timeoutMs = Math.max(1, opts.timeoutMs ?? 75);
     this.#maxInFlight = Math.max(1, opts.maxInFlight ?? 10_000);
     this.#log = opts.log;
+    this.#cluster = opts.cluster === true;
     const maxDelay = Math.max(10, opts.maxReconnectDelayMs ?? 1000);
-    const { Redis } = loadIoredis();
-    this.#client = new Redis(opts.url, {
-      // Fail fast while disconnected: no offline queue, nothing re-sent after a reconnect.
-      enableOfflineQueue: false,
+    // 100, 200, 400, 800 ms, then every maxDelay ms, for ever.
+    const backoff = (times: number): number => Math.min(maxDelay, 50 * 2 ** Math.min(times, 16));
+    const connection = {
+      // Fail fast while disconnected: nothing re-sent after a reconnect.
       autoResendUnfulfilledCommands: false,
       maxRetriesPerRequest: 0,
       enableReadyCheck: true,
-      lazyConnect: false,
       connectTimeout: Math.max(1, opts.connectTimeoutMs ?? 1000),
       socketTimeout: Math.max(1, opts.socketTimeoutMs ?? 1000),
-      // 100, 200, 400, 800 ms, then every maxDelay ms, for ever.
-      retryStrategy: (times: number) => Math.min(maxDelay, 50 * 2 ** Math.min(times, 16)),
-    });
+    };
+    const io = loadIoredis();
+    if (this.#cluster) {
+      const seed = parseClusterSeed(opts.url);
+      if (!seed.ok) throw new RangeError(`rateLimit.redis.url: ${seed.message}`);
+      const { host, port, username, password, tls } = seed.seed;
+      const cluster = new io.Cluster([{ host, port }], {
+        // No offline queue: while the cluster (or a node) is not ready, calls fail at once.
+        enableOfflineQueue: false,
+        // Off: ioredis sends its ready check (CLUSTER INFO) to a random node, and without an
+        // offline queue a node still connecting fails it, so the client reconnected for ever
+        // (seen against a real 3-master cluster). A cluster that is not ok answers CLUSTERDOWN,
+        // which is `unavailable` all the same.
+        enableReadyCheck: false,
+        lazyConnect: false,
+        scaleReads: 'master',
+        // A decision has a 75 ms deadline: retrying after a closed connection or CLUSTERDOWN
+        // (100 ms by default, up to 16 times) could only answer after it. MOVED/ASK (resharding,
+        // failover) are still followed at once; TRYAGAIN (a slot mid-migration) shortly.
+        retryDelayOnFailover: 0,
+        retryDelayOnClusterDown: 0,
+        retryDelayOnTryAgain: 10,
+        slotsRefreshTimeout: connection.connectTimeout,
+        clusterRetryStrategy: backoff,
+        // With TLS, connect by the name as given so the certificate is checked against it
+        // (ioredis resolves seed names to IPs otherwise; its README's note on TLS clusters).
+        ...(tls ? { dnsLookup: (address: string, callback: (err: null, address: string) => void) => callback(null, address) } : {}),
+        redisOptions: {
+          ...connection,
+          ...(username === undefined ? {} : { username }),
+          ...(password === undefined ? {} : { password }),
+          ...(tls ? { tls: {} } : {}),
+        },
+      });
+      // Each node gets the script as soon as the client knows it (EVALSHA then finds it; a
+      // NOSCRIPT still falls back to EVAL), and tells when it is back after an outage.
+      cluster.on('+node', (node: Redis) => this.#onNode(node));
+      cluster.on('node error', (err: unknown, key: unknown) => this.#onNodeDown(err, String(key)));
+      this.#client = cluster;
+    } else {
+      this.#client = new io.Redis(opts.url, {
+        ...connection,
+        enableOfflineQueue: false,
+        lazyConnect: false,
+        retryStrategy: backoff,
+      });
+    }
     this.#client.on('ready', () => this.#onReady());
     // Without an 'error' listener an EventEmitter error would be thrown; log once per outage.
     this.#client.on('error', (err: unknown) => this.#onDown(err));
@@ -169,7 +234,7 @@ export class RedisRateLimiter implements RateLimiter {
     args[1] = n;
     for (let i = 0; i < n; i++) {
       const t = takes[i] as Take;
-      args[2 + i] = this.#prefix + t.key;
+      args[2 + i] = this.#prefix + (this.#cluster ? clusterKey(t.key) : t.key);
       args[2 + n + 2 * i] = t.bucket.rps;
       args[3 + n + 2 * i] = t.bucket.burst;
     }
@@ -261,8 +326,23 @@ export class RedisRateLimiter implements RateLimiter {
   #onReady(): void {
     if (!this.#up) this.#log?.info({ component: 'ratelimit' }, 'rate limit: redis connection restored');
     this.#up = true;
-    // Best effort: EVALSHA falls back to EVAL on NOSCRIPT anyway.
-    this.#client.script('LOAD', SCRIPT).catch(() => undefined);
+    // Best effort: EVALSHA falls back to EVAL on NOSCRIPT anyway. (A cluster loads it per node.)
+    if (!this.#cluster) this.#client.script('LOAD', SCRIPT).catch(() => undefined);
+  }
+
+  #onNode(node: Redis): void {
+    node.script('LOAD', SCRIPT).catch(() => undefined);
+    node.on('ready', () => {
+      const key = `${node.options.host ?? ''}:${node.options.port ?? ''}`;
+      if (this.#downNodes.delete(key) && !this.#closed) this.#log?.info({ component: 'ratelimit', node: key }, 'rate limit: redis cluster node restored');
+    });
+  }
+
+  #onNodeDown(err: unknown, key: string): void {
+    // A dead node fails every call routed to it: one line per outage, not one per request.
+    if (this.#closed || this.#downNodes.has(key)) return;
+    this.#downNodes.add(key);
+    this.#log?.warn({ component: 'ratelimit', node: key, err: describe(err) }, 'rate limit: redis cluster node unavailable, decisions for its slots are "unavailable" until it is back');
   }
 
   #onDown(err: unknown): void {

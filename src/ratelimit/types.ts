@@ -18,7 +18,9 @@
  *   Keys and plans (keys.ts, plan.ts): how the sidecar names buckets — `id/<identity>`,
  *                 `cert/<sha256 hex>`, and `<subject key>/rt/<route>` for a route's own bucket —
  *                 and RatePlanner, which turns (identity, certificate, route) into the takes of
- *                 one request, cached per config snapshot.
+ *                 one request, cached per config snapshot. In a Redis Cluster each key is
+ *                 stored as `{<subject key>}[/rt/<route>]` (keys.ts clusterKey), so one
+ *                 decision's buckets share a hash slot.
  *
  * Semantics shared by both backends (bucket.ts is the one place the arithmetic lives):
  *   - A bucket is stored as the time it will be full again (`fullAt`, ms), i.e. a token bucket
@@ -33,7 +35,8 @@
  *                          allow the one with the fewest tokens left, on deny the one that frees
  *                          a token last), so the caller can name the policy in the headers.
  *   - `takes` must not be empty (RangeError): with no bucket to apply, don't call take().
- *     Keys within one call should be distinct (RatePlanner's always are).
+ *     Keys within one call should be distinct, and on a Redis Cluster have one subject
+ *     (RatePlanner's always do both).
  */
 
 export interface Bucket {

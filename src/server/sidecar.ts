@@ -275,13 +275,13 @@ export class Sidecar implements PipelineHost {
       return null;
     }
     const redis = rl?.backend === 'redis' ? rl.redis : undefined;
-    const key = redis === undefined ? 'memory' : `redis ${redis.url} ${redis.keyPrefix}`;
+    const key = redis === undefined ? 'memory' : `redis ${redis.url} ${redis.keyPrefix} cluster=${redis.cluster}`;
     let limiter: RateLimiter;
     if (prev !== null && key === this.#limiterKey) {
       limiter = prev.limiter;
     } else {
       if (prev !== null) void prev.limiter.close();
-      limiter = redis === undefined ? new MemoryRateLimiter(this.#rateClock === undefined ? {} : { now: this.#rateClock }) : new RedisRateLimiter({ url: redis.url, keyPrefix: redis.keyPrefix, log: this.log });
+      limiter = redis === undefined ? new MemoryRateLimiter(this.#rateClock === undefined ? {} : { now: this.#rateClock }) : new RedisRateLimiter({ url: redis.url, keyPrefix: redis.keyPrefix, cluster: redis.cluster, log: this.log });
       this.#limiterKey = key;
     }
     return { planner: new RatePlanner(settings), limiter, onError: redis?.onError ?? 'allow' };

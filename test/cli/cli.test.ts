@@ -112,6 +112,18 @@ describe('check', () => {
     expect(r.stderr).not.toMatch(/PRIVATE KEY|\n\s+at /);
   });
 
+  it('says why a Redis Cluster setting cannot work (database, braces in keyPrefix), without the password', async () => {
+    const redis = { url: 'redis://app:s3cret@127.0.0.1:7000/2', keyPrefix: '{app}:', cluster: true };
+    const cfg = baseConfig(pki, app.url, { rateLimit: { default: { rps: 1, burst: 1 }, backend: 'redis', redis } });
+    const r = await cli(['check', '--config', await configFile('cluster.yaml', cfg)]);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines.some((l) => /:\d+:\d+: rateLimit\.redis\.url: a Redis Cluster has only database 0/.test(l))).toBe(true);
+    expect(lines.some((l) => /:\d+:\d+: rateLimit\.redis\.keyPrefix: with cluster: true keyPrefix must not contain/.test(l))).toBe(true);
+    expect(r.stderr).not.toContain('s3cret');
+  });
+
   it('uses $MTLS_SIDECAR_CONFIG when --config is absent', async () => {
     const file = await configFile('env.yaml', baseConfig(pki, app.url));
     const r = await cli(['check'], { MTLS_SIDECAR_CONFIG: file });

@@ -3,15 +3,14 @@
  * Skipped, with a message, only when redis-server is not installed; CI installs it.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import type { Log } from '../../src/log.js';
 import { RedisRateLimiter, SCRIPT_SHA1 } from '../../src/ratelimit/redis.js';
 import type { Bucket, RateDecision, Take } from '../../src/ratelimit/types.js';
 import { REDIS_MISSING, redisServerBinary, startRedis } from '../helpers/redis.js';
 import type { RedisServer } from '../helpers/redis.js';
+import { captureLog } from '../helpers/log.js';
 
 const HAVE_REDIS = redisServerBinary() !== null;
 const TIMEOUT_MS = 75;
@@ -42,17 +41,6 @@ beforeEach((ctx) => {
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
 });
-
-/** A pino logger whose lines land in `lines`. */
-function captureLog(lines: { level: number; msg: string }[]): Log {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line) as { level: number; msg: string });
-      done();
-    },
-  });
-  return pino({ level: 'info' }, sink);
-}
 
 function limiter(url: string, prefix: string, extra: { timeoutMs?: number; log?: Log } = {}): RedisRateLimiter {
   const rl = new RedisRateLimiter({ url, keyPrefix: prefix, timeoutMs: extra.timeoutMs ?? TIMEOUT_MS, maxReconnectDelayMs: 200, ...(extra.log ? { log: extra.log } : {}) });

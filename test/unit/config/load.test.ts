@@ -76,6 +76,25 @@ describe('config loading', () => {
     expect(found.map((i) => i.path).sort()).toEqual(['identities[1].name', 'rateLimit.identities.ghost']);
   });
 
+  it('rateLimit.redis.cluster: a boolean; with true, a seed URL on database 0 and a keyPrefix without braces', () => {
+    const redis = (fields: string): string => `${GOOD}rateLimit:\n  backend: redis\n  redis: { ${fields} }\n`;
+    const ok = parseConfigText(redis('url: "redis://10.0.0.1:7000", cluster: true'));
+    expect(ok.ok && ok.raw.rateLimit?.redis).toEqual({ url: 'redis://10.0.0.1:7000', keyPrefix: 'mtls-sidecar:', onError: 'allow', cluster: true });
+    const dflt = parseConfigText(redis('url: "redis://10.0.0.1:7000"'));
+    expect(dflt.ok && dflt.raw.rateLimit?.redis?.cluster).toBe(false);
+    // Braces mean nothing to a single Redis.
+    expect(issues(redis('url: "redis://h:1/2", keyPrefix: "{app}:"'))).toEqual([]);
+
+    const [notBool] = issues(redis('url: "redis://h:1", cluster: "yes"'));
+    expect(notBool).toMatchObject({ path: 'rateLimit.redis.cluster', line: 10 });
+    expect(notBool?.message).toBe('expected boolean');
+    const found = issues(redis('url: "redis://user:s3cret@h:1/2", keyPrefix: "{app}:", cluster: true'));
+    expect(found.map((i) => i.path).sort()).toEqual(['rateLimit.redis.keyPrefix', 'rateLimit.redis.url']);
+    expect(found.find((i) => i.path === 'rateLimit.redis.url')?.message).toMatch(/only database 0/);
+    expect(found.find((i) => i.path === 'rateLimit.redis.keyPrefix')?.message).toMatch(/must not contain "\{" or "\}"/);
+    expect(JSON.stringify(found)).not.toContain('s3cret');
+  });
+
   it('requires clientCAs or pins', () => {
     const [i] = issues('version: 1\ntls: { cert: a, key: b }\n');
     expect(i?.path).toBe('tls.clientCAs');
