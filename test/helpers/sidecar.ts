@@ -12,6 +12,7 @@ import { silentLog } from '../../src/log.js';
 import type { Log } from '../../src/log.js';
 import { pino } from 'pino';
 import { Sidecar } from '../../src/server/sidecar.js';
+import type { SidecarDeps } from '../../src/server/sidecar.js';
 import { AuditSink } from './audit-sink.js';
 
 export interface RunningSidecar {
@@ -39,6 +40,8 @@ export interface StartOptions {
   readonly rateClock?: () => number;
   /** The operational log (default: silent); see memoryLog. */
   readonly log?: Log;
+  /** JWT runtime options: a fetch that trusts the test CA for a JWKS URL, a clock. */
+  readonly jwt?: SidecarDeps['jwt'];
 }
 
 /** An operational log kept in memory, lines parsed (the same pino sink the audit tests use). */
@@ -71,6 +74,7 @@ export async function startSidecarFile(file: string, cleanupDir: string | null =
     audit,
     log: opts.log ?? silentLog(),
     ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}),
+    ...(opts.jwt !== undefined ? { jwt: opts.jwt } : {}),
   });
   const admin = await sidecar.listenAdmin();
   const addr = await sidecar.listen();
