@@ -49,6 +49,7 @@ export class JwksReport {
 
   /** A fetch succeeded after failed ones. */
   recovered(): void {
+    if (this.#kinds.size === 0) return; // no failure was reported since the last recovery
     let notLogged = 0;
     for (const k of this.#kinds.values()) notLogged += k.notLogged;
     this.#kinds.clear();
