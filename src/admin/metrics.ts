@@ -19,6 +19,14 @@ import type { HandshakeReason } from '../reasons.js';
 /** From about 100 µs (a refusal) to 10 s (a slow app). */
 export const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/**
+ * Node's default gauges whose names end in `_total`: promtool check metrics refuses a gauge named
+ * like a counter. Each is the sum of the labelled gauge of the same name without the suffix
+ * (nodejs_active_handles{type}, ...), so dropping them loses nothing: sum(nodejs_active_handles)
+ * is the same number.
+ */
+const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 export function methodLabel(method: string): string {
@@ -202,6 +210,9 @@ export class Metrics {
   readonly #rateLimitErrors: ScrapeTimeCounter;
   readonly #certExpiry: Gauge<'cert'>;
   readonly #reloads: Counter<'result'>;
+  readonly #lastReloadOk: Gauge;
+  readonly #lastReloadOkTime: Gauge;
+  readonly #jwksFetchFailures: Counter;
   /** identity → route → series: two lookups on the (interned config-name) strings, no key building. */
   readonly #routes = new Map<string, Map<string, RouteEntry>>();
   readonly #upstreamByRoute = new Map<string, HistogramSeries>();
@@ -214,9 +225,14 @@ export class Metrics {
     ['deny', 1],
   ]);
 
-  constructor(activeConnections: () => number, registry: Registry = new Registry()) {
+  readonly #now: () => number;
+
+  /** `now`: wall clock (ms) of the reload timestamps; injected so tests can compare expositions. */
+  constructor(activeConnections: () => number, registry: Registry = new Registry(), now: () => number = Date.now) {
     this.registry = registry;
+    this.#now = now;
     collectDefaultMetrics({ register: registry });
+    for (const name of GAUGES_NAMED_TOTAL) registry.removeSingleMetric(name);
     // Registration order is exposition order: keep it as it always was.
     this.#requests = new ScrapeTimeCounter(registry, 'mtls_sidecar_requests_total', 'Requests by identity, route, method, status code and decision.', () => {
       for (const byRoute of this.#routes.values()) {
@@ -275,6 +291,24 @@ export class Metrics {
     // Pre-create the series operators alert on, so they read 0 rather than being absent.
     this.#reloads.labels('success').inc(0);
     this.#reloads.labels('failure').inc(0);
+    // As Prometheus exposes for its own config: the sidecar started on a good config, so 1 and now.
+    this.#lastReloadOk = new Gauge({
+      name: 'mtls_sidecar_config_last_reload_successful',
+      help: 'Whether the last configuration reload attempt succeeded (1) or was refused (0).',
+      registers: [registry],
+    });
+    this.#lastReloadOkTime = new Gauge({
+      name: 'mtls_sidecar_config_last_reload_success_timestamp_seconds',
+      help: 'Time of the last successful configuration reload (or of the start), as a Unix timestamp.',
+      registers: [registry],
+    });
+    this.#lastReloadOk.set(1);
+    this.#lastReloadOkTime.set(now() / 1000);
+    this.#jwksFetchFailures = new Counter({
+      name: 'mtls_sidecar_jwks_fetch_failures_total',
+      help: 'Failed fetches of the JWKS URL (unreachable, not HTTP 200, too large, or not a usable JWK Set).',
+      registers: [registry],
+    });
     this.#handshakeSeriesFor('accepted', 'ok');
   }
 
@@ -348,8 +382,15 @@ export class Metrics {
     s.value += 1;
   }
 
+  /** A reload attempt: counted, and the last-reload gauges set ("unchanged" is a success). */
   reload(result: 'success' | 'failure'): void {
     this.#reloads.labels(result).inc();
+    this.#lastReloadOk.set(result === 'success' ? 1 : 0);
+    if (result === 'success') this.#lastReloadOkTime.set(this.#now() / 1000);
+  }
+
+  jwksFetchFailure(): void {
+    this.#jwksFetchFailures.inc();
   }
 
   /** Replace the expiry series with the certificates of the current snapshot. */

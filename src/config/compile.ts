@@ -12,8 +12,7 @@ import { RouteTable } from '../policy/routes.js';
 import { parseCrlFile, verifyCrlSignature } from '../pki/crl.js';
 import { canonicalSerial, subjectNameDer } from '../pki/certinfo.js';
 import { normalizeSha256Thumbprint } from '../pki/thumbprint.js';
-import { createJwtVerifier } from '../jwt/verify.js';
-import type { JwtVerifierOptions } from '../jwt/verify.js';
+import { loadJwtMaterial } from '../jwt/verify.js';
 import { JwtError } from '../jwt/errors.js';
 import { jwtSettingsFromConfig } from '../jwt/settings.js';
 import type { ConfigIssue, Locator } from './load.js';
@@ -30,8 +29,6 @@ export interface CompileOptions {
   readonly generation: number;
   /** The config text, so its digest joins the file digests (reloads skip unchanged inputs). */
   readonly text?: string;
-  /** Options for the JWT verifier (a test's fetch for a JWKS URL on a throwaway CA, onError). */
-  readonly jwt?: JwtVerifierOptions;
   /** Injected clock so tests can compile "in the future" (expired CRLs). */
   readonly now?: () => number;
 }
@@ -184,13 +181,14 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
     }),
   );
 
-  // --- JWT: keys and denylist are read now, so a bad JWKS is a config error like a bad PEM ---
+  // --- JWT: keys and denylist are read now, so a bad JWKS is a config error like a bad PEM.
+  // Only the loaded data goes into the snapshot; the sidecar builds (and keeps) the verifier.
   let jwt: Snapshot['jwt'] = null;
   if (raw.jwt !== undefined) {
     try {
-      const verifier = await createJwtVerifier(jwtSettingsFromConfig(raw.jwt, resolve), opts.jwt ?? {});
-      for (const f of verifier.watchedFiles()) await readOrIssue(f, ['jwt'], issues);
-      jwt = Object.freeze({ verifier, required: raw.jwt.required });
+      const material = await loadJwtMaterial(jwtSettingsFromConfig(raw.jwt, resolve));
+      for (const [f, digest] of material.fileDigests) issues.digests.set(f, digest);
+      jwt = Object.freeze({ material, required: raw.jwt.required });
     } catch (err) {
       if (err instanceof JwtError) issues.add(err.configPath, err.message);
       else issues.add(['jwt'], messageOf(err));
@@ -202,7 +200,6 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
   }
 
   if (issues.list.length > 0 || key === null || certPem === null || keyPem === null) {
-    jwt?.verifier.close();
     return { ok: false, issues: issues.list };
   }
 

@@ -2,11 +2,10 @@
 import { compileConfig } from './compile.js';
 import { formatIssue, loadConfigFile } from './load.js';
 import type { Snapshot } from './snapshot.js';
-import type { JwtVerifierOptions } from '../jwt/verify.js';
 
 export type ConfigOutcome = { readonly ok: true; readonly snapshot: Snapshot } | { readonly ok: false; readonly lines: readonly string[] };
 
-export async function loadAndCompile(file: string, generation: number, extra: { now?: () => number; jwt?: JwtVerifierOptions } = {}): Promise<ConfigOutcome> {
+export async function loadAndCompile(file: string, generation: number, extra: { now?: () => number } = {}): Promise<ConfigOutcome> {
   const loaded = await loadConfigFile(file);
   if (!loaded.ok) return { ok: false, lines: loaded.issues.map((i) => formatIssue(file, i)) };
   const compiled = await compileConfig(loaded.raw, { configFile: file, locate: loaded.locate, generation, text: loaded.text, ...extra });

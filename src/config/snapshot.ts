@@ -5,7 +5,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { IdentityMatcher, IdentityMatch } from '../identity/match.js';
 import type { RouteTable } from '../policy/routes.js';
-import type { JwtVerifier } from '../jwt/verify.js';
+import type { JwtMaterial } from '../jwt/verify.js';
 
 export interface Bucket {
   readonly rps: number;
@@ -114,8 +114,12 @@ export interface Snapshot {
     readonly backend: 'memory' | 'redis';
     readonly redis: { readonly url: string; readonly keyPrefix: string; readonly onError: 'allow' | 'deny'; readonly cluster: boolean } | undefined;
   } | null;
-  /** `jwt` section: a verifier built at load time (JWKS file and denylist read), or null. */
-  readonly jwt: { readonly verifier: JwtVerifier; readonly required: boolean } | null;
+  /**
+   * `jwt` section: its settings with the JWKS file and denylist read and checked, or null. Data
+   * only: the verifier and the JWKS URL's key cache live in the Sidecar, which keeps them across
+   * reloads that do not change them.
+   */
+  readonly jwt: { readonly material: JwtMaterial; readonly required: boolean } | null;
   readonly upstream: { readonly origin: string; readonly connectTimeoutMs: number; readonly timeoutMs: number };
   readonly forwardClientCert: 'sanitize_set' | 'sanitize';
   readonly limits: {

@@ -4,8 +4,7 @@
  * (`3f2c9a  # leaked 2025-01-04`). Anything else after the id is an error with its line number,
  * so a pasted "id, id" or a stray word is not silently half-applied.
  */
-import { readFile } from 'node:fs/promises';
-import { JwtError } from './errors.js';
+import { JwtError, readJwtFile } from './errors.js';
 
 const MAX_ID_LENGTH = 1024;
 
@@ -30,12 +29,5 @@ export function parseDenylist(text: string, file: string): ReadonlySet<string> {
 }
 
 export async function loadDenylist(file: string): Promise<ReadonlySet<string>> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new JwtError('ERR_DENYLIST', ['jwt', 'denylist'], code === 'ENOENT' ? `file not found: ${file}` : `cannot read ${file}: ${code ?? 'error'}`, { cause: err });
-  }
-  return parseDenylist(text, file);
+  return parseDenylist((await readJwtFile(file, 'ERR_DENYLIST', ['jwt', 'denylist'])).toString('utf8'), file);
 }

@@ -3,6 +3,7 @@
  * never thrown: they are `JwtResult` values. Messages name files and line numbers only — never
  * a token, a claim value or key bytes — so they can go to the operational log as they are.
  */
+import { readFile } from 'node:fs/promises';
 import { SidecarError } from '../errors.js';
 
 export type JwtErrorCode =
@@ -30,4 +31,14 @@ export class JwtError extends SidecarError {
 
 export function isJwtError(e: unknown): e is JwtError {
   return e instanceof JwtError;
+}
+
+/** Read a JWKS or denylist file; a missing or unreadable one is a JwtError naming the file (never its bytes). */
+export async function readJwtFile(file: string, code: 'ERR_JWKS_FILE' | 'ERR_DENYLIST', configPath: JwtConfigKey): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    const errno = (err as NodeJS.ErrnoException).code;
+    throw new JwtError(code, configPath, errno === 'ENOENT' ? `file not found: ${file}` : `cannot read ${file}: ${errno ?? 'error'}`, { cause: err });
+  }
 }

@@ -20,10 +20,9 @@
  */
 import { createPublicKey } from 'node:crypto';
 import type { JsonWebKey } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, errors } from 'jose';
 import type { CompactJWSHeaderParameters, CryptoKey, FlattenedJWSInput, JSONWebKeySet, LocalJWKSet } from 'jose';
-import { JwtError } from './errors.js';
+import { JwtError, readJwtFile } from './errors.js';
 import type { JwtConfigKey } from './errors.js';
 
 /** The slice of `fetch` the URL source uses; global fetch and undici's fetch both fit. */
@@ -152,6 +151,11 @@ export class FileKeySource implements KeySource {
     return new FileKeySource(file, algorithms, await readJwksFile(file, algorithms));
   }
 
+  /** Over keys already read and checked (`parsed` from parseJwks of `file`). */
+  static of(file: string, algorithms: readonly string[], parsed: ParsedJwks): FileKeySource {
+    return new FileKeySource(file, algorithms, parsed);
+  }
+
   /** Re-read the file; on any problem the old keys stay and the error is thrown. */
   async reload(): Promise<void> {
     const next = await readJwksFile(this.file, this.algorithms);
@@ -169,14 +173,7 @@ export class FileKeySource implements KeySource {
 }
 
 async function readJwksFile(file: string, algorithms: readonly string[]): Promise<ParsedJwks> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new JwtError('ERR_JWKS_FILE', ['jwt', 'jwks', 'file'], code === 'ENOENT' ? `file not found: ${file}` : `cannot read ${file}: ${code ?? 'error'}`, { cause: err });
-  }
-  return parseJwks(text, file, ['jwt', 'jwks', 'file'], algorithms);
+  return parseJwks((await readJwtFile(file, 'ERR_JWKS_FILE', ['jwt', 'jwks', 'file'])).toString('utf8'), file, ['jwt', 'jwks', 'file'], algorithms);
 }
 
 // ---------------------------------------------------------------- URL
@@ -192,6 +189,8 @@ export interface RemoteKeyOptions {
   readonly maxStaleMs: number;
   readonly timeoutMs: number;
   readonly onError: (err: JwtError) => void;
+  /** A fetch succeeded after failed ones (for a "works again" log line). */
+  readonly onRecovered?: () => void;
 }
 
 /** Thrown into jose from the resolver when no keys can be served; maps to jwt_invalid. */
@@ -327,7 +326,15 @@ export class RemoteKeySource implements KeySource {
         this.generation++;
       }
       this.fetchedAt = this.o.now();
+      const recovered = this.lastFailed;
       this.lastFailed = false;
+      if (recovered) {
+        try {
+          this.o.onRecovered?.();
+        } catch {
+          // A failing log callback must not turn a good fetch into a failed one.
+        }
+      }
     } catch (err) {
       this.lastFailed = true;
       this.fetchFailures++;

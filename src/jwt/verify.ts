@@ -2,14 +2,17 @@
  * JWT bearer-token check (SPEC §3 `jwt`, §4): defence in depth behind mTLS.
  *
  * API
- *   const v = await createJwtVerifier(settings, { now, fetch, onError })   // throws JwtError (code, configPath)
+ *   const m = await loadJwtMaterial(settings)   // reads and checks the JWKS file and denylist; throws JwtError
+ *   const keys = m.keySource({ now, fetch, onError })   // the JWKS file's keys, or the URL's cache
+ *   const v = m.verifier(keys, { now })                  // sync; keep `keys` across reloads while m.keysKey is equal
+ *   (or in one step: const v = await createJwtVerifier(settings, { now, fetch, onError }))
  *   const cache = v.newConnectionCache()                                    // once per TLS connection
  *   const r = v.verify(req.headers.authorization, conn.jwtThumbprint, route.tokenScopes, cache)
  *   const res = r instanceof Promise ? await r : r   // sync for a missing/malformed token and a cache hit
  *   res.ok ? set x-jwt-sub (res.subHeader, when not null) and x-jwt-scopes (res.scopesHeader)
  *          : refuse with REFUSALS[res.reason] and `WWW-Authenticate: ${wwwAuthenticate(res.reason)}`
  *   v.reloadFiles()   // on a change of v.watchedFiles(); old keys/denylist stay on failure (throws)
- *   v.close()         // when the snapshot holding it is retired
+ *   v.close()         // closes its key source (a runtime that shares one across verifiers closes the source itself)
  *
  * What is checked, in this order
  *   1. `Authorization`: no header, or another scheme (`Basic …`) -> jwt_missing: no bearer token
@@ -49,10 +52,10 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type * as Jose from 'jose';
 import type { CompactJWSHeaderParameters, FlattenedJWSInput, JWTPayload, JWTVerifyOptions } from 'jose';
-import { loadDenylist } from './denylist.js';
-import { JwtError } from './errors.js';
+import { loadDenylist, parseDenylist } from './denylist.js';
+import { JwtError, readJwtFile } from './errors.js';
 import type * as Keys from './keys.js';
-import type { JwksFetch, KeySource } from './keys.js';
+import type { JwksFetch, KeySource, ParsedJwks } from './keys.js';
 
 /**
  * jose and keys.ts (which needs jose), loaded by createJwtVerifier. The request pipeline imports
@@ -64,6 +67,7 @@ interface JwtLib {
   readonly FileKeySource: typeof Keys.FileKeySource;
   readonly RemoteKeySource: typeof Keys.RemoteKeySource;
   readonly isSupportedAlgorithm: typeof Keys.isSupportedAlgorithm;
+  readonly parseJwks: typeof Keys.parseJwks;
 }
 
 let jwtLib: Promise<JwtLib> | null = null;
@@ -75,6 +79,7 @@ function loadJwtLib(): Promise<JwtLib> {
       FileKeySource: keys.FileKeySource,
       RemoteKeySource: keys.RemoteKeySource,
       isSupportedAlgorithm: keys.isSupportedAlgorithm,
+      parseJwks: keys.parseJwks,
     }),
     (err: unknown) => {
       // Let a later config load try again rather than remember the failure.
@@ -120,6 +125,8 @@ export interface JwtVerifierOptions {
   readonly fetch?: JwksFetch;
   /** Background problems (a failed JWKS refresh). Messages hold no token. Default: ignored. */
   readonly onError?: (err: JwtError) => void;
+  /** A JWKS fetch succeeded after failed ones. */
+  readonly onRecovered?: () => void;
   /** Minimum time between JWKS fetches after a successful one (default 30 s). */
   readonly jwksCooldownMs?: number;
   /** ...and after a failed one (default 5 s). */
@@ -412,39 +419,120 @@ export class JwtVerifier {
 }
 
 /**
- * Build a verifier: reads the JWKS file and the denylist (a JWKS URL is fetched lazily, or by
- * `prefetch()`). Throws JwtError (`code`, `configPath`, `line` for the denylist) when a file is
- * unreadable or malformed.
+ * A `jwt` section, loaded: the settings (paths absolute) with the JWKS file and the denylist read
+ * and checked. Data only, no sockets, timers or caches, so a config snapshot can hold it; the
+ * runtime makes the key source and the verifier from it, and keeps them across reloads while
+ * `keysKey` / `verifierKey` say that nothing they depend on changed (server/sidecar.ts). Both keys
+ * are over the loaded contents, not the file names: a JWKS file or denylist rewritten in place
+ * gives new keys.
  */
-export async function createJwtVerifier(s: JwtSettings, opts: JwtVerifierOptions = {}): Promise<JwtVerifier> {
+export class JwtMaterial {
+  readonly settings: JwtSettings;
+  /** SHA-256 (hex) of each file read, from the very bytes that were parsed. */
+  readonly fileDigests: ReadonlyMap<string, string>;
+  /** Equal for two loads whose key source can be shared: the same JWKS URL and cache settings, or the same JWKS file contents. */
+  readonly keysKey: string;
+  /** Equal for two loads that judge every token alike: same keys, claim rules and denylist. */
+  readonly verifierKey: string;
+  readonly #jwks: ParsedJwks | null;
+  readonly #denylist: ReadonlySet<string>;
+  readonly #lib: JwtLib;
+
+  /** Use loadJwtMaterial. */
+  constructor(settings: JwtSettings, jwks: ParsedJwks | null, denylist: ReadonlySet<string>, fileDigests: ReadonlyMap<string, string>, lib: JwtLib) {
+    this.settings = settings;
+    this.fileDigests = fileDigests;
+    this.#jwks = jwks;
+    this.#denylist = denylist;
+    this.#lib = lib;
+    const k = settings.jwks;
+    this.keysKey = digest(['file' in k ? ['file', k.file, jwks?.canonical ?? ''] : ['url', k.url, k.cacheForMs], settings.algorithms]);
+    this.verifierKey = digest([
+      this.keysKey,
+      settings.issuer,
+      settings.audience,
+      settings.clockSkewMs,
+      settings.requireJti,
+      settings.certificateBound,
+      settings.denylistFile ?? null,
+      [...denylist].sort(),
+    ]);
+    Object.freeze(this);
+  }
+
+  /** A new key source: the JWKS file's keys, or the URL's (fetched lazily, then cached by the source). */
+  keySource(opts: JwtVerifierOptions = {}): KeySource {
+    const { FileKeySource, RemoteKeySource } = this.#lib;
+    const s = this.settings;
+    if ('file' in s.jwks) {
+      // Never null for a file: loadJwtMaterial parsed it.
+      return FileKeySource.of(s.jwks.file, s.algorithms, this.#jwks!);
+    }
+    return new RemoteKeySource({
+      url: s.jwks.url,
+      cacheForMs: s.jwks.cacheForMs,
+      algorithms: s.algorithms,
+      now: opts.now ?? Date.now,
+      fetch: opts.fetch ?? fetch,
+      cooldownMs: opts.jwksCooldownMs ?? 30_000,
+      failureCooldownMs: opts.jwksFailureCooldownMs ?? 5_000,
+      maxStaleMs: opts.jwksMaxStaleMs ?? 3_600_000,
+      timeoutMs: opts.jwksTimeoutMs ?? 5_000,
+      onError: opts.onError ?? (() => {}),
+      ...(opts.onRecovered !== undefined ? { onRecovered: opts.onRecovered } : {}),
+    });
+  }
+
+  /** A verifier over `keys`: keySource() of this material, or of one with the same keysKey. */
+  verifier(keys: KeySource, opts: JwtVerifierOptions = {}): JwtVerifier {
+    return new JwtVerifier(this.settings, keys, this.#denylist, { ...opts, now: opts.now ?? Date.now }, this.#lib);
+  }
+}
+
+/**
+ * Load a `jwt` section: read and check the JWKS file (a JWKS URL is fetched later, by the key
+ * source) and the denylist. Throws JwtError (`code`, `configPath`, `line` for the denylist) when
+ * a file is unreadable or malformed.
+ */
+export async function loadJwtMaterial(s: JwtSettings): Promise<JwtMaterial> {
   const lib = await loadJwtLib();
-  const { FileKeySource, RemoteKeySource } = lib;
   if (s.algorithms.length === 0 || !s.algorithms.every(lib.isSupportedAlgorithm)) {
     throw new TypeError(`jwt algorithms must be asymmetric JWS algorithms, got ${s.algorithms.join(', ')}`);
   }
-  const settings: JwtSettings = {
+  const settings: JwtSettings = Object.freeze({
     ...s,
     jwks: 'file' in s.jwks ? { file: path.resolve(s.jwks.file) } : s.jwks,
     denylistFile: s.denylistFile === undefined ? undefined : path.resolve(s.denylistFile),
-  };
-  const now = opts.now ?? Date.now;
-  const denylist = settings.denylistFile === undefined ? new Set<string>() : await loadDenylist(settings.denylistFile);
-  const keys: KeySource =
-    'file' in settings.jwks
-      ? await FileKeySource.load(settings.jwks.file, settings.algorithms)
-      : new RemoteKeySource({
-          url: settings.jwks.url,
-          cacheForMs: settings.jwks.cacheForMs,
-          algorithms: settings.algorithms,
-          now,
-          fetch: opts.fetch ?? fetch,
-          cooldownMs: opts.jwksCooldownMs ?? 30_000,
-          failureCooldownMs: opts.jwksFailureCooldownMs ?? 5_000,
-          maxStaleMs: opts.jwksMaxStaleMs ?? 3_600_000,
-          timeoutMs: opts.jwksTimeoutMs ?? 5_000,
-          onError: opts.onError ?? (() => {}),
-        });
-  return new JwtVerifier(Object.freeze(settings), keys, denylist, { ...opts, now }, lib);
+  });
+  const digests = new Map<string, string>();
+  let jwks: ParsedJwks | null = null;
+  if ('file' in settings.jwks) {
+    const file = settings.jwks.file;
+    const buf = await readJwtFile(file, 'ERR_JWKS_FILE', ['jwt', 'jwks', 'file']);
+    digests.set(file, createHash('sha256').update(buf).digest('hex'));
+    jwks = lib.parseJwks(buf.toString('utf8'), file, ['jwt', 'jwks', 'file'], settings.algorithms);
+  }
+  let denylist: ReadonlySet<string> = new Set<string>();
+  if (settings.denylistFile !== undefined) {
+    const file = settings.denylistFile;
+    const buf = await readJwtFile(file, 'ERR_DENYLIST', ['jwt', 'denylist']);
+    digests.set(file, createHash('sha256').update(buf).digest('hex'));
+    denylist = parseDenylist(buf.toString('utf8'), file);
+  }
+  return new JwtMaterial(settings, jwks, denylist, digests, lib);
+}
+
+/**
+ * Build a verifier with its own key source: reads the JWKS file and the denylist (a JWKS URL is
+ * fetched lazily, or by `prefetch()`). Throws as loadJwtMaterial does.
+ */
+export async function createJwtVerifier(s: JwtSettings, opts: JwtVerifierOptions = {}): Promise<JwtVerifier> {
+  const material = await loadJwtMaterial(s);
+  return material.verifier(material.keySource(opts), opts);
+}
+
+function digest(v: unknown): string {
+  return createHash('sha256').update(JSON.stringify(v)).digest('hex');
 }
 
 /** The token, or the refusal: jwt_missing without a Bearer scheme, jwt_invalid for a bad one. */

@@ -4,6 +4,11 @@
  * full, and swap it in only if it is good. A bad version is refused: the old one keeps
  * serving, the error is logged and counted. Unchanged inputs are not reloaded at all, so open
  * connections are not re-judged for nothing.
+ *
+ * Every reload asked for (SIGHUP, `reload()`) is logged and counted, "unchanged" included (as a
+ * success), and sets the last-reload gauges. A watched change that turns out to change nothing
+ * (an editor's swap file in the folder, say) is only logged at debug level, unless the previous
+ * attempt failed: then it is the file being fixed, and counted as the success it is.
  */
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
@@ -12,6 +17,7 @@ import { loadAndCompile } from '../config/index.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Log } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
+import { describeError } from '../errors.js';
 
 export interface ReloadTarget {
   readonly snapshot: Snapshot;
@@ -27,6 +33,13 @@ export interface ReloaderOptions {
   readonly extraFiles?: () => readonly string[];
 }
 
+interface QueuedReload {
+  trigger: string;
+  /** Asked for (SIGHUP, reload()) rather than seen by the folder watch. */
+  asked: boolean;
+  outcome: Promise<ReloadOutcome>;
+}
+
 export class Reloader {
   readonly #target: ReloadTarget;
   readonly #configFile: string;
@@ -36,8 +49,10 @@ export class Reloader {
   #watchers = new Map<string, FSWatcher>();
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<ReloadOutcome> | null = null;
-  #queued: Promise<ReloadOutcome> | null = null;
+  #queued: QueuedReload | null = null;
   #closed = false;
+  /** The last attempt was refused: the next good one is logged and counted whatever its trigger. */
+  #failing = false;
 
   constructor(target: ReloadTarget, configFile: string, log: Log, opts: ReloaderOptions = {}) {
     this.#target = target;
@@ -60,22 +75,35 @@ export class Reloader {
   }
 
   /**
-   * Reload now (SIGHUP, or after a watched change). One reload runs at a time; a call made
-   * while one runs queues exactly one more (shared by every caller until it starts), which reads
-   * the files as they are then, so a caller always gets the outcome for content at least as new
-   * as when it called.
+   * Reload now (SIGHUP, or a caller that wants one): always logged and counted. One reload runs
+   * at a time; a call made while one runs queues exactly one more (shared by every caller until
+   * it starts), which reads the files as they are then, so a caller always gets the outcome for
+   * content at least as new as when it called. Never rejects.
    */
   reload(trigger: string): Promise<ReloadOutcome> {
-    if (this.#queued !== null) return this.#queued;
+    return this.#request(trigger, true);
+  }
+
+  #request(trigger: string, asked: boolean): Promise<ReloadOutcome> {
+    const queued = this.#queued;
+    if (queued !== null) {
+      // Joining a queued watch reload makes it an asked-for one: it must be counted and logged.
+      if (asked && !queued.asked) {
+        queued.asked = true;
+        queued.trigger = trigger;
+      }
+      return queued.outcome;
+    }
     const previous = this.#running;
-    const run: Promise<ReloadOutcome> = (previous ?? Promise.resolve<unknown>(undefined)).then(
-      () => {
-        if (this.#queued === run) this.#queued = null;
-        return this.#closed ? 'unchanged' : this.#reloadOnce(trigger);
-      },
-      () => (this.#closed ? 'unchanged' : this.#reloadOnce(trigger)),
-    );
-    if (previous !== null) this.#queued = run;
+    // `outcome` is set just below, before anyone can read the job.
+    const job: QueuedReload = { trigger, asked, outcome: Promise.resolve<ReloadOutcome>('unchanged') };
+    const start = (): Promise<ReloadOutcome> => {
+      if (this.#queued === job) this.#queued = null;
+      return this.#closed ? Promise.resolve('unchanged') : this.#reloadOnce(job.trigger, job.asked);
+    };
+    const run = (previous ?? Promise.resolve<unknown>(undefined)).then(start, start);
+    job.outcome = run;
+    if (previous !== null) this.#queued = job;
     this.#running = run;
     void run.finally(() => {
       if (this.#running === run) this.#running = null;
@@ -83,22 +111,40 @@ export class Reloader {
     return run;
   }
 
-  async #reloadOnce(trigger: string): Promise<ReloadOutcome> {
+  async #reloadOnce(trigger: string, asked: boolean): Promise<ReloadOutcome> {
+    try {
+      return await this.#attempt(trigger, asked);
+    } catch (err) {
+      // Not a refused config (those are values): a bug or an I/O surprise. Still a failed
+      // reload, seen as one, and never an unhandled rejection out of a signal handler.
+      this.#failed();
+      this.#log.error({ trigger, err: describeError(err) }, 'reload failed: the previous configuration keeps serving');
+      return 'failed';
+    }
+  }
+
+  async #attempt(trigger: string, asked: boolean): Promise<ReloadOutcome> {
     const prev = this.#target.snapshot;
     const outcome = await loadAndCompile(this.#configFile, prev.generation + 1);
     if (!outcome.ok) {
-      this.#target.metrics.reload('failure');
+      this.#failed();
       this.#log.error({ trigger, errors: outcome.lines }, 'reload refused: the previous configuration keeps serving');
       return 'failed';
     }
     const next = outcome.snapshot;
     const changed = changedFiles(prev, next);
     if (changed.length === 0) {
-      this.#log.debug({ trigger }, 'reload: nothing changed');
+      if (asked || this.#failing) {
+        const recovered = this.#failing;
+        this.#succeeded();
+        this.#log.info({ trigger, generation: prev.generation, ...(recovered ? { recovered } : {}) }, 'reload: nothing changed');
+      } else {
+        this.#log.debug({ trigger }, 'reload: nothing changed');
+      }
       return 'unchanged';
     }
     const warnings = this.#target.swap(next);
-    this.#target.metrics.reload('success');
+    this.#succeeded();
     this.#log.info(
       { trigger, generation: next.generation, changed, certificates: certChanges(prev, next), ...(warnings.length > 0 ? { warnings } : {}) },
       'configuration reloaded',
@@ -107,12 +153,22 @@ export class Reloader {
     return 'applied';
   }
 
+  #failed(): void {
+    this.#failing = true;
+    this.#target.metrics.reload('failure');
+  }
+
+  #succeeded(): void {
+    this.#failing = false;
+    this.#target.metrics.reload('success');
+  }
+
   #schedule(file: string): void {
     if (this.#closed) return;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      void this.reload(`watch:${file}`);
+      void this.#request(`watch:${file}`, false);
     }, this.#debounceMs);
     this.#timer.unref();
   }

@@ -22,7 +22,7 @@ import type { RequestReason } from '../reasons.js';
 import { headerSafe } from '../identity/peer.js';
 import { misdirected } from '../tls/authority.js';
 import { certThumbprintB64url, wwwAuthenticate } from '../jwt/verify.js';
-import type { JwtResult } from '../jwt/verify.js';
+import type { JwtResult, JwtVerifier } from '../jwt/verify.js';
 import { routeNeedsToken } from '../jwt/settings.js';
 import { rateLimitHeaders } from '../ratelimit/headers.js';
 import type { RatePlan, RatePlanner } from '../ratelimit/plan.js';
@@ -50,6 +50,8 @@ export interface PipelineHost {
   readonly metrics: Metrics;
   readonly log: Log;
   readonly rate: RateLimitState | null;
+  /** The token check of the current snapshot, when it has a `jwt` section. */
+  readonly jwt: { readonly verifier: JwtVerifier; readonly required: boolean } | null;
   /** Re-judge an open connection after a reload; null when it may go on. */
   refreshConnection(conn: ConnInfo): RequestReason | null;
   /** After the listener closed: HTTP/1.1 responses say `Connection: close`. */
@@ -149,7 +151,7 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
 
 /** 6. JWT, where the route needs one (SPEC §3 jwt, §4). */
 function checkToken(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
-  const jwt = s.jwt;
+  const jwt = host.jwt;
   const route = ctx.route;
   if (jwt === null || route === null || !routeNeedsToken(route, jwt.required)) return checkRate(host, s, ctx);
   const conn = ctx.conn;

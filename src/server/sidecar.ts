@@ -28,6 +28,9 @@ import type { RateLimiter } from '../ratelimit/types.js';
 import { rawRefusal } from './respond.js';
 import { newRequestId } from './request-id.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
+import type { JwtVerifier, JwtVerifierOptions } from '../jwt/verify.js';
+import type { KeySource } from '../jwt/keys.js';
+import { JwksReport } from '../jwt/report.js';
 
 export interface SidecarDeps {
   readonly audit: Audit;
@@ -39,6 +42,8 @@ export interface SidecarDeps {
   readonly rateClock?: () => number;
   /** App probes forwarded on the admin port (from MTLS_SIDECAR_APP_PROBES, set by `inject`). */
   readonly appHealth?: AppHealthHandler | null;
+  /** JWT clock, JWKS fetch (a test's, trusting its CA) and cache timings; failures go to the log and metrics. */
+  readonly jwt?: Omit<JwtVerifierOptions, 'onError' | 'onRecovered'>;
 }
 
 export class Sidecar implements PipelineHost {
@@ -50,6 +55,11 @@ export class Sidecar implements PipelineHost {
   pool: UpstreamPool;
   rate: RateLimitState | null = null;
   #limiterKey = '';
+  /** The token check of the current snapshot (null without a `jwt` section); see #jwtFor. */
+  jwt: { readonly verifier: JwtVerifier; readonly required: boolean } | null = null;
+  #jwtKeys: { readonly key: string; readonly source: KeySource } | null = null;
+  #jwtVerifierKey = '';
+  readonly #jwtOptions: JwtVerifierOptions;
   readonly audit: Audit;
   readonly log: Log;
   readonly metrics: Metrics;
@@ -75,6 +85,9 @@ export class Sidecar implements PipelineHost {
     this.metrics = deps.metrics ?? new Metrics(() => this.#sockets.size);
     this.metrics.certificates(snapshot.certs);
     this.rate = this.#rateFor(snapshot);
+    const jwksReport = new JwksReport({ log: this.log, count: () => this.metrics.jwksFetchFailure(), ...(deps.jwt?.now !== undefined ? { now: deps.jwt.now } : {}) });
+    this.#jwtOptions = { ...deps.jwt, onError: (err) => jwksReport.failure(err), onRecovered: () => jwksReport.recovered() };
+    this.jwt = this.#jwtFor(snapshot);
     this.admin = new AdminServer(this);
     this.pool = new UpstreamPool(snapshot.upstream);
     this.server = createListener(snapshot, {
@@ -158,9 +171,9 @@ export class Sidecar implements PipelineHost {
     }
     applyServerLimits(this.server, applied);
     this.rate = this.#rateFor(applied);
+    // Requests already past the token check hold their own result; new ones use this verifier.
+    this.jwt = this.#jwtFor(applied);
     this.snapshot = applied;
-    // Requests already past the token check hold their own result; new ones use the new verifier.
-    if (prev.jwt !== null && prev.jwt.verifier !== applied.jwt?.verifier) prev.jwt.verifier.close();
     this.metrics.certificates(applied.certs);
     return warnings;
   }
@@ -258,7 +271,7 @@ export class Sidecar implements PipelineHost {
     await closed;
     clearTimeout(timer);
     await Promise.all([this.pool.close().catch(() => undefined), this.admin.close(), this.rate?.limiter.close()]);
-    this.snapshot.jwt?.verifier.close();
+    this.#jwtKeys?.source.close();
   }
 
   /**
@@ -285,6 +298,36 @@ export class Sidecar implements PipelineHost {
       this.#limiterKey = key;
     }
     return { planner: new RatePlanner(settings), limiter, onError: redis?.onError ?? 'allow' };
+  }
+
+  /**
+   * The token check for a snapshot. Like the rate limiter, its state outlives reloads that do not
+   * touch it: the key source (a JWKS URL's cached keys, which serve stale while the issuer is down)
+   * is kept while the URL and cache settings are equal, and the verifier (with the per-connection
+   * token caches keyed to it) while keys, claim rules and denylist are all equal. A rewritten
+   * JWKS file or denylist changes those keys, so its new content applies.
+   */
+  #jwtFor(s: Snapshot): { readonly verifier: JwtVerifier; readonly required: boolean } | null {
+    const j = s.jwt;
+    if (j === null) {
+      this.#jwtKeys?.source.close();
+      this.#jwtKeys = null;
+      this.#jwtVerifierKey = '';
+      return null;
+    }
+    const m = j.material;
+    const prev = this.jwt;
+    if (prev !== null && m.verifierKey === this.#jwtVerifierKey) {
+      return prev.required === j.required ? prev : { verifier: prev.verifier, required: j.required };
+    }
+    let keys = this.#jwtKeys;
+    if (keys === null || keys.key !== m.keysKey) {
+      keys?.source.close();
+      keys = { key: m.keysKey, source: m.keySource(this.#jwtOptions) };
+      this.#jwtKeys = keys;
+    }
+    this.#jwtVerifierKey = m.verifierKey;
+    return { verifier: m.verifier(keys.source, this.#jwtOptions), required: j.required };
   }
 
   /** Called by the pipeline when a request on an HTTP/1.1 connection ends during drain. */

@@ -242,8 +242,18 @@ describe('run', () => {
       shutdown: { drainDelay: '0ms', timeout: '2s' },
     });
     const file = await configFile('hup.yaml', cfg);
-    const { child, exited, waitFor: wait } = spawnRun(file);
+    const { child, exited, stderr, waitFor: wait } = spawnRun(file);
     await wait('"listening"');
+    const admin = /"admin":"([^"]+)"/.exec(stderr())?.[1];
+    const reloads = async (): Promise<Record<string, number>> => {
+      const text = await (await fetch(`http://${admin}/metrics`)).text();
+      const num = (re: RegExp): number => Number(re.exec(text)?.[1]);
+      return {
+        success: num(/^mtls_sidecar_config_reloads_total\{result="success"\} (\S+)$/m),
+        failure: num(/^mtls_sidecar_config_reloads_total\{result="failure"\} (\S+)$/m),
+        ok: num(/^mtls_sidecar_config_last_reload_successful (\S+)$/m),
+      };
+    };
     const agent = agentFor(creds(pki, 'billing'));
     try {
       expect((await call(agent, `https://localhost:${port}`, '/orders/1')).status).toBe(200);
@@ -253,6 +263,17 @@ describe('run', () => {
       child.kill('SIGHUP');
       await wait('configuration reloaded');
       expect((await call(agent, `https://localhost:${port}`, '/orders/1')).status).toBe(403);
+      const before = await reloads();
+      expect(before).toMatchObject({ failure: 0, ok: 1 });
+      expect(before['success']).toBeGreaterThanOrEqual(1);
+      // A SIGHUP with nothing changed is logged (info) and counted too.
+      const unchanged = (): number => stderr().match(/"level":30,[^\n]*"trigger":"SIGHUP"[^\n]*"msg":"reload: nothing changed"/g)?.length ?? 0;
+      const seen = unchanged();
+      child.kill('SIGHUP');
+      const deadline = Date.now() + 10_000;
+      while (unchanged() === seen && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(unchanged()).toBe(seen + 1);
+      expect(await reloads()).toEqual({ ...before, success: before['success']! + 1 });
     } finally {
       await agent.close();
       child.kill('SIGTERM');

@@ -9,7 +9,10 @@ import { stringify } from 'yaml';
 import { createAudit } from '../../src/audit/audit.js';
 import { loadAndCompile } from '../../src/config/index.js';
 import { silentLog } from '../../src/log.js';
+import type { Log } from '../../src/log.js';
+import { pino } from 'pino';
 import { Sidecar } from '../../src/server/sidecar.js';
+import type { SidecarDeps } from '../../src/server/sidecar.js';
 import { AuditSink } from './audit-sink.js';
 
 export interface RunningSidecar {
@@ -35,6 +38,16 @@ export async function writeConfig(config: ConfigObject): Promise<{ file: string;
 export interface StartOptions {
   /** Clock of the in-memory rate limiter (ms), for exact rate-limit tests. */
   readonly rateClock?: () => number;
+  /** The operational log (default: silent); see memoryLog. */
+  readonly log?: Log;
+  /** JWT runtime options: a fetch that trusts the test CA for a JWKS URL, a clock. */
+  readonly jwt?: SidecarDeps['jwt'];
+}
+
+/** An operational log kept in memory, lines parsed (the same pino sink the audit tests use). */
+export function memoryLog(level = 'debug'): { log: Log; lines: AuditSink } {
+  const lines = new AuditSink();
+  return { log: pino({ level }, lines), lines };
 }
 
 export async function startSidecar(config: ConfigObject, opts: StartOptions = {}): Promise<RunningSidecar> {
@@ -57,7 +70,12 @@ export async function startSidecarFile(file: string, cleanupDir: string | null =
   if (!outcome.ok) throw new Error(`test config rejected:\n${outcome.lines.join('\n')}`);
   const sink = new AuditSink();
   const audit = createAudit('stdout', sink);
-  const sidecar = new Sidecar(outcome.snapshot, { audit, log: silentLog(), ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}) });
+  const sidecar = new Sidecar(outcome.snapshot, {
+    audit,
+    log: opts.log ?? silentLog(),
+    ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}),
+    ...(opts.jwt !== undefined ? { jwt: opts.jwt } : {}),
+  });
   const admin = await sidecar.listenAdmin();
   const addr = await sidecar.listen();
   return {

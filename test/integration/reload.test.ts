@@ -3,7 +3,7 @@
  * symlink swap, trust withdrawn on open connections and resumed sessions, a broken config
  * refused while the old one keeps serving.
  */
-import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
@@ -14,9 +14,9 @@ import { stringify } from 'yaml';
 import { createCa, issueLeaf } from '../../src/pki/devca.js';
 import type { IssuedCert } from '../../src/pki/devca.js';
 import { Reloader } from '../../src/reload/reload.js';
-import { silentLog } from '../../src/log.js';
+import type { AuditSink } from '../helpers/audit-sink.js';
 import { parseProm, value } from '../helpers/prom.js';
-import { startSidecarFile, withEphemeralPorts } from '../helpers/sidecar.js';
+import { memoryLog, startSidecarFile, withEphemeralPorts } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
@@ -66,6 +66,8 @@ interface Setup {
   configFile: string;
   sc: RunningSidecar;
   reloader: Reloader;
+  /** The reloader's operational log, debug lines included. */
+  log: AuditSink;
   writeConfig(cfg: Record<string, unknown>): Promise<void>;
   close(): Promise<void>;
 }
@@ -96,7 +98,8 @@ async function setup(name: string, clientCAs: string[], debounceMs = 100): Promi
   // Keep the ports the sidecar got: a rewritten config must not ask for new ones.
   const pin = (cfg: Record<string, unknown>): Record<string, unknown> => ({ ...cfg, listen: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } });
   current = pin(current);
-  const reloader = new Reloader(sc.sidecar, configFile, silentLog(), { debounceMs });
+  const { log, lines } = memoryLog();
+  const reloader = new Reloader(sc.sidecar, configFile, log, { debounceMs });
   reloader.start();
   return {
     dir,
@@ -104,6 +107,7 @@ async function setup(name: string, clientCAs: string[], debounceMs = 100): Promi
     configFile,
     sc,
     reloader,
+    log: lines,
     async writeConfig(cfg) {
       await writeFile(configFile, stringify(pin(cfg)));
     },
@@ -297,6 +301,92 @@ describe('a bad new version', () => {
     try {
       expect(await s.reloader.reload('test')).toBe('unchanged');
       expect(s.sc.sidecar.snapshot.generation).toBe(1);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('reload state (mtls_sidecar_config_last_reload_*)', () => {
+  const scrape = async (s: Setup): Promise<ReturnType<typeof parseProm>> => parseProm(await (await request(`${s.sc.admin}/metrics`)).body.text());
+  const state = async (s: Setup): Promise<{ ok: number; at: number; success: number; failure: number }> => {
+    const m = await scrape(s);
+    return {
+      ok: value(m, 'mtls_sidecar_config_last_reload_successful'),
+      at: value(m, 'mtls_sidecar_config_last_reload_success_timestamp_seconds'),
+      success: value(m, 'mtls_sidecar_config_reloads_total', { result: 'success' }),
+      failure: value(m, 'mtls_sidecar_config_reloads_total', { result: 'failure' }),
+    };
+  };
+
+  it('reads 1 and the start time before any reload', async () => {
+    const before = Date.now() / 1000;
+    const s = await setup('state-start', ['ca-a.crt']);
+    try {
+      const st = await state(s);
+      expect(st.ok).toBe(1);
+      expect(st.at).toBeGreaterThanOrEqual(Math.floor(before));
+      expect(st.at).toBeLessThanOrEqual(Date.now() / 1000);
+      expect([st.success, st.failure]).toEqual([0, 0]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('an asked-for reload (SIGHUP) that changes nothing is counted as a success and logged', async () => {
+    const s = await setup('state-hup', ['ca-a.crt']);
+    try {
+      const before = await state(s);
+      expect(await s.reloader.reload('SIGHUP')).toBe('unchanged');
+      const after = await state(s);
+      expect(after.success).toBe(before.success + 1);
+      expect(after.ok).toBe(1);
+      expect(after.at).toBeGreaterThan(before.at);
+      const line = await s.log.waitFor((l) => l.msg === 'reload: nothing changed');
+      expect(line).toMatchObject({ level: 30, trigger: 'SIGHUP', generation: 1 });
+      expect(s.sc.sidecar.snapshot.generation).toBe(1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('reads 0 for as long as the file is broken, and 1 as soon as the watch sees it fixed, also back to the served content', async () => {
+    const s = await setup('state-broken', ['ca-a.crt']);
+    const served = await readFile(s.configFile, 'utf8');
+    try {
+      const start = await state(s);
+      await writeFile(s.configFile, 'version: 1\ntls: [this is: not, valid\n');
+      expect(await s.reloader.reload('test')).toBe('failed');
+      const broken = await state(s);
+      expect(broken).toMatchObject({ ok: 0, at: start.at });
+      // (The folder watch may have seen the write too and counted its own refusal.)
+      expect(broken.failure).toBeGreaterThan(start.failure);
+      // Still broken on the next attempt: still 0, the time of the last good one unchanged.
+      expect(await s.reloader.reload('test')).toBe('failed');
+      expect(await state(s)).toMatchObject({ ok: 0, at: start.at });
+      // Put back exactly what is being served: nothing changes, and that is the recovery.
+      await writeFile(s.configFile, served);
+      await until(async () => (await state(s)).ok === 1, 5000);
+      const fixed = await state(s);
+      expect(fixed.at).toBeGreaterThan(start.at);
+      expect(fixed.success).toBe(start.success + 1);
+      expect(await s.log.waitFor((l) => l.msg === 'reload: nothing changed')).toMatchObject({ level: 30, recovered: true });
+      expect(String((await s.log.waitFor((l) => l.msg === 'reload: nothing changed'))['trigger'])).toMatch(/^watch:/);
+      expect(s.sc.sidecar.snapshot.generation).toBe(1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a watched folder event that changes nothing, while all is well, is neither counted nor logged above debug', async () => {
+    const s = await setup('state-noise', ['ca-a.crt']);
+    try {
+      const before = await state(s);
+      // An editor's swap file next to the config: the folder watch fires, nothing the config names changed.
+      await writeFile(path.join(s.dir, '.sidecar.yaml.swp'), 'x');
+      const line = await s.log.waitFor((l) => l.msg === 'reload: nothing changed', 5000);
+      expect(line).toMatchObject({ level: 20 });
+      expect(await state(s)).toEqual(before);
     } finally {
       await s.close();
     }

@@ -24,10 +24,15 @@ class ReferenceMetrics {
   readonly #rateLimitErrors: Counter<'action'>;
   readonly #certExpiry: Gauge<'cert'>;
   readonly #reloads: Counter<'result'>;
+  readonly #lastReloadOk: Gauge;
+  readonly #lastReloadOkTime: Gauge;
+  readonly #now: () => number;
 
-  constructor(activeConnections: () => number, registry: Registry = new Registry()) {
+  constructor(activeConnections: () => number, registry: Registry = new Registry(), now: () => number = Date.now) {
     this.registry = registry;
+    this.#now = now;
     collectDefaultMetrics({ register: registry });
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
     this.#requests = new Counter({
       name: 'mtls_sidecar_requests_total',
       help: 'Requests by identity, route, method, status code and decision.',
@@ -88,6 +93,23 @@ class ReferenceMetrics {
     });
     this.#reloads.labels('success').inc(0);
     this.#reloads.labels('failure').inc(0);
+    this.#lastReloadOk = new Gauge({
+      name: 'mtls_sidecar_config_last_reload_successful',
+      help: 'Whether the last configuration reload attempt succeeded (1) or was refused (0).',
+      registers: [registry],
+    });
+    this.#lastReloadOkTime = new Gauge({
+      name: 'mtls_sidecar_config_last_reload_success_timestamp_seconds',
+      help: 'Time of the last successful configuration reload (or of the start), as a Unix timestamp.',
+      registers: [registry],
+    });
+    this.#lastReloadOk.set(1);
+    this.#lastReloadOkTime.set(now() / 1000);
+    new Counter({
+      name: 'mtls_sidecar_jwks_fetch_failures_total',
+      help: 'Failed fetches of the JWKS URL (unreachable, not HTTP 200, too large, or not a usable JWK Set).',
+      registers: [registry],
+    });
     this.#handshakes.labels('accepted', 'ok').inc(0);
   }
 
@@ -111,6 +133,8 @@ class ReferenceMetrics {
 
   reload(result: 'success' | 'failure'): void {
     this.#reloads.labels(result).inc();
+    this.#lastReloadOk.set(result === 'success' ? 1 : 0);
+    if (result === 'success') this.#lastReloadOkTime.set(this.#now() / 1000);
   }
 
   certificates(certs: readonly CertSummary[]): void {
@@ -209,7 +233,8 @@ function ours(text: string): { names: string[]; blocks: string[] } {
 }
 
 function pair(): { mine: Metrics; ref: ReferenceMetrics } {
-  return { mine: new Metrics(() => 3, new Registry()), ref: new ReferenceMetrics(() => 3, new Registry()) };
+  const clock = (): number => 1_700_000_000_250;
+  return { mine: new Metrics(() => 3, new Registry(), clock), ref: new ReferenceMetrics(() => 3, new Registry(), clock) };
 }
 
 describe('Metrics exposition', () => {
@@ -229,7 +254,7 @@ describe('Metrics exposition', () => {
     const a = ours(await mine.registry.metrics());
     const b = ours(await ref.registry.metrics());
     expect(a.names).toEqual(b.names);
-    expect(a.blocks.length).toBe(9);
+    expect(a.blocks.length).toBe(12);
     expect(a.blocks.join('\n\n')).toBe(b.blocks.join('\n\n'));
     // And per metric through the registry's single-metric path.
     for (const name of a.names.filter((n) => n.startsWith('mtls_sidecar_'))) {
@@ -301,5 +326,35 @@ describe('Metrics.request', () => {
       'mtls_sidecar_requests_total{identity="a",route="r",method="OTHER",code="200",decision="allow"} 500',
       'mtls_sidecar_requests_total{identity="a",route="r",method="GET",code="200",decision="allow"} 1',
     ]);
+  });
+});
+
+describe('Metrics reload state', () => {
+  const read = async (m: Metrics, name: string): Promise<number | undefined> => (await m.registry.getSingleMetric(name)?.get())?.values[0]?.value;
+
+  it('reads 1 and the start time at first; a refused reload sets 0 and keeps the time; "success" sets 1 and the time', async () => {
+    let clock = 1_700_000_000_000;
+    const m = new Metrics(() => 0, new Registry(), () => clock);
+    expect(await read(m, 'mtls_sidecar_config_last_reload_successful')).toBe(1);
+    expect(await read(m, 'mtls_sidecar_config_last_reload_success_timestamp_seconds')).toBe(1_700_000_000);
+    clock += 60_000;
+    m.reload('failure');
+    expect(await read(m, 'mtls_sidecar_config_last_reload_successful')).toBe(0);
+    expect(await read(m, 'mtls_sidecar_config_last_reload_success_timestamp_seconds')).toBe(1_700_000_000);
+    clock += 60_000;
+    m.reload('success');
+    expect(await read(m, 'mtls_sidecar_config_last_reload_successful')).toBe(1);
+    expect(await read(m, 'mtls_sidecar_config_last_reload_success_timestamp_seconds')).toBe(1_700_000_120);
+  });
+});
+
+describe('Metrics naming', () => {
+  it('no gauge (nor anything but a counter) is named *_total, Node\'s defaults included', async () => {
+    const m = new Metrics(() => 0, new Registry());
+    const misnamed = (await m.registry.getMetricsAsJSON()).filter((x) => x.name.endsWith('_total') && String(x.type) !== 'counter').map((x) => x.name);
+    expect(misnamed).toEqual([]);
+    // What they counted is still there, by type: the labelled gauges they were the sums of.
+    const names = (await m.registry.getMetricsAsJSON()).map((x) => x.name);
+    expect(names).toEqual(expect.arrayContaining(['nodejs_active_handles', 'nodejs_active_requests', 'nodejs_active_resources']));
   });
 });
