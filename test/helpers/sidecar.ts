@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createAudit } from '../../src/audit/audit.js';
+import type { Audit } from '../../src/audit/audit.js';
 import { loadAndCompile } from '../../src/config/index.js';
 import { silentLog } from '../../src/log.js';
 import { Sidecar } from '../../src/server/sidecar.js';
@@ -35,6 +36,8 @@ export async function writeConfig(config: ConfigObject): Promise<{ file: string;
 export interface StartOptions {
   /** Clock of the in-memory rate limiter (ms), for exact rate-limit tests. */
   readonly rateClock?: () => number;
+  /** A real audit sink (a FIFO, /dev/full) instead of the in-memory one; `audit` then stays empty. */
+  readonly audit?: Audit;
 }
 
 export async function startSidecar(config: ConfigObject, opts: StartOptions = {}): Promise<RunningSidecar> {
@@ -56,7 +59,7 @@ export async function startSidecarFile(file: string, cleanupDir: string | null =
   const outcome = await loadAndCompile(file, 1);
   if (!outcome.ok) throw new Error(`test config rejected:\n${outcome.lines.join('\n')}`);
   const sink = new AuditSink();
-  const audit = createAudit('stdout', sink);
+  const audit = opts.audit ?? createAudit('stdout', sink);
   const sidecar = new Sidecar(outcome.snapshot, { audit, log: silentLog(), ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}) });
   const admin = await sidecar.listenAdmin();
   const addr = await sidecar.listen();
