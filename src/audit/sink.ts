@@ -166,9 +166,12 @@ class DestinationWriter implements SinkWriter {
 /** The writer for an open descriptor, by what it is (start-up only: fstatSync). */
 export function writerForFd(fd: number): (ev: WriterEvents) => SinkWriter {
   const st = fstatSync(fd);
-  if (st.isFIFO() || st.isSocket()) {
-    // process.stdout/stderr on a pipe is a net.Socket that never closes its descriptor.
-    const stream = fd === 1 ? process.stdout : fd === 2 ? process.stderr : new net.Socket({ fd, readable: false, writable: true });
+  // Not stderr: a libuv stream makes its descriptor non-blocking, and the operational log
+  // (log.ts) writes stderr synchronously; on a non-blocking pipe that is full, sonic-boom's sync
+  // mode sleeps 100 ms per retry on the event loop.
+  if (fd !== 2 && (st.isFIFO() || st.isSocket())) {
+    // process.stdout on a pipe is a net.Socket that never closes its descriptor.
+    const stream = fd === 1 ? process.stdout : new net.Socket({ fd, readable: false, writable: true });
     if (stream instanceof net.Socket) return (ev) => new StreamWriter(stream, fd > 2, ev);
   }
   return (ev) => new FileWriter(fd, ev);
