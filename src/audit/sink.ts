@@ -225,16 +225,18 @@ export class AuditBuffer implements WriterEvents {
   #errorsAtStart = 0;
   #droppedAtStart = 0;
   #waiters: Array<() => void> = [];
-  readonly #timer: NodeJS.Timeout;
+  readonly #timer: NodeJS.Timeout | null;
 
   constructor(makeWriter: (ev: WriterEvents) => SinkWriter, opts: BufferOptions) {
     this.#onFull = opts.onFull;
     this.#log = opts.log;
     this.#eager = opts.eager;
     this.#writer = makeWriter(this);
-    // Hands the batch over, and retries a failed destination, every FLUSH_MS.
-    this.#timer = setInterval(() => this.#tick(), FLUSH_MS);
-    this.#timer.unref();
+    // Hands the batch over, and retries a failed destination, every FLUSH_MS. Not for an
+    // in-process destination, which takes each line at once and never fails (and which a
+    // timer nobody clears would keep alive, with every line it holds).
+    this.#timer = opts.eager ? null : setInterval(() => this.#tick(), FLUSH_MS);
+    this.#timer?.unref();
   }
 
   /** Bytes held in memory: handed over and not yet written, plus the batch being filled. */
@@ -318,7 +320,7 @@ export class AuditBuffer implements WriterEvents {
     if (this.#closed) return;
     this.#closed = true;
     const drained = await this.flush(timeoutMs);
-    clearInterval(this.#timer);
+    if (this.#timer !== null) clearInterval(this.#timer);
     this.#limit = -1;
     let lines = this.#batchLines;
     for (const l of this.#queueLines) lines += l;
