@@ -27,6 +27,7 @@ export const REQUEST_REASONS = [
   'client_aborted',
   'draining',
   'trust_withdrawn',
+  'audit_unavailable',
 ] as const;
 export type RequestReason = (typeof REQUEST_REASONS)[number];
 
@@ -89,4 +90,5 @@ export const REFUSALS: Readonly<Record<Exclude<RequestReason, 'ok' | 'client_abo
   upstream_error: { status: 502, code: 'bad_gateway' },
   upstream_timeout: { status: 504, code: 'gateway_timeout' },
   draining: { status: 503, code: 'service_unavailable' },
+  audit_unavailable: { status: 503, code: 'service_unavailable' },
 });

@@ -393,6 +393,40 @@ export class Metrics {
     this.#jwksFetchFailures.inc();
   }
 
+  /**
+   * The audit sink's backlog, failed writes and lost lines (SPEC §6), read from the sink at
+   * scrape time: the sink counts in plain fields, nothing is bumped per request here.
+   */
+  auditSink(sink: { readonly bufferedBytes: number; readonly writeErrors: number; readonly linesDropped: number }): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'mtls_sidecar_audit_buffered_bytes',
+      help: 'Audit lines held in memory, not yet taken by the audit destination (bytes; bounded).',
+      registers,
+      collect() {
+        this.set(sink.bufferedBytes);
+      },
+    });
+    new Counter({
+      name: 'mtls_sidecar_audit_write_errors_total',
+      help: 'Failed writes to the audit destination (a failing destination is retried every 250 ms).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sink.writeErrors);
+      },
+    });
+    new Counter({
+      name: 'mtls_sidecar_audit_lines_dropped_total',
+      help: 'Audit lines never written: no room in the buffer, the destination gone, or left at shutdown.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sink.linesDropped);
+      },
+    });
+  }
+
   /** Replace the expiry series with the certificates of the current snapshot. */
   certificates(certs: readonly CertSummary[]): void {
     this.#certExpiry.reset();

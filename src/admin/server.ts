@@ -8,6 +8,7 @@ import type { Snapshot } from '../config/snapshot.js';
 import type { Metrics } from './metrics.js';
 import { describeConfig } from './describe.js';
 import type { AppHealthHandler } from '../inject/app-health.js';
+import type { Audit } from '../audit/audit.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
 // Not `import http from 'node:http'`: on Node 24 building node:http's ESM namespace reads its lazy
@@ -23,6 +24,8 @@ export interface AdminHost {
   /** True once the TLS listener is accepting. */
   readonly listening: boolean;
   readonly draining: boolean;
+  /** Refusing while the audit destination is full or failing (audit.onFull: refuse). */
+  readonly audit: Pick<Audit, 'refusing'>;
 }
 
 export class AdminServer {
@@ -76,6 +79,7 @@ export class AdminServer {
         const h = this.#host;
         if (h.draining) return json(res, 503, { status: 'draining' });
         if (!h.listening) return json(res, 503, { status: 'starting' });
+        if (h.audit.refusing) return json(res, 503, { status: 'audit_unavailable' });
         const up = await reachable(h.snapshot.upstream.origin, Math.min(h.snapshot.upstream.connectTimeoutMs, 2000));
         return up ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'upstream_unreachable' });
       }

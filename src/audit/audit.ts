@@ -3,13 +3,20 @@
  * Records are built from a fixed allow-list of fields, so a token, cookie or body can never
  * enter one; there is nothing to redact at run time.
  */
-import { open } from 'node:fs';
+import { close as closeFd, open } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import { pino } from 'pino';
 import type { DestinationStream, Logger } from 'pino';
 import type { HandshakeReason, RequestReason } from '../reasons.js';
+import { silentLog } from '../log.js';
+import type { Log } from '../log.js';
+import { AuditBuffer, writerForDestination, writerForFd } from './sink.js';
+import type { OnFull } from './sink.js';
+
+export { AUDIT_BUFFER_BYTES, BATCH_BYTES, FLUSH_MS } from './sink.js';
+export type { OnFull } from './sink.js';
 
 /**
  * The audit fields fixed for a TLS connection (who the peer is, where from), serialized once
@@ -60,25 +67,29 @@ export interface Audit {
   ready(): Promise<void>;
   request(rec: RequestRecord): void;
   handshake(rec: HandshakeRecord): void;
-  /** Resolves once every line written so far has reached the destination. */
-  flush(): Promise<void>;
-  close(): Promise<void>;
+  /** `audit.onFull: refuse` and the destination is full or failing: requests get 503 audit_unavailable. */
+  readonly refusing: boolean;
+  /** Lines held in memory, not yet taken by the destination (bytes). */
+  readonly bufferedBytes: number;
+  /** Failed writes to the destination. */
+  readonly writeErrors: number;
+  /** Lines that were never written (no room, destination gone, left over at shutdown). */
+  readonly linesDropped: number;
+  /** Resolves true once every line so far has reached the destination, false after `timeoutMs`. */
+  flush(timeoutMs?: number): Promise<boolean>;
+  /** Flushes for at most `timeoutMs`, counts and logs what is left, and releases the destination. */
+  close(timeoutMs?: number): Promise<void>;
 }
 
-type FlushableDestination = DestinationStream & {
-  fd?: number;
-  on?: (event: string, fn: (err?: Error) => void) => void;
-  off?: (event: string, fn: (err?: Error) => void) => void;
-  flush?: (cb?: (err?: Error) => void) => void;
-  flushSync?: () => void;
-  end?: () => void;
-  once?: (event: string, fn: () => void) => void;
-};
+export interface AuditOptions {
+  /** What to do when the destination cannot keep up or fails (SPEC §3); default refuse. */
+  readonly onFull?: OnFull;
+  /** The operational log, for the one line per change of the sink's state. */
+  readonly log?: Log;
+}
 
-/** Audit lines are handed to sonic-boom in batches of about this many bytes. */
-export const BATCH_BYTES = 256 * 1024;
-/** Longest a line waits in the batch before it is written (like Envoy's access log flush interval, 1 s). */
-export const FLUSH_MS = 250;
+/** flush()/close() without a timeout (tests, a failed start-up) wait at most this long. */
+const DEFAULT_WAIT_MS = 5000;
 
 /**
  * The request line, built directly for its fixed shape: the same JSON pino would write (time
@@ -162,72 +173,28 @@ function isoNow(): string {
 }
 
 /**
- * `file` is "stdout", "stderr" or a path. Writes go through sonic-boom asynchronously
- * (pino's destination): nothing is dropped (no maxLength), and flush() drains it on exit.
+ * The audit log on "stdout", "stderr" or an open descriptor, or (tests, embedding) on an
+ * in-process `destination` that gets each line at once. Lines are encoded straight into the
+ * buffer's batch (no line kept alive on its own; the connection's fields copied, already
+ * encoded) and handed to the destination BATCH_BYTES at a time: one write per ~400 requests,
+ * because on a busy core each hand-over to the thread pool costs tens of µs. Whatever is pending
+ * goes every FLUSH_MS, and flush()/close() take the rest. The buffer (sink.ts) holds at most
+ * AUDIT_BUFFER_BYTES; the policy for the rest is `onFull`.
  */
-export function createAudit(file: string | number, destination?: DestinationStream): Audit {
-  const boom: FlushableDestination | null =
-    destination !== undefined
-      ? null
-      : pino.destination({
-          dest: file === 'stdout' ? 1 : file === 'stderr' ? 2 : file,
-          sync: false,
-          mkdir: true,
-          append: true,
-          // Batches come already gathered (below); sonic-boom writes each as it comes, queueing
-          // behind a write in progress. Nothing is dropped (no maxLength). Not 0: with 0 its
-          // flush() returns at once instead of waiting for the writes in progress.
-          minLength: 1,
-          maxWrite: 4 * BATCH_BYTES,
-          // Buffers, not strings: in string mode sonic-boom measures the whole pending batch
-          // (Buffer.byteLength of a growing string) on every write.
-          contentMode: 'buffer',
-        } as Parameters<typeof pino.destination>[0]);
-  const dest: FlushableDestination = boom ?? (destination as FlushableDestination);
-  // Lines are encoded straight into a batch buffer as they come (no line kept alive until its
-  // batch is full; the connection's fields copied, already encoded) and handed to sonic-boom
-  // BATCH_BYTES at a time: one write per ~400 requests, because on a busy core each hand-over
-  // to the thread pool costs tens of µs. Whatever is pending goes every FLUSH_MS, and
-  // flush()/close() (the exit path) take the rest.
-  let batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
-  let used = 0;
-  const drain = (): void => {
-    if (used === 0 || boom === null) return;
-    const full = batch.subarray(0, used);
-    batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
-    used = 0;
-    boom.write(full as unknown as string);
+export function createAudit(target: 'stdout' | 'stderr' | number, destination?: DestinationStream, opts: AuditOptions = {}): Audit {
+  const makeWriter = destination !== undefined ? writerForDestination(destination) : writerForFd(target === 'stdout' ? 1 : target === 'stderr' ? 2 : target);
+  const buf = new AuditBuffer(makeWriter, { onFull: opts.onFull ?? 'refuse', log: opts.log ?? silentLog(), eager: destination !== undefined });
+  const writeRequest = (r: RequestRecord): void => {
+    let end = writeRequestLine(buf.batch, buf.used, r);
+    if (end < 0) {
+      buf.handOver();
+      end = writeRequestLine(buf.batch, buf.used, r);
+      // Longer than a whole batch (paths and subjects are bounded well below): on its own.
+      if (end < 0) return buf.line(requestLine(r));
+    }
+    buf.commit(end);
   };
-  const timer = boom === null ? null : setInterval(drain, FLUSH_MS);
-  timer?.unref();
-  /** One line (handshake lines, via pino). */
-  const write: (line: string) => void =
-    boom !== null
-      ? (line) => {
-          const worst = line.length * 3;
-          if (used + worst > BATCH_BYTES) {
-            drain();
-            if (worst > BATCH_BYTES) {
-              boom.write(Buffer.from(line) as unknown as string);
-              return;
-            }
-          }
-          used += batch.write(line, used);
-        }
-      : (line) => void dest.write(line);
-  const writeRequest: (r: RequestRecord) => void =
-    boom !== null
-      ? (r) => {
-          let end = writeRequestLine(batch, used, r);
-          if (end < 0) {
-            drain();
-            end = writeRequestLine(batch, used, r);
-            // Longer than a whole batch (paths and subjects are bounded well below): on its own.
-            if (end < 0) return write(requestLine(r));
-          }
-          used = end;
-        }
-      : (r) => write(requestLine(r));
+  /** Handshake lines, via pino. */
   const logger: Logger = pino(
     {
       base: null,
@@ -237,77 +204,60 @@ export function createAudit(file: string | number, destination?: DestinationStre
       timestamp: isoTimeFirst,
       formatters: { level: () => ({}) },
     },
-    { write },
+    { write: (line: string) => buf.line(line) },
   );
   return {
     ready() {
-      return whenOpen(dest);
+      // The descriptor is open before the buffer exists (openAudit), so there is nothing to wait for.
+      return Promise.resolve();
     },
-    request(rec) {
-      writeRequest(rec);
-    },
+    request: writeRequest,
     handshake(rec) {
       logger.info(rec, 'handshake_rejected');
     },
-    flush() {
-      drain();
-      return flushDestination(dest);
+    get refusing() {
+      return buf.refusing;
     },
-    async close() {
-      if (timer !== null) clearInterval(timer);
-      drain();
-      await flushDestination(dest);
-      if (destination === undefined && file !== 'stdout' && file !== 'stderr' && file !== 1 && file !== 2) dest.end?.();
+    get bufferedBytes() {
+      return buf.bufferedBytes;
+    },
+    get writeErrors() {
+      return buf.writeErrors;
+    },
+    get linesDropped() {
+      return buf.linesDropped;
+    },
+    flush(timeoutMs = DEFAULT_WAIT_MS) {
+      return buf.flush(timeoutMs);
+    },
+    close(timeoutMs = DEFAULT_WAIT_MS) {
+      return buf.close(timeoutMs);
     },
   };
 }
 
 /**
- * Open the audit file ourselves, then hand pino the descriptor: a file that cannot be opened
- * is a clean start-up error, not a destination that never becomes ready (and that pino's
- * exit hook would then throw on).
+ * Open the audit file ourselves, then hand the writer the descriptor: a file that cannot be
+ * opened is a clean start-up error, not a destination that never becomes ready. A FIFO's open
+ * waits for its reader, so start-up does too (no request is served unaudited).
  */
-export async function openAudit(file: string): Promise<Audit> {
-  if (file === 'stdout' || file === 'stderr') return createAudit(file);
+export async function openAudit(file: string, opts: AuditOptions = {}): Promise<Audit> {
+  if (file === 'stdout' || file === 'stderr') return createAudit(file, undefined, opts);
   await mkdir(path.dirname(file), { recursive: true });
   // A plain descriptor, not a FileHandle: a FileHandle closes its fd when garbage-collected,
   // after which the audit stream would write into whatever socket reused that number.
   const fd = await openFd(file, 'a', 0o640);
-  // sonic-boom owns the descriptor from here on (and closes it on end()).
-  return createAudit(fd);
+  // The writer owns the descriptor from here on (and closes it on close()).
+  try {
+    return createAudit(fd, undefined, opts);
+  } catch (err) {
+    closeFd(fd, () => undefined);
+    throw err;
+  }
 }
 
 const openFd = promisify(open);
 
-function whenOpen(dest: FlushableDestination): Promise<void> {
-  if (typeof dest.fd !== 'number' || dest.fd >= 0 || dest.once === undefined) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const onReady = (): void => {
-      dest.off?.('error', onError);
-      resolve();
-    };
-    const onError = (err?: Error): void => {
-      dest.off?.('ready', onReady);
-      reject(err ?? new Error('audit destination failed to open'));
-    };
-    dest.once?.('ready', onReady);
-    dest.on?.('error', onError);
-  });
-}
-
 function isoTimeFirst(): string {
   return `"time":"${isoNow()}"`;
-}
-
-function flushDestination(dest: FlushableDestination): Promise<void> {
-  const flush = dest.flush;
-  if (typeof flush !== 'function') return Promise.resolve();
-  return new Promise((resolve) => {
-    try {
-      flush.call(dest, () => resolve());
-    } catch {
-      // sonic-boom throws if the fd is not open yet: nothing has been written, nothing to flush.
-      resolve();
-    }
-  });
 }

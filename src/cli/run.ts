@@ -20,8 +20,12 @@ upstream.url. Config: --config, else $MTLS_SIDECAR_CONFIG, else ./sidecar.yaml.
 Files named by the config are watched and reloaded (also on SIGHUP); a bad new version is
 refused and the old one keeps serving. SIGTERM/SIGINT: /readyz turns 503, after
 shutdown.drainDelay the listener closes, in-flight requests finish (up to shutdown.timeout),
-the audit log is flushed, exit 0; a second signal exits at once.
+the audit log is flushed (for what is left of shutdown.timeout, at least 1 s), exit 0; a
+second signal exits at once.
 Exit 2 for a bad config, 1 for other failures.`;
+
+/** The least time the audit flush gets at shutdown, even when draining used all of shutdown.timeout. */
+const AUDIT_FLUSH_MIN_MS = 1000;
 
 export interface RunOptions {
   /** Resolves when the process should shut down (signals in production, a promise in tests). */
@@ -57,7 +61,7 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
   let audit: Audit;
   try {
     // Open the audit file before serving: a request must never be served unaudited.
-    audit = await openAudit(s.audit.file);
+    audit = await openAudit(s.audit.file, { onFull: s.audit.onFull, log });
     await audit.ready();
   } catch (err) {
     io.stderr(`run: cannot open audit.file ${s.audit.file}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
@@ -80,7 +84,7 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     process.off('SIGHUP', onHup);
     reloader.close();
     await sidecar.close(0);
-    await audit.close();
+    await audit.close(AUDIT_FLUSH_MIN_MS);
     return EXIT_FAILURE;
   } finally {
     // Start-up is over: from here the young generation grows with the load (young-gen.ts).
@@ -97,8 +101,12 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
   reloader.close();
   await delay(sidecar.snapshot.shutdown.drainDelayMs);
   log.info({ open: sidecar.activeConnections }, 'listener closed; finishing in-flight requests');
-  await sidecar.close(sidecar.snapshot.shutdown.timeoutMs);
-  await audit.close();
+  const timeoutMs = sidecar.snapshot.shutdown.timeoutMs;
+  const stopBy = Date.now() + timeoutMs;
+  await sidecar.close(timeoutMs);
+  // The audit flush gets what is left of shutdown.timeout (at least AUDIT_FLUSH_MIN_MS); a dead
+  // or stalled destination cannot hold the exit longer, and what it did not take is logged.
+  await audit.close(Math.max(stopBy - Date.now(), AUDIT_FLUSH_MIN_MS));
   log.info('stopped');
   return EXIT_OK;
 }

@@ -258,7 +258,7 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
       maxConnections: raw.limits.maxConnections,
     }),
     securityHeaders: raw.securityHeaders,
-    audit: Object.freeze({ file: raw.audit.file === 'stdout' || raw.audit.file === 'stderr' ? raw.audit.file : resolve(raw.audit.file) }),
+    audit: Object.freeze({ file: raw.audit.file === 'stdout' || raw.audit.file === 'stderr' ? raw.audit.file : resolve(raw.audit.file), onFull: raw.audit.onFull }),
     admin: Object.freeze({ ...raw.admin }),
     shutdown: Object.freeze({ drainDelayMs: raw.shutdown.drainDelay, timeoutMs: raw.shutdown.timeout }),
   };

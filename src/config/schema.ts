@@ -156,7 +156,7 @@ const limits = z.strictObject({
   maxConnections: z.number().int().min(1).default(10_000),
 });
 
-const audit = z.strictObject({ file: z.string().min(1).default('stdout') });
+const audit = z.strictObject({ file: z.string().min(1).default('stdout'), onFull: z.enum(['refuse', 'drop']).default('refuse') });
 const admin = z.strictObject({ address: z.string().min(1).default('127.0.0.1'), port: port.default(9901) });
 const shutdown = z.strictObject({ drainDelay: duration.default(5_000), timeout: duration.default(25_000) });
 

@@ -133,7 +133,8 @@ export interface Snapshot {
     readonly maxConnections: number;
   };
   readonly securityHeaders: boolean;
-  readonly audit: { readonly file: string };
+  /** onFull: what happens when the audit destination cannot keep up or fails (audit/sink.ts). */
+  readonly audit: { readonly file: string; readonly onFull: 'refuse' | 'drop' };
   readonly admin: { readonly address: string; readonly port: number };
   readonly shutdown: { readonly drainDelayMs: number; readonly timeoutMs: number };
 }

@@ -92,6 +92,14 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
     }
   }
 
+  // audit.onFull: refuse, and the audit destination is full or failing: nothing is served that
+  // could not be audited. This refusal's own line is kept if the buffer has room, else counted
+  // as dropped (audit/sink.ts); it never waits.
+  if (host.audit.refusing) {
+    ctx.path = auditPath(target);
+    return refuse(host, ctx, 'audit_unavailable', false, null);
+  }
+
   // 1. Header sanity (duplicates that enable smuggling or auth confusion) and the header-count limit.
   if (req.rawHeaders.length > s.limits.maxHeaders * 2 + 8) {
     ctx.path = auditPath(target);

@@ -84,6 +84,7 @@ export class Sidecar implements PipelineHost {
     this.appHealth = deps.appHealth ?? null;
     this.metrics = deps.metrics ?? new Metrics(() => this.#sockets.size);
     this.metrics.certificates(snapshot.certs);
+    this.metrics.auditSink(this.audit);
     this.rate = this.#rateFor(snapshot);
     const jwksReport = new JwksReport({ log: this.log, count: () => this.metrics.jwksFetchFailure(), ...(deps.jwt?.now !== undefined ? { now: deps.jwt.now } : {}) });
     this.#jwtOptions = { ...deps.jwt, onError: (err) => jwksReport.failure(err), onRecovered: () => jwksReport.recovered() };
@@ -161,6 +162,7 @@ export class Sidecar implements PipelineHost {
     if (JSON.stringify(next.listen) !== JSON.stringify(prev.listen)) warnings.push('listen changed: restart to apply');
     if (JSON.stringify(next.admin) !== JSON.stringify(prev.admin)) warnings.push('admin changed: restart to apply');
     if (next.audit.file !== prev.audit.file) warnings.push('audit.file changed: restart to apply');
+    if (next.audit.onFull !== prev.audit.onFull) warnings.push('audit.onFull changed: restart to apply');
     const applied: Snapshot = Object.freeze({ ...next, ...keep });
     applySecureContext(this.server, applied);
     if (JSON.stringify(next.upstream) !== JSON.stringify(prev.upstream)) {

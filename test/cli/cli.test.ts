@@ -5,12 +5,14 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
 import { agentFor, call } from '../helpers/client.js';
 import { deadPort, startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
 import { baseConfig, creds } from '../integration/config.js';
+import { AUDIT_BUFFER_BYTES } from '../../src/audit/audit.js';
+import { parseProm, value } from '../helpers/prom.js';
 
 const run = promisify(execFile);
 const pki = inject('pki');
@@ -298,4 +300,199 @@ describe('run', () => {
     expect(await exited).toBe(1);
     expect(Date.now() - t0).toBeLessThan(2000);
   }, 30_000);
+});
+
+/**
+ * The audit sink under faults, on the real binary (so the real destination is used): a
+ * destination that fails every write (/dev/full: ENOSPC, as a full disk), a stdout pipe nobody
+ * reads (a stuck log collector), and one that starts reading later. The admin port must keep
+ * answering, memory must stay bounded, the policy must hold, and shutdown must not hang.
+ */
+describe('audit sink under faults', () => {
+  /** A path whose audit line is ~8 KiB, so a few hundred requests fill the 4 MiB buffer. */
+  const longPath = `/orders/${'a'.repeat(8000)}`;
+  /** Children still running when a test ends (it failed): killed, so none is left behind. */
+  const children = new Set<ReturnType<typeof spawn>>();
+  afterEach(() => {
+    for (const c of children) c.kill('SIGKILL');
+    children.clear();
+  });
+
+  async function start(name: string, audit: Record<string, unknown>) {
+    const port = await deadPort();
+    const adminPort = await deadPort();
+    const cfg = baseConfig(pki, app.url, {
+      listen: { address: '127.0.0.1', port, http2: true },
+      admin: { address: '127.0.0.1', port: adminPort },
+      audit,
+      shutdown: { drainDelay: '0ms', timeout: '2s' },
+    });
+    const run = spawnRun(await configFile(`${name}.yaml`, cfg));
+    children.add(run.child);
+    void run.exited.then(() => children.delete(run.child));
+    await run.waitFor('"listening"');
+    const { request } = await import('undici');
+    /** An admin GET that must answer within 5 s: a hung admin port fails here, not at the test timeout. */
+    const admin = async (p: string): Promise<{ status: number; text: string }> => {
+      const res = await request(`http://127.0.0.1:${adminPort}${p}`, { headersTimeout: 5000, bodyTimeout: 5000 });
+      return { status: res.statusCode, text: await res.body.text() };
+    };
+    const metric = async (name: string): Promise<number> => {
+      const samples = parseProm((await admin('/metrics')).text);
+      expect(samples.some((s) => s.name === name)).toBe(true);
+      return value(samples, name);
+    };
+    /** The operational log's lines with this msg. */
+    const logged = (msg: string): Array<Record<string, unknown>> =>
+      run
+        .stderr()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l['msg'] === msg);
+    // A frozen sidecar fails the test here, in seconds, rather than at the test's timeout.
+    const agent = agentFor(creds(pki, 'orders'), { headersTimeout: 5000, bodyTimeout: 5000 });
+    return { ...run, origin: `https://localhost:${port}`, admin, metric, logged, agent };
+  }
+
+  /** SIGTERM and the exit code; the drain timeout is 2 s, so 10 s means it hung. */
+  async function stop(child: ReturnType<typeof spawn>, exited: Promise<number | null>): Promise<number | null> {
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    try {
+      return await exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  it('/dev/full, onFull refuse: 503 audit_unavailable and /readyz 503 once a write fails; /healthz and /metrics answer; exit 0', async () => {
+    const s = await start('devfull-refuse', { file: '/dev/full', onFull: 'refuse' });
+    try {
+      // The first requests pass; the first batch is handed over within 250 ms and fails.
+      let refused = null;
+      for (let i = 0; i < 5000 && refused === null; i++) {
+        const r = await call(s.agent, s.origin, `/orders/${i}`);
+        if (r.status === 503) refused = r;
+        else expect(r.status).toBe(200);
+      }
+      expect(refused).not.toBeNull();
+      expect(refused?.json()).toEqual({ error: 'service_unavailable', requestId: expect.any(String) });
+      expect((await call(s.agent, s.origin, '/orders/again')).status).toBe(503);
+      expect((await s.admin('/healthz')).status).toBe(200);
+      const ready = await s.admin('/readyz');
+      expect(ready.status).toBe(503);
+      expect(JSON.parse(ready.text)).toEqual({ status: 'audit_unavailable' });
+      expect(await s.metric('mtls_sidecar_audit_write_errors_total')).toBeGreaterThanOrEqual(1);
+      expect(await s.metric('mtls_sidecar_audit_buffered_bytes')).toBeGreaterThan(0);
+      await s.metric('mtls_sidecar_audit_lines_dropped_total');
+      // One line for the change of state, however many writes failed.
+      const down = s.logged('audit sink unavailable');
+      expect(down).toHaveLength(1);
+      expect(down[0]).toMatchObject({ cause: 'write_error', code: 'ENOSPC', onFull: 'refuse' });
+    } finally {
+      await s.agent.close();
+    }
+    expect(await stop(s.child, s.exited)).toBe(0);
+    // What the destination never took is counted and said, not waited for.
+    expect(s.logged('audit lines not written at shutdown')).toHaveLength(1);
+  }, 60_000);
+
+  it('/dev/full, onFull drop: keeps serving, counts the write errors and, at shutdown, every line lost', async () => {
+    const s = await start('devfull-drop', { file: '/dev/full', onFull: 'drop' });
+    const n = 40;
+    try {
+      for (let i = 0; i < n / 2; i++) expect((await call(s.agent, s.origin, `/orders/${i}`)).status).toBe(200);
+      await s.waitFor('audit sink unavailable');
+      for (let i = n / 2; i < n; i++) expect((await call(s.agent, s.origin, `/orders/${i}`)).status).toBe(200);
+      expect((await s.admin('/readyz')).status).toBe(200);
+      expect(await s.metric('mtls_sidecar_audit_write_errors_total')).toBeGreaterThanOrEqual(1);
+      expect(s.logged('audit sink unavailable')).toHaveLength(1);
+    } finally {
+      await s.agent.close();
+    }
+    expect(await stop(s.child, s.exited)).toBe(0);
+    expect(s.logged('audit lines not written at shutdown')).toEqual([expect.objectContaining({ lines: n })]);
+  }, 60_000);
+
+  it('a stdout pipe nobody reads, onFull drop: serves on, the buffer stays within its bound, lost lines are counted, exit 0 without a reader', async () => {
+    const s = await start('stalled-drop', { file: 'stdout', onFull: 'drop' });
+    let sent = 0;
+    try {
+      // Fill the buffer (4 MiB, plus what the pipe itself holds), then as much again.
+      const batch = async (): Promise<void> => {
+        const replies = await Promise.all(Array.from({ length: 16 }, () => call(s.agent, s.origin, longPath)));
+        for (const r of replies) expect(r.status).toBe(200);
+        sent += replies.length;
+      };
+      while (sent < 4000 && (await s.metric('mtls_sidecar_audit_lines_dropped_total')) === 0) await batch();
+      expect(await s.metric('mtls_sidecar_audit_lines_dropped_total')).toBeGreaterThan(0);
+      const full = sent;
+      while (sent < full + AUDIT_BUFFER_BYTES / 8192) await batch();
+      expect(await s.metric('mtls_sidecar_audit_buffered_bytes')).toBeLessThanOrEqual(AUDIT_BUFFER_BYTES);
+      expect(await s.metric('mtls_sidecar_audit_lines_dropped_total')).toBeGreaterThanOrEqual(sent - full);
+      expect((await s.admin('/healthz')).status).toBe(200);
+      expect((await s.admin('/readyz')).status).toBe(200);
+      const down = s.logged('audit sink unavailable');
+      expect(down).toHaveLength(1);
+      expect(down[0]).toMatchObject({ cause: 'full', onFull: 'drop', limitBytes: AUDIT_BUFFER_BYTES });
+    } finally {
+      await s.agent.close();
+    }
+    // Nobody ever reads stdout: shutdown gives up on it after the drain timeout instead of hanging.
+    expect(await stop(s.child, s.exited)).toBe(0);
+    expect(s.logged('audit lines not written at shutdown')).toHaveLength(1);
+  }, 90_000);
+
+  it('a stdout pipe read only later, onFull refuse: 503 while full, recovers by itself, every line whole, every line written or counted', async () => {
+    const s = await start('stalled-refuse', { file: 'stdout', onFull: 'refuse' });
+    let ok = 0;
+    let refused = 0;
+    let out = '';
+    try {
+      while (refused === 0 && ok < 4000) {
+        const replies = await Promise.all(Array.from({ length: 16 }, () => call(s.agent, s.origin, longPath)));
+        for (const r of replies) {
+          if (r.status === 503) {
+            refused++;
+            expect(r.json()).toEqual({ error: 'service_unavailable', requestId: expect.any(String) });
+          } else {
+            expect(r.status).toBe(200);
+            ok++;
+          }
+        }
+      }
+      expect(refused).toBeGreaterThan(0);
+      expect(JSON.parse((await s.admin('/readyz')).text)).toEqual({ status: 'audit_unavailable' });
+      expect((await s.admin('/healthz')).status).toBe(200);
+      expect(s.logged('audit sink unavailable')).toEqual([expect.objectContaining({ cause: 'full', onFull: 'refuse' })]);
+
+      // The collector comes back.
+      s.child.stdout?.on('data', (c: Buffer) => (out += c.toString('utf8')));
+      const deadline = Date.now() + 20_000;
+      while ((await s.admin('/readyz')).status !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect((await s.admin('/readyz')).status).toBe(200);
+      expect(s.logged('audit sink recovered')).toEqual([expect.objectContaining({ onFull: 'refuse' })]);
+      // Lines still in the batch (not yet handed over when the backlog drained) follow within 250 ms.
+      while ((await s.metric('mtls_sidecar_audit_buffered_bytes')) !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(await s.metric('mtls_sidecar_audit_buffered_bytes')).toBe(0);
+      const dropped = await s.metric('mtls_sidecar_audit_lines_dropped_total');
+      expect((await call(s.agent, s.origin, '/orders/after')).status).toBe(200);
+      ok++;
+      await s.agent.close();
+      expect(await stop(s.child, s.exited)).toBe(0);
+      // Whole lines only (a dropped line is never half written), and each request is either in
+      // the log or counted as dropped.
+      const lines = out.split('\n');
+      expect(lines.pop()).toBe('');
+      const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(records.every((r) => r['msg'] === 'request')).toBe(true);
+      expect(records.length + dropped).toBe(ok + refused);
+      expect(records.filter((r) => r['reason'] === 'audit_unavailable').every((r) => r['status'] === 503)).toBe(true);
+      expect(s.logged('audit lines not written at shutdown')).toHaveLength(0);
+    } finally {
+      await s.agent.close().catch(() => undefined);
+      s.child.kill('SIGKILL');
+    }
+  }, 90_000);
 });

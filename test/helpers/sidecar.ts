@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createAudit } from '../../src/audit/audit.js';
+import type { Audit } from '../../src/audit/audit.js';
 import { loadAndCompile } from '../../src/config/index.js';
 import { silentLog } from '../../src/log.js';
 import type { Log } from '../../src/log.js';
@@ -42,6 +43,8 @@ export interface StartOptions {
   readonly log?: Log;
   /** JWT runtime options: a fetch that trusts the test CA for a JWKS URL, a clock. */
   readonly jwt?: SidecarDeps['jwt'];
+  /** A real audit sink (a FIFO, /dev/full) instead of the in-memory one; `audit` then stays empty. */
+  readonly audit?: Audit;
 }
 
 /** An operational log kept in memory, lines parsed (the same pino sink the audit tests use). */
@@ -69,7 +72,7 @@ export async function startSidecarFile(file: string, cleanupDir: string | null =
   const outcome = await loadAndCompile(file, 1);
   if (!outcome.ok) throw new Error(`test config rejected:\n${outcome.lines.join('\n')}`);
   const sink = new AuditSink();
-  const audit = createAudit('stdout', sink);
+  const audit = opts.audit ?? createAudit('stdout', sink);
   const sidecar = new Sidecar(outcome.snapshot, {
     audit,
     log: opts.log ?? silentLog(),
