@@ -24,7 +24,8 @@ export interface ListenerHooks {
   onSecureConnection(socket: TLSSocket): void;
   onTlsClientError(err: Error, socket: TLSSocket): void;
   onRequest(req: InboundRequest, res: OutboundResponse): void;
-  onClientError(err: Error & { code?: string }, socket: TLSSocket): void;
+  /** HTTP/1.1 parse errors and time limits; `method`/`target` once the request line was read. */
+  onClientError(err: Error & { code?: string; method?: string; target?: string }, socket: TLSSocket): void;
 }
 
 /** The HTTP/1.1 side of each listener. */

@@ -372,7 +372,7 @@ function onClose(host: PipelineHost, ctx: RequestContext, h1socket: { end(): voi
 }
 
 /** The path part of a refused target, for the audit line: no query (it may hold secrets), bounded, printable. */
-function auditPath(target: string): string {
+export function auditPath(target: string): string {
   const q = target.search(/[?#]/);
   const p = q === -1 ? target : target.slice(0, q);
   return headerSafe(p.length > 512 ? p.slice(0, 512) : p);

@@ -19,7 +19,7 @@ import { AdminServer } from '../admin/server.js';
 import type { AppHealthHandler } from '../inject/app-health.js';
 import { applyServerLimits, createListener } from './listener.js';
 import type { SidecarServer } from './listener.js';
-import { handleRequest } from './pipeline.js';
+import { auditPath, handleRequest } from './pipeline.js';
 import type { PipelineHost, RateLimitState } from './pipeline.js';
 import { MemoryRateLimiter } from '../ratelimit/memory.js';
 import { RedisRateLimiter } from '../ratelimit/redis.js';
@@ -203,7 +203,7 @@ export class Sidecar implements PipelineHost {
   }
 
   /** HTTP/1.1 parser errors and timeouts (server/h1.ts): there is no request object, so answer by hand. */
-  #onClientError(err: Error & { code?: string }, socket: TLSSocket): void {
+  #onClientError(err: Error & { code?: string; method?: string; target?: string }, socket: TLSSocket): void {
     const conn = connOf(socket);
     if (conn?.answeredBodyPending === true) {
       // The request was already answered (e.g. refused while its body was still arriving):
@@ -216,12 +216,13 @@ export class Sidecar implements PipelineHost {
     const requestId = newRequestId();
     const status = reason === 'header_too_large' ? 431 : reason === 'request_timeout' ? 408 : 400;
     if (conn !== undefined) {
-      this.metrics.request(conn.identity === null ? 'unknown' : conn.identity.name, 'unknown', 'OTHER', status, 'deny', 0, null);
+      this.metrics.request(conn.identity === null ? 'unknown' : conn.identity.name, 'unknown', err.method || 'OTHER', status, 'deny', 0, null);
       this.audit.request({
         requestId,
         conn: conn.audit,
-        method: '',
-        path: '',
+        // What the request line said, when it was read: the operator sees what was refused.
+        method: err.method ?? '',
+        path: err.target === undefined || err.target === '' ? '' : auditPath(err.target),
         route: null,
         decision: 'deny',
         reason,
