@@ -27,6 +27,8 @@ export const REQUEST_REASONS = [
   'client_aborted',
   'draining',
   'trust_withdrawn',
+  // A bug in the sidecar's own request handling (logged and counted; never the client's fault).
+  'internal_error',
 ] as const;
 export type RequestReason = (typeof REQUEST_REASONS)[number];
 
@@ -58,7 +60,8 @@ export type ErrorCode =
   | 'bad_gateway'
   | 'service_unavailable'
   | 'gateway_timeout'
-  | 'misdirected_request';
+  | 'misdirected_request'
+  | 'internal_error';
 
 export interface Refusal {
   readonly status: number;
@@ -89,4 +92,5 @@ export const REFUSALS: Readonly<Record<Exclude<RequestReason, 'ok' | 'client_abo
   upstream_error: { status: 502, code: 'bad_gateway' },
   upstream_timeout: { status: 504, code: 'gateway_timeout' },
   draining: { status: 503, code: 'service_unavailable' },
+  internal_error: { status: 500, code: 'internal_error' },
 });

@@ -43,6 +43,12 @@ export interface H1Hooks {
   onRequest(req: H1Request, res: H1Response): void;
   /** A request that cannot be parsed or timed out: answer on the raw socket (or close it). */
   onClientError(err: H1ClientError, socket: TLSSocket): void;
+  /**
+   * A bug (an exception) in request handling: `res` is the request being answered, or null when
+   * the parse itself broke. The hook answers it (500, or a cut); the connection then ends, the
+   * process and every other connection go on. Without a hook the connection is cut.
+   */
+  onInternalError?(err: unknown, res: H1Response | null): void;
 }
 
 /**
@@ -173,7 +179,14 @@ class H1Connection implements ParserEvents {
   #execute(chunk: Buffer): void {
     if (this.#halted) return;
     const inBody = this.#bodyOf !== null;
-    let rc = this.parser.execute(chunk);
+    let rc: number;
+    try {
+      rc = this.parser.execute(chunk);
+    } catch (err) {
+      // A bug in a parser callback (delivering a body chunk, say): this connection ends, never the process.
+      this.#internalError(err, this.#bodyOf?.res ?? null);
+      return;
+    }
     if (inBody && this.#bodyOf !== null && rc === HPE_OK) {
       // Reads made entirely inside a body: framing beyond the data is bounded (chunk extensions
       // are otherwise unbounded bytes the body limit never sees; node:http caps them too,
@@ -197,7 +210,12 @@ class H1Connection implements ParserEvents {
       this.parser.resumeAfterUpgrade();
       if (rest.length === 0) return;
       chunk = rest;
-      rc = this.parser.execute(chunk);
+      try {
+        rc = this.parser.execute(chunk);
+      } catch (err) {
+        this.#internalError(err, this.#bodyOf?.res ?? null);
+        return;
+      }
     }
     if (rc !== HPE_OK && rc !== HPE_PAUSED_UPGRADE) this.#parseError(rc);
   }
@@ -217,6 +235,24 @@ class H1Connection implements ParserEvents {
     if (late !== null) return requestError(code, message, late.method, late.url);
     if (!this.#lineRead) return requestError(code, message);
     return requestError(code, message, this.parser.method(), this.#url);
+  }
+
+  /**
+   * An exception in request handling (the pipeline guards its own stages; this is for what lies
+   * outside them): nothing more is read here, the hook answers `res` (500, or a cut) and the
+   * connection ends after it.
+   */
+  #internalError(err: unknown, res: H1Response | null): void {
+    this.#halted = true;
+    const hook = this.server.hooks.onInternalError;
+    if (hook !== undefined) {
+      try {
+        hook(err, res);
+      } catch {
+        // The hook itself failed: cutting the connection is all that is left.
+      }
+    }
+    if (res === null || !res.closeConnection) this.socket.destroy();
   }
 
   /**
@@ -362,10 +398,8 @@ class H1Connection implements ParserEvents {
     try {
       this.server.hooks.onRequest(res.req, res);
     } catch (err) {
-      // A bug in a stage: as under node:http it is not swallowed, but the parser is not left mid-callback.
-      this.#halted = true;
-      this.socket.destroy();
-      process.nextTick(rethrow, err);
+      // A bug in a stage: answered and logged by the hook, this connection ends; never the process.
+      this.#internalError(err, res);
     }
   }
 
@@ -464,10 +498,6 @@ class H1Connection implements ParserEvents {
 const MAX_FRAMING_BYTES = 16 * 1024;
 
 function ignore(): void {}
-
-function rethrow(err: unknown): never {
-  throw err;
-}
 
 function finishResponse(conn: H1Connection, res: H1Response): void {
   res.emitFinished();

@@ -9,6 +9,7 @@ import { stringify } from 'yaml';
 import { createAudit } from '../../src/audit/audit.js';
 import { loadAndCompile } from '../../src/config/index.js';
 import { silentLog } from '../../src/log.js';
+import type { Log } from '../../src/log.js';
 import { Sidecar } from '../../src/server/sidecar.js';
 import { AuditSink } from './audit-sink.js';
 
@@ -35,6 +36,8 @@ export async function writeConfig(config: ConfigObject): Promise<{ file: string;
 export interface StartOptions {
   /** Clock of the in-memory rate limiter (ms), for exact rate-limit tests. */
   readonly rateClock?: () => number;
+  /** The operational log (default: silent). */
+  readonly log?: Log;
 }
 
 export async function startSidecar(config: ConfigObject, opts: StartOptions = {}): Promise<RunningSidecar> {
@@ -57,7 +60,7 @@ export async function startSidecarFile(file: string, cleanupDir: string | null =
   if (!outcome.ok) throw new Error(`test config rejected:\n${outcome.lines.join('\n')}`);
   const sink = new AuditSink();
   const audit = createAudit('stdout', sink);
-  const sidecar = new Sidecar(outcome.snapshot, { audit, log: silentLog(), ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}) });
+  const sidecar = new Sidecar(outcome.snapshot, { audit, log: opts.log ?? silentLog(), ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}) });
   const admin = await sidecar.listenAdmin();
   const addr = await sidecar.listen();
   return {

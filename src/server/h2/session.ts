@@ -47,6 +47,11 @@ export interface H2SessionHooks {
   onStream(stream: H2ServerStream): void;
   /** The connection is gone; every open stream has had its 'close'. */
   onSessionClose?(session: H2Session): void;
+  /**
+   * A bug caught here: in onStream (`h2`: the stream is reset with INTERNAL_ERROR) or in frame
+   * handling (`h2_frame`: the connection ends with GOAWAY INTERNAL_ERROR). Never the process.
+   */
+  onInternalError?(err: unknown, where: 'h2' | 'h2_frame'): void;
 }
 
 /*
@@ -249,8 +254,9 @@ export class H2Session {
       let err: number;
       try {
         err = this.#frame(type, flags, sid, buf, start, p);
-      } catch {
-        // A bug here must cost this connection, never the process.
+      } catch (e) {
+        // A bug here must cost this connection, never the process; and it is reported, not swallowed.
+        this.#internalError(e, 'h2_frame');
         err = E_INTERNAL_ERROR;
       }
       if (err !== 0) return this.destroy(err);
@@ -469,10 +475,19 @@ export class H2Session {
     } else stream.openBody();
     try {
       this.#hooks.onStream(stream);
-    } catch {
+    } catch (err) {
+      this.#internalError(err, 'h2');
       stream.reset(E_INTERNAL_ERROR);
     }
     return 0;
+  }
+
+  #internalError(err: unknown, where: 'h2' | 'h2_frame'): void {
+    try {
+      this.#hooks.onInternalError?.(err, where);
+    } catch {
+      // The report failed too: the stream or connection still ends below.
+    }
   }
 
   #onSettings(flags: number, sid: number, buf: Buffer, s: number, e: number): number {

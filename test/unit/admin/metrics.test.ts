@@ -24,6 +24,7 @@ class ReferenceMetrics {
   readonly #rateLimitErrors: Counter<'action'>;
   readonly #certExpiry: Gauge<'cert'>;
   readonly #reloads: Counter<'result'>;
+  readonly #internalErrors: Counter<'where'>;
 
   constructor(activeConnections: () => number, registry: Registry = new Registry()) {
     this.registry = registry;
@@ -86,9 +87,16 @@ class ReferenceMetrics {
       labelNames: ['result'],
       registers: [registry],
     });
+    this.#internalErrors = new Counter({
+      name: 'mtls_sidecar_internal_errors_total',
+      help: 'Bugs caught in request handling, by where (h1, h2: the request got a 500 or was cut; h2_frame: the connection was closed).',
+      labelNames: ['where'],
+      registers: [registry],
+    });
     this.#reloads.labels('success').inc(0);
     this.#reloads.labels('failure').inc(0);
     this.#handshakes.labels('accepted', 'ok').inc(0);
+    for (const where of ['h1', 'h2', 'h2_frame']) this.#internalErrors.labels(where).inc(0);
   }
 
   request(identity: string, route: string, method: string, code: number, decision: string, seconds: number, upstreamSeconds: number | null): void {
@@ -113,13 +121,17 @@ class ReferenceMetrics {
     this.#reloads.labels(result).inc();
   }
 
+  internalError(where: 'h1' | 'h2' | 'h2_frame'): void {
+    this.#internalErrors.labels(where).inc();
+  }
+
   certificates(certs: readonly CertSummary[]): void {
     this.#certExpiry.reset();
     for (const c of certs) this.#certExpiry.labels(certLabel(c)).set(Math.floor(c.notAfterMs / 1000));
   }
 }
 
-type Sink = Pick<Metrics, 'request' | 'handshake' | 'rateLimited' | 'rateLimitBackendError' | 'reload' | 'certificates'>;
+type Sink = Pick<Metrics, 'request' | 'handshake' | 'rateLimited' | 'rateLimitBackendError' | 'reload' | 'certificates' | 'internalError'>;
 
 const CERTS = [
   { role: 'server', subject: 'CN=sidecar', sha256: 'aa:bb:cc:dd:ee:ff:00:11:22:33:44:55', notAfterMs: 1_900_000_000_123 },
@@ -185,6 +197,9 @@ function feed(m: Sink, seed = 7): void {
   m.rateLimitBackendError('allow');
   m.rateLimitBackendError('deny');
   m.reload('success');
+  m.internalError('h2');
+  m.internalError('h1');
+  m.internalError('h2');
   m.certificates(CERTS);
 
   // A bulk of random traffic: many float additions into the sums, in the same order.
@@ -229,7 +244,7 @@ describe('Metrics exposition', () => {
     const a = ours(await mine.registry.metrics());
     const b = ours(await ref.registry.metrics());
     expect(a.names).toEqual(b.names);
-    expect(a.blocks.length).toBe(9);
+    expect(a.blocks.length).toBe(10);
     expect(a.blocks.join('\n\n')).toBe(b.blocks.join('\n\n'));
     // And per metric through the registry's single-metric path.
     for (const name of a.names.filter((n) => n.startsWith('mtls_sidecar_'))) {

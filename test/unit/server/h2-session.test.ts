@@ -35,6 +35,8 @@ interface Server {
   port: number;
   sessions: H2Session[];
   streams: H2ServerStream[];
+  /** What the session reported through onInternalError: where, and the error's message. */
+  internalErrors: string[];
 }
 
 /** The test app: /hello, /echo (body back), /big?n=N (N bytes), /hold (never answers). */
@@ -75,6 +77,11 @@ function app(stream: H2ServerStream): void {
     stream.end(Buffer.from('no'));
   } else if (path === '/throw') {
     throw new Error('a handler bug');
+  } else if (path === '/throw-on-data') {
+    // A body reader with a bug: it throws when DATA is handed to it, inside the session's frame handling.
+    stream.body?.on('data', () => {
+      throw new Error('a body reader bug');
+    });
   } else if (path === '/hold') {
     // Never answered: the client resets or the session closes.
   } else {
@@ -84,7 +91,7 @@ function app(stream: H2ServerStream): void {
 }
 
 async function startServer(limits: H2Limits = LIMITS, handler: (s: H2ServerStream) => void = app): Promise<Server> {
-  const srv: Server = { port: 0, sessions: [], streams: [] };
+  const srv: Server = { port: 0, sessions: [], streams: [], internalErrors: [] };
   const server = tls.createServer(
     {
       cert: readFileSync(pki.server.cert),
@@ -100,6 +107,7 @@ async function startServer(limits: H2Limits = LIMITS, handler: (s: H2ServerStrea
           srv.streams.push(s);
           handler(s);
         },
+        onInternalError: (err, where) => srv.internalErrors.push(`${where}: ${(err as Error).message}`),
       });
       srv.sessions.push(session);
     },
@@ -529,13 +537,29 @@ describe('H2Session against frames no good client sends', () => {
     expect(data).toBe('split into many reads');
   });
 
-  it('a handler that throws costs its stream only', async () => {
+  it('a handler that throws costs its stream only, and is reported', async () => {
     const srv = await startServer();
     const c = await raw(srv.port);
     c.send(frame(1, 0x5, 1, GET('/throw')));
     expect((await c.waitFor(isRst(1))).payload.readUInt32BE(0)).toBe(2); // INTERNAL_ERROR
     c.send(frame(1, 0x5, 3, GET('/hello')));
     expect((await c.waitFor(isResponse(3))).payload[0]).toBe(0x88);
+    expect(srv.internalErrors).toEqual(['h2: a handler bug']);
+  });
+
+  it('a bug met in frame handling costs the connection (GOAWAY INTERNAL_ERROR), is reported, and the server goes on', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    c.send(frame(1, 0x4, 1, block([[':method', 'POST'], [':scheme', 'https'], [':path', '/throw-on-data']])));
+    // The DATA in a later read, once the body is flowing: it reaches the reader inside the frame's handling.
+    await vi.waitFor(() => expect(srv.streams).toHaveLength(1), { timeout: 5000 });
+    c.send(frame(0, 0, 1, Buffer.from('x')));
+    expect(goawayCode(await c.waitFor(isGoaway))).toBe(2);
+    await c.closed;
+    expect(srv.internalErrors).toEqual(['h2_frame: a body reader bug']);
+    const next = await raw(srv.port);
+    next.send(frame(1, 0x5, 1, GET('/hello')));
+    expect((await next.waitFor(isResponse(1))).payload[0]).toBe(0x88);
   });
 
   it('idle: a connection with no streams gets GOAWAY; one stuck with an open stream is cut', async () => {
