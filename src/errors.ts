@@ -24,3 +24,20 @@ export function describeError(err: unknown): string {
   }
   return String(err);
 }
+
+/**
+ * What the operational log may say of an unexpected exception (a bug): its name, code and where
+ * it was thrown (stack frames). Not the message: one built from input (JSON.parse quotes it, for
+ * one) could carry a header value or a token into the log.
+ */
+export function bugFacts(err: unknown): { error: string; code?: string; at: string[] } {
+  if (!(err instanceof Error)) return { error: typeof err, at: [] };
+  const code = (err as { code?: unknown }).code;
+  const at: string[] = [];
+  for (const line of (err.stack ?? '').split('\n')) {
+    // V8's frame lines; the message's own lines come before them.
+    if (line.startsWith('    at ')) at.push(line.slice(7));
+    if (at.length === 8) break;
+  }
+  return typeof code === 'string' ? { error: err.name, code, at } : { error: err.name, at };
+}

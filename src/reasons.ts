@@ -28,6 +28,8 @@ export const REQUEST_REASONS = [
   'draining',
   'trust_withdrawn',
   'audit_unavailable',
+  // A bug in the sidecar's own request handling (logged and counted; never the client's fault).
+  'internal_error',
 ] as const;
 export type RequestReason = (typeof REQUEST_REASONS)[number];
 
@@ -59,7 +61,8 @@ export type ErrorCode =
   | 'bad_gateway'
   | 'service_unavailable'
   | 'gateway_timeout'
-  | 'misdirected_request';
+  | 'misdirected_request'
+  | 'internal_error';
 
 export interface Refusal {
   readonly status: number;
@@ -91,4 +94,5 @@ export const REFUSALS: Readonly<Record<Exclude<RequestReason, 'ok' | 'client_abo
   upstream_timeout: { status: 504, code: 'gateway_timeout' },
   draining: { status: 503, code: 'service_unavailable' },
   audit_unavailable: { status: 503, code: 'service_unavailable' },
+  internal_error: { status: 500, code: 'internal_error' },
 });

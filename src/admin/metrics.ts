@@ -15,6 +15,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Metric } from 'prom-client';
 import type { CertSummary } from '../config/snapshot.js';
 import type { HandshakeReason } from '../reasons.js';
+import type { InternalErrorWhere } from '../server/listener.js';
 
 /** From about 100 µs (a refusal) to 10 s (a slow app). */
 export const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -39,6 +40,9 @@ const OTHER_INDEX = METHOD_LABELS.length - 1;
 const METHOD_INDEX = new Map(METHOD_LABELS.slice(0, OTHER_INDEX).map((m, i) => [m, i]));
 
 type Labels = Readonly<Record<string, string>>;
+
+/** Every `where` of mtls_sidecar_internal_errors_total, pre-created at 0. */
+const INTERNAL_ERROR_WHERE: readonly InternalErrorWhere[] = ['h1', 'h2', 'h2_frame'];
 
 /** One counter series, in prom-client's Counter value shape. */
 interface CounterSeries {
@@ -213,6 +217,7 @@ export class Metrics {
   readonly #lastReloadOk: Gauge;
   readonly #lastReloadOkTime: Gauge;
   readonly #jwksFetchFailures: Counter;
+  readonly #internalErrors: Counter<'where'>;
   /** identity → route → series: two lookups on the (interned config-name) strings, no key building. */
   readonly #routes = new Map<string, Map<string, RouteEntry>>();
   readonly #upstreamByRoute = new Map<string, HistogramSeries>();
@@ -288,6 +293,12 @@ export class Metrics {
       labelNames: ['result'],
       registers: [registry],
     });
+    this.#internalErrors = new Counter({
+      name: 'mtls_sidecar_internal_errors_total',
+      help: 'Bugs caught in request handling, by where (h1, h2: the request got a 500 or was cut; h2_frame: the connection was closed).',
+      labelNames: ['where'],
+      registers: [registry],
+    });
     // Pre-create the series operators alert on, so they read 0 rather than being absent.
     this.#reloads.labels('success').inc(0);
     this.#reloads.labels('failure').inc(0);
@@ -310,6 +321,7 @@ export class Metrics {
       registers: [registry],
     });
     this.#handshakeSeriesFor('accepted', 'ok');
+    for (const where of INTERNAL_ERROR_WHERE) this.#internalErrors.labels(where).inc(0);
   }
 
   /**
@@ -425,6 +437,10 @@ export class Metrics {
         this.inc(sink.linesDropped);
       },
     });
+  }
+
+  internalError(where: InternalErrorWhere): void {
+    this.#internalErrors.labels(where).inc();
   }
 
   /** Replace the expiry series with the certificates of the current snapshot. */

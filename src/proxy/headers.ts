@@ -59,7 +59,9 @@ export type HeaderScan =
 
 /**
  * One pass over the raw header pairs: refuses duplicate Host/Authorization/Content-Length
- * (request smuggling and auth confusion), and collects what will be forwarded.
+ * (request smuggling and auth confusion), and collects what will be forwarded. Several `cookie`
+ * fields (HTTP/2 cookie crumbs) go on as one, joined with `; ` (RFC 9113 8.2.3): the hop to the
+ * app is HTTP/1.1, where a request carries one Cookie line (RFC 6265 5.4).
  */
 export function scanRequestHeaders(raw: readonly string[], connectionValue: string | undefined, dropAuthorization = false): HeaderScan {
   const named = connectionValue === undefined ? null : connectionTokens(connectionValue);
@@ -69,6 +71,8 @@ export function scanRequestHeaders(raw: readonly string[], connectionValue: stri
   let authorizations = 0;
   let contentLength: string | null = null;
   let expectContinue = false;
+  /** Where the first forwarded cookie's value sits in `out`, once there is one. */
+  let cookieAt = -1;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
@@ -99,6 +103,13 @@ export function scanRequestHeaders(raw: readonly string[], connectionValue: stri
     if (isProtected(lower)) continue;
     if (named !== null && named.has(lower)) continue;
     if (lower.includes('_') && isProtectedAlias(lower)) continue;
+    if (lower === 'cookie') {
+      if (cookieAt !== -1) {
+        out[cookieAt] += `; ${value}`;
+        continue;
+      }
+      cookieAt = out.length + 1;
+    }
     out.push(name, value);
   }
   if (authority !== null) {

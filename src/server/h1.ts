@@ -33,10 +33,22 @@ export interface H1Limits {
   readonly pipelineDepth: number;
 }
 
+/**
+ * A request refused before (or while) it was read: a parse error or a time limit. `method` and
+ * `target` are what its request line said once that line was read (else ''), for the audit line.
+ */
+export type H1ClientError = Error & { code: string; method: string; target: string };
+
 export interface H1Hooks {
   onRequest(req: H1Request, res: H1Response): void;
   /** A request that cannot be parsed or timed out: answer on the raw socket (or close it). */
-  onClientError(err: Error & { code: string }, socket: TLSSocket): void;
+  onClientError(err: H1ClientError, socket: TLSSocket): void;
+  /**
+   * A bug (an exception) in request handling: `res` is the request being answered, or null when
+   * the parse itself broke. The hook answers it (500, or a cut); the connection then ends, the
+   * process and every other connection go on. Without a hook the connection is cut.
+   */
+  onInternalError?(err: unknown, res: H1Response | null): void;
 }
 
 /**
@@ -99,8 +111,14 @@ export class H1Server {
   }
 }
 
-function requestError(code: string, message: string): Error & { code: string } {
-  return Object.assign(new Error(message), { code });
+function requestError(code: string, message: string, method = '', target = ''): H1ClientError {
+  return Object.assign(new Error(message), { code, method, target });
+}
+
+/** RFC 9112 6.1: `chunked`, alone (any case, optional whitespace around it). */
+function chunkedOnly(te: string): boolean {
+  const v = te.trim();
+  return v.length === 7 && v.toLowerCase() === 'chunked';
 }
 
 /** Headers node:http keeps the first of (duplicates are refused by the pipeline where it matters). */
@@ -119,6 +137,8 @@ class H1Connection implements ParserEvents {
   #url = '';
   readonly #headers = new HeaderPairs();
   #headerBytes = 0;
+  /** The message's request line was read (a header or the end of the head followed it). */
+  #lineRead = false;
   #userError: string | null = null;
   /** A request whose body is still being parsed. */
   #bodyOf: H1Request | null = null;
@@ -135,7 +155,7 @@ class H1Connection implements ParserEvents {
   #halted = false;
   /** No further response goes out on this connection (one said close, or it was cut off). */
   #done = false;
-  #pendingError: (Error & { code: string }) | null = null;
+  #pendingError: H1ClientError | null = null;
   #paused = false;
   #bodyBlocked = false;
   /** Bytes read, and body bytes delivered, since the current body began (the chunk-extension bound). */
@@ -159,7 +179,14 @@ class H1Connection implements ParserEvents {
   #execute(chunk: Buffer): void {
     if (this.#halted) return;
     const inBody = this.#bodyOf !== null;
-    let rc = this.parser.execute(chunk);
+    let rc: number;
+    try {
+      rc = this.parser.execute(chunk);
+    } catch (err) {
+      // A bug in a parser callback (delivering a body chunk, say): this connection ends, never the process.
+      this.#internalError(err, this.#bodyOf?.res ?? null);
+      return;
+    }
     if (inBody && this.#bodyOf !== null && rc === HPE_OK) {
       // Reads made entirely inside a body: framing beyond the data is bounded (chunk extensions
       // are otherwise unbounded bytes the body limit never sees; node:http caps them too,
@@ -183,7 +210,12 @@ class H1Connection implements ParserEvents {
       this.parser.resumeAfterUpgrade();
       if (rest.length === 0) return;
       chunk = rest;
-      rc = this.parser.execute(chunk);
+      try {
+        rc = this.parser.execute(chunk);
+      } catch (err) {
+        this.#internalError(err, this.#bodyOf?.res ?? null);
+        return;
+      }
     }
     if (rc !== HPE_OK && rc !== HPE_PAUSED_UPGRADE) this.#parseError(rc);
   }
@@ -192,10 +224,35 @@ class H1Connection implements ParserEvents {
     if (this.#halted || this.socket.destroyed) return;
     this.#halted = true;
     const code = this.#userError ?? llhttpErrorName(rc);
-    const err = requestError(code, `HTTP/1.1 request rejected by the parser (${code})`);
     const late = this.#bodyOf;
+    const err = this.#clientError(code, `HTTP/1.1 request rejected by the parser (${code})`, late);
     if (late !== null) this.#failBody(late, err);
     else this.#fail(err);
+  }
+
+  /** The error for the message being read, with what its request line said once that was read. */
+  #clientError(code: string, message: string, late: H1Request | null): H1ClientError {
+    if (late !== null) return requestError(code, message, late.method, late.url);
+    if (!this.#lineRead) return requestError(code, message);
+    return requestError(code, message, this.parser.method(), this.#url);
+  }
+
+  /**
+   * An exception in request handling (the pipeline guards its own stages; this is for what lies
+   * outside them): nothing more is read here, the hook answers `res` (500, or a cut) and the
+   * connection ends after it.
+   */
+  #internalError(err: unknown, res: H1Response | null): void {
+    this.#halted = true;
+    const hook = this.server.hooks.onInternalError;
+    if (hook !== undefined) {
+      try {
+        hook(err, res);
+      } catch {
+        // The hook itself failed: cutting the connection is all that is left.
+      }
+    }
+    if (res === null || !res.closeConnection) this.socket.destroy();
   }
 
   /**
@@ -204,13 +261,13 @@ class H1Connection implements ParserEvents {
    * cut when the connection closes). Otherwise a second answer would desynchronise the client:
    * just close.
    */
-  #failBody(late: H1Request, err: Error & { code: string }): void {
+  #failBody(late: H1Request, err: H1ClientError): void {
     if (late.res !== null && this.active === late.res && !late.res.headersSent) this.server.hooks.onClientError(err, this.socket);
     else this.socket.destroy();
   }
 
   /** Answer a bad request on the raw socket, after any responses still owed on this connection. */
-  #fail(err: Error & { code: string }): void {
+  #fail(err: H1ClientError): void {
     if (this.active !== null) this.#pendingError = err;
     else this.server.hooks.onClientError(err, this.socket);
   }
@@ -226,6 +283,7 @@ class H1Connection implements ParserEvents {
     if (this.#halted) return -1;
     this.msgStart = performance.now();
     this.#headersDone = false;
+    this.#lineRead = false;
     this.#url = '';
     this.#headers.take();
     this.#headerBytes = 0;
@@ -239,6 +297,7 @@ class H1Connection implements ParserEvents {
   }
 
   onHeaderField(part: string): number {
+    this.#lineRead = true;
     const headers = this.#headers;
     // node:http's maxHeadersCount was set to maxHeaders + 4 pairs; past it is a 431.
     if (headers.atName && headers.list.length >= (this.server.limits.maxHeaders + 4) * 2) return this.#limitExceeded('HPE_HEADER_OVERFLOW');
@@ -256,6 +315,7 @@ class H1Connection implements ParserEvents {
   onHeadersComplete(upgrade: boolean, keepAlive: boolean): number {
     if (this.#halted) return -1;
     this.#headersDone = true;
+    this.#lineRead = true;
     const p = this.parser;
     if (p.httpMajor() !== 1) return this.#limitExceeded('HPE_INVALID_VERSION');
     const method = p.method();
@@ -263,6 +323,13 @@ class H1Connection implements ParserEvents {
     // Trailers (chunked bodies) get their own array and budget; the request's headers stay as dispatched.
     const req = new H1Request(this.socket, method, this.#url, this.#headers.take(), p.httpMinor(), keepAlive && !this.#connect);
     this.#headerBytes = 0;
+    // RFC 9112 6.1: a request body framed by anything but `chunked` alone (an unknown or stacked
+    // coding, a quoted or empty value, or any coding on HTTP/1.0, whose framing that makes faulty)
+    // is a 400 and the connection closes. Judged here, before the head reaches the pipeline:
+    // llhttp refuses some of these only after this callback returns, and passes `gzip, chunked`,
+    // whose coding the sidecar would drop when it re-frames the body for the app.
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && (req.httpVersionMinor === 0 || !chunkedOnly(te))) return this.#limitExceeded('HPE_INVALID_TRANSFER_ENCODING');
     const res = new H1Response(this, req);
     if (req.hasBody) {
       req.body = new BodyStream(this);
@@ -331,10 +398,8 @@ class H1Connection implements ParserEvents {
     try {
       this.server.hooks.onRequest(res.req, res);
     } catch (err) {
-      // A bug in a stage: as under node:http it is not swallowed, but the parser is not left mid-callback.
-      this.#halted = true;
-      this.socket.destroy();
-      process.nextTick(rethrow, err);
+      // A bug in a stage: answered and logged by the hook, this connection ends; never the process.
+      this.#internalError(err, res);
     }
   }
 
@@ -409,8 +474,8 @@ class H1Connection implements ParserEvents {
 
   #timeout(): void {
     this.#halted = true;
-    const err = requestError('ERR_HTTP_REQUEST_TIMEOUT', 'request not received within the time limit');
     const late = this.#bodyOf;
+    const err = this.#clientError('ERR_HTTP_REQUEST_TIMEOUT', 'request not received within the time limit', late);
     if (late !== null) this.#failBody(late, err);
     else this.#fail(err);
   }
@@ -433,10 +498,6 @@ class H1Connection implements ParserEvents {
 const MAX_FRAMING_BYTES = 16 * 1024;
 
 function ignore(): void {}
-
-function rethrow(err: unknown): never {
-  throw err;
-}
 
 function finishResponse(conn: H1Connection, res: H1Response): void {
   res.emitFinished();

@@ -20,11 +20,25 @@ import { ControlGuard, ResetGuard } from './h2/guard.js';
 
 export type SidecarServer = tls.Server | http2.Http2SecureServer;
 
+/**
+ * Where a bug in request handling was caught (the `where` label of
+ * mtls_sidecar_internal_errors_total): an HTTP/1.1 or HTTP/2 request, or the own HTTP/2
+ * implementation's frame handling (which costs the connection).
+ */
+export type InternalErrorWhere = 'h1' | 'h2' | 'h2_frame';
+
 export interface ListenerHooks {
   onSecureConnection(socket: TLSSocket): void;
   onTlsClientError(err: Error, socket: TLSSocket): void;
   onRequest(req: InboundRequest, res: OutboundResponse): void;
-  onClientError(err: Error & { code?: string }, socket: TLSSocket): void;
+  /** HTTP/1.1 parse errors and time limits; `method`/`target` once the request line was read. */
+  onClientError(err: Error & { code?: string; method?: string; target?: string }, socket: TLSSocket): void;
+  /**
+   * An exception in request handling outside the pipeline's own guard (server/pipeline.ts): the
+   * hook logs, counts and answers `res` (500, or a cut if its head went out); with no `res`, the
+   * transport ends the stream or connection itself. Never the process.
+   */
+  onInternalError(err: unknown, where: InternalErrorWhere, res: OutboundResponse | null): void;
 }
 
 /** The HTTP/1.1 side of each listener. */
@@ -171,8 +185,16 @@ export function guardControlFlood(session: http2.ServerHttp2Session): void {
 function useStreamApi(server: http2.Http2SecureServer, hooks: ListenerHooks): void {
   if (server.listenerCount('stream') !== 0) throw new Error('unexpected HTTP/2 stream listeners: cannot bypass the compat layer');
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-    const req = new H2Request(stream, headers, rawHeaders);
-    hooks.onRequest(req, new H2Response(req));
+    let res: H2Response | null = null;
+    try {
+      const req = new H2Request(stream, headers, rawHeaders);
+      res = new H2Response(req);
+      hooks.onRequest(req, res);
+    } catch (err) {
+      // Thrown out of a 'stream' listener, it would be an uncaught exception: the process.
+      hooks.onInternalError(err, 'h2', res);
+      if (res === null && !stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
   });
 }
 
@@ -186,7 +208,11 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
     // Responses go out as soon as they are written (node:http sets this by default; nginx tcp_nodelay).
     noDelay: true,
   };
-  const h1 = new H1Server(h1Limits(l), { onRequest: hooks.onRequest, onClientError: hooks.onClientError });
+  const h1 = new H1Server(h1Limits(l), {
+    onRequest: hooks.onRequest,
+    onClientError: hooks.onClientError,
+    onInternalError: (err, res) => hooks.onInternalError(err, 'h1', res),
+  });
   let server: SidecarServer;
   if (s.listen.http2 && http2Engine() === 'own') {
     const tlsServer = tls.createServer({ ...tlsOpts, ALPNCallback: selectAlpn });
@@ -202,8 +228,15 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
       const session = new H2Session(socket, settings.limits, {
         onStream: (stream) => {
           const req = new H2StreamRequest(stream);
-          hooks.onRequest(req, new H2StreamResponse(req));
+          const res = new H2StreamResponse(req);
+          try {
+            hooks.onRequest(req, res);
+          } catch (err) {
+            hooks.onInternalError(err, 'h2', res);
+          }
         },
+        // What the session catches itself: a bug building the request (its stream is reset) or in frame handling (GOAWAY).
+        onInternalError: (err, where) => hooks.onInternalError(err, where, null),
       });
       // The sidecar keeps the session on the connection (drain sends it GOAWAY).
       tlsServer.emit('session', session);

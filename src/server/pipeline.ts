@@ -33,6 +33,7 @@ import { writeRefusal } from './respond.js';
 import { newRequestId } from './request-id.js';
 import type { RefusalReason } from './respond.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
+import type { InternalErrorWhere } from './listener.js';
 import type { Readable } from 'node:stream';
 
 /** The rate limiter in force: planner per snapshot, limiter (with its buckets) per backend. */
@@ -57,6 +58,8 @@ export interface PipelineHost {
   /** After the listener closed: HTTP/1.1 responses say `Connection: close`. */
   readonly closing: boolean;
   requestEnded(conn: ConnInfo, socket: { end(): void; destroyed?: boolean } | null): void;
+  /** A stage threw (a bug): log, count, answer 500 or cut `res`; returns the 500 body's bytes. */
+  internalError(err: unknown, where: InternalErrorWhere, res: OutboundResponse | null, requestId: string | null): number;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -80,7 +83,26 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
   conn.inflight++;
   // One 'close' listener per request (on, not once: a response closes once, and once() wraps).
   res.on('close', () => onClose(host, ctx, req.httpVersionMajor === 1 ? socket : null));
+  try {
+    admit(host, s, ctx, req, conn, target);
+  } catch (err) {
+    internalError(host, ctx, err);
+  }
+}
 
+/**
+ * A stage threw: a bug, never the client's doing. The runtime logs and counts it and answers 500
+ * (or cuts a response already under way); the audit line says `internal_error`. Every stage runs
+ * under this guard: handleRequest's own call, and the continuations after an asynchronous token
+ * check or rate-limit decision, where an exception would otherwise be an unhandled rejection.
+ */
+function internalError(host: PipelineHost, ctx: RequestContext, err: unknown): void {
+  ctx.reason = 'internal_error';
+  ctx.bytesOut += host.internalError(err, ctx.protocol === 'HTTP/2' ? 'h2' : 'h1', ctx.res, ctx.requestId);
+}
+
+/** 1-5: what the head alone decides, then the token check. */
+function admit(host: PipelineHost, s: Snapshot, ctx: RequestContext, req: InboundRequest, conn: ConnInfo, target: string): void {
   if (conn.generation !== s.generation) {
     const withdrawn = host.refreshConnection(conn);
     if (withdrawn !== null) {
@@ -167,10 +189,12 @@ function checkToken(host: PipelineHost, s: Snapshot, ctx: RequestContext): void 
   if (conn.jwtCache === null) conn.jwtCache = jwt.verifier.newConnectionCache();
   const result = jwt.verifier.verify(ctx.plan?.authorization, conn.jwtThumbprint, route.tokenScopes, conn.jwtCache);
   if (result instanceof Promise) {
-    result.then(
-      (r) => afterToken(host, s, ctx, r),
-      () => afterToken(host, s, ctx, { ok: false, reason: 'jwt_invalid' }),
-    );
+    result
+      .then(
+        (r) => afterToken(host, s, ctx, r),
+        () => afterToken(host, s, ctx, { ok: false, reason: 'jwt_invalid' }),
+      )
+      .catch((err: unknown) => internalError(host, ctx, err));
   } else {
     afterToken(host, s, ctx, result);
   }
@@ -193,10 +217,12 @@ function checkRate(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
   if (plan === null) return forward(host, s, ctx);
   const decision = rate.limiter.take(plan.takes);
   if (decision instanceof Promise) {
-    decision.then(
-      (d) => afterRate(host, s, ctx, rate, plan, d),
-      () => afterRate(host, s, ctx, rate, plan, { kind: 'unavailable' }),
-    );
+    decision
+      .then(
+        (d) => afterRate(host, s, ctx, rate, plan, d),
+        () => afterRate(host, s, ctx, rate, plan, { kind: 'unavailable' }),
+      )
+      .catch((err: unknown) => internalError(host, ctx, err));
   } else {
     afterRate(host, s, ctx, rate, plan, decision);
   }
@@ -382,7 +408,7 @@ function onClose(host: PipelineHost, ctx: RequestContext, h1socket: { end(): voi
 }
 
 /** The path part of a refused target, for the audit line: no query (it may hold secrets), bounded, printable. */
-function auditPath(target: string): string {
+export function auditPath(target: string): string {
   const q = target.search(/[?#]/);
   const p = q === -1 ? target : target.slice(0, q);
   return headerSafe(p.length > 512 ? p.slice(0, 512) : p);

@@ -18,14 +18,15 @@ import { Metrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { AppHealthHandler } from '../inject/app-health.js';
 import { applyServerLimits, createListener } from './listener.js';
-import type { SidecarServer } from './listener.js';
-import { handleRequest } from './pipeline.js';
+import type { InternalErrorWhere, SidecarServer } from './listener.js';
+import { auditPath, handleRequest } from './pipeline.js';
 import type { PipelineHost, RateLimitState } from './pipeline.js';
 import { MemoryRateLimiter } from '../ratelimit/memory.js';
 import { RedisRateLimiter } from '../ratelimit/redis.js';
 import { RatePlanner } from '../ratelimit/plan.js';
 import type { RateLimiter } from '../ratelimit/types.js';
-import { rawRefusal } from './respond.js';
+import { rawRefusal, writeRefusal } from './respond.js';
+import { bugFacts } from '../errors.js';
 import { newRequestId } from './request-id.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
 import type { JwtVerifier, JwtVerifierOptions } from '../jwt/verify.js';
@@ -96,6 +97,7 @@ export class Sidecar implements PipelineHost {
       onTlsClientError: (err, socket) => this.#onTlsClientError(err, socket),
       onRequest: (req, res) => handleRequest(this, req, res),
       onClientError: (err, socket) => this.#onClientError(err, socket),
+      onInternalError: (err, where, res) => void this.internalError(err, where, res, null),
     });
     this.server.on('connection', (socket: Socket) => {
       this.#sockets.add(socket);
@@ -217,8 +219,29 @@ export class Sidecar implements PipelineHost {
     socket.destroy();
   }
 
+  /**
+   * A bug in request handling, caught by the pipeline (with its request id) or by a transport
+   * (`where`): one line on the operational log with the request id and where (the error's name,
+   * code and stack frames), a count in mtls_sidecar_internal_errors_total, and the request
+   * answered 500 if nothing of its response went out yet, else cut. The process and every other
+   * connection go on. Returns the bytes of the 500's body.
+   */
+  internalError(err: unknown, where: InternalErrorWhere, res: OutboundResponse | null, requestId: string | null): number {
+    const id = requestId ?? newRequestId();
+    this.metrics.internalError(where);
+    this.log.error({ where, requestId: id, ...bugFacts(err) }, 'internal error in request handling');
+    if (res === null || res.writableEnded) return 0;
+    try {
+      if (!res.headersSent) return writeRefusal(res, 'internal_error', id, this.snapshot.securityHeaders, null, true);
+      res.destroy();
+    } catch {
+      res.destroy();
+    }
+    return 0;
+  }
+
   /** HTTP/1.1 parser errors and timeouts (server/h1.ts): there is no request object, so answer by hand. */
-  #onClientError(err: Error & { code?: string }, socket: TLSSocket): void {
+  #onClientError(err: Error & { code?: string; method?: string; target?: string }, socket: TLSSocket): void {
     const conn = connOf(socket);
     if (conn?.answeredBodyPending === true) {
       // The request was already answered (e.g. refused while its body was still arriving):
@@ -231,12 +254,13 @@ export class Sidecar implements PipelineHost {
     const requestId = newRequestId();
     const status = reason === 'header_too_large' ? 431 : reason === 'request_timeout' ? 408 : 400;
     if (conn !== undefined) {
-      this.metrics.request(conn.identity === null ? 'unknown' : conn.identity.name, 'unknown', 'OTHER', status, 'deny', 0, null);
+      this.metrics.request(conn.identity === null ? 'unknown' : conn.identity.name, 'unknown', err.method || 'OTHER', status, 'deny', 0, null);
       this.audit.request({
         requestId,
         conn: conn.audit,
-        method: '',
-        path: '',
+        // What the request line said, when it was read: the operator sees what was refused.
+        method: err.method ?? '',
+        path: err.target === undefined || err.target === '' ? '' : auditPath(err.target),
         route: null,
         decision: 'deny',
         reason,

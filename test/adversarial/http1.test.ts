@@ -131,6 +131,70 @@ describe('ambiguous framing is refused before anything is forwarded (RFC 9112 §
   });
 });
 
+describe('Transfer-Encoding is judged before anything reaches the app (RFC 9112 §6.1)', () => {
+  const te = (line: string, value: string): string =>
+    req([line, 'Host: localhost', 'X-Request-Id: te', `Transfer-Encoding: ${value}`, 'Connection: keep-alive'], `5\r\nhello\r\n0\r\n\r\n${SMUGGLED}`);
+
+  // llhttp refuses the first three only after it has handed the head on, and passes the others.
+  it.each([
+    ['xchunked', 'POST /orders/1 HTTP/1.1', 'xchunked'],
+    ['gzip alone', 'POST /orders/1 HTTP/1.1', 'gzip'],
+    ['"chunked" quoted', 'POST /orders/1 HTTP/1.1', '"chunked"'],
+    ['gzip, chunked (a coding the re-framed body would lose)', 'POST /orders/1 HTTP/1.1', 'gzip, chunked'],
+    ['an empty value', 'POST /orders/1 HTTP/1.1', ''],
+    ['chunked on HTTP/1.0 (faulty framing)', 'POST /orders/1 HTTP/1.0', 'chunked'],
+  ])('%s: 400 and the connection closes; the one audit line is the refusal, with method and path', async (_name, line, value) => {
+    const mark = t.sc.audit.lines.length;
+    const x = await exchange(te(line, value));
+    assertNoDesync(x);
+    expect(x.statuses).toEqual([400]);
+    expect(x.raw.toLowerCase()).toContain('connection: close');
+    expect(x.seen).toEqual([]);
+    await t.sc.audit.waitFor((l) => l.msg === 'request' && l.status === 400 && t.sc.audit.lines.indexOf(l) >= mark);
+    const lines = t.sc.audit.lines.slice(mark).filter((l) => l.msg === 'request');
+    // Not even its head reached the pipeline: no `allow` (nor a client_aborted) before the 400.
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ decision: 'deny', reason: 'bad_request', status: 400, method: 'POST', path: '/orders/1', protocol: 'HTTP/1.1' });
+  });
+
+  it('chunked alone, in any case, is still served', async () => {
+    const x = await exchange(req(['POST /orders/1 HTTP/1.1', 'Host: localhost', 'X-Request-Id: te-ok', 'Transfer-Encoding: Chunked', 'Connection: close'], '5\r\nhello\r\n0\r\n\r\n'));
+    assertNoDesync(x);
+    expect(x.statuses).toEqual([200]);
+    expect(x.seen[0]?.body.toString()).toBe('hello');
+  });
+});
+
+describe('audit lines of refused heads keep what was parsed', () => {
+  async function refusedLine(bytes: string, status: number, timeoutMs = 1500): Promise<Record<string, unknown>> {
+    const mark = t.sc.audit.lines.length;
+    const raw = await rawExchange(t.sc.port, orders(), bytes, timeoutMs);
+    expect(statusLines(raw)).toEqual([status]);
+    return t.sc.audit.waitFor((l) => l.msg === 'request' && l.status === status && t.sc.audit.lines.indexOf(l) >= mark);
+  }
+
+  it('a bad header after the request line: method and path (without the query)', async () => {
+    const line = await refusedLine('GET /orders/7?token=secret HTTP/1.1\r\nHost: localhost\r\nX Bad: 1\r\n\r\n', 400);
+    expect(line).toMatchObject({ method: 'GET', path: '/orders/7', reason: 'bad_request', decision: 'deny' });
+    expect(JSON.stringify(line)).not.toContain('secret');
+  });
+
+  it('a head over maxHeaderSize: method and path', async () => {
+    const line = await refusedLine(`PUT /orders/8 HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`, 431);
+    expect(line).toMatchObject({ method: 'PUT', path: '/orders/8', reason: 'header_too_large' });
+  });
+
+  it('a head that never ends (headersTimeout): method and path', async () => {
+    const line = await refusedLine('DELETE /orders/9 HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1\r\n', 408, 6000);
+    expect(line).toMatchObject({ method: 'DELETE', path: '/orders/9', reason: 'request_timeout' });
+  });
+
+  it('a request line that does not parse: neither', async () => {
+    const line = await refusedLine('get /orders/1 HTTP/1.1\r\nHost: localhost\r\n\r\n', 400);
+    expect(line).toMatchObject({ method: '', path: '', reason: 'bad_request' });
+  });
+});
+
 describe('malformed messages are refused (RFC 9112 §2.2, §3, §5; RFC 9110 §5.1, §5.5)', () => {
   const get = (headers: string[], line = 'GET /orders/1 HTTP/1.1'): string => req([line, 'Host: localhost', 'X-Request-Id: malformed', ...headers, 'Connection: close']);
   const CASES: Case[] = [

@@ -53,17 +53,12 @@ export class H2StreamRequest implements InboundRequest {
     raw.push(':path', s.path);
     const f = s.fields;
     const headers: IncomingHttpHeaders = {};
-    let cookieAt = -1;
     for (let i = 0; i < f.length; i += 2) {
       const name = f[i]!;
       const value = f[i + 1]!;
-      if (name === 'cookie') {
-        // RFC 9113 8.2.3: cookie crumbs are one Cookie line again for HTTP/1.1.
-        if (cookieAt === -1) {
-          cookieAt = raw.length;
-          raw.push(name, value);
-        } else raw[cookieAt + 1] += `; ${value}`;
-      } else raw.push(name, value);
+      // Cookie crumbs stay separate here, as node:http2 hands them on: the header scan
+      // (proxy/headers.ts) joins them for the HTTP/1.1 hop, for both engines.
+      raw.push(name, value);
       // As node:http2 builds its header object: repeats joined, cookies with '; ', set-cookie a list.
       const prev = headers[name];
       if (prev === undefined || !Object.hasOwn(headers, name)) headers[name] = name === 'set-cookie' ? [value] : value;

@@ -47,6 +47,11 @@ export interface H2SessionHooks {
   onStream(stream: H2ServerStream): void;
   /** The connection is gone; every open stream has had its 'close'. */
   onSessionClose?(session: H2Session): void;
+  /**
+   * A bug caught here: in onStream (`h2`: the stream is reset with INTERNAL_ERROR) or in frame
+   * handling (`h2_frame`: the connection ends with GOAWAY INTERNAL_ERROR). Never the process.
+   */
+  onInternalError?(err: unknown, where: 'h2' | 'h2_frame'): void;
 }
 
 /*
@@ -126,6 +131,13 @@ export class H2Session {
   /** The last stream ids we reset or refused: the peer may still send trailers on them. */
   readonly #recentlyReset: number[];
   #resetAt = 0;
+  /**
+   * The last streams the peer itself closed, as many as #recentlyReset: `sid` after its
+   * END_STREAM, `-sid` after its RST_STREAM. The peer knows these are closed, so DATA on them has
+   * no excuse (RFC 9113 5.1), unlike late DATA on a stream we closed first.
+   */
+  readonly #peerClosed: Int32Array;
+  #peerClosedAt = 0;
 
   constructor(socket: TLSSocket, limits: H2Limits, hooks: H2SessionHooks) {
     this.socket = socket;
@@ -134,6 +146,7 @@ export class H2Session {
     this.#hpack = new HpackDecoder(4096, limits.maxHeaderListSize, limits.maxHeaderPairs);
     // Every stream that can be open at once, twice over.
     this.#recentlyReset = new Array<number>(Math.max(256, 2 * limits.maxConcurrentStreams)).fill(0);
+    this.#peerClosed = new Int32Array(this.#recentlyReset.length);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#read(chunk));
     socket.on('drain', () => this.#pump());
@@ -241,8 +254,9 @@ export class H2Session {
       let err: number;
       try {
         err = this.#frame(type, flags, sid, buf, start, p);
-      } catch {
-        // A bug here must cost this connection, never the process.
+      } catch (e) {
+        // A bug here must cost this connection, never the process; and it is reported, not swallowed.
+        this.#internalError(e, 'h2_frame');
         err = E_INTERNAL_ERROR;
       }
       if (err !== 0) return this.destroy(err);
@@ -285,7 +299,9 @@ export class H2Session {
         return this.#onRstStream(sid, buf, s, e);
       case T_PRIORITY:
         if (sid === 0) return E_PROTOCOL_ERROR;
-        return e - s === 5 ? 0 : this.#fault(sid, E_FRAME_SIZE_ERROR);
+        if (e - s !== 5) return this.#fault(sid, E_FRAME_SIZE_ERROR);
+        // 5.3.1: a stream cannot depend on itself, whatever its state (priorities are otherwise ignored).
+        return (buf.readUInt32BE(s) & 0x7fffffff) === sid ? this.#fault(sid, E_PROTOCOL_ERROR) : 0;
       case T_GOAWAY:
         if (sid !== 0) return E_PROTOCOL_ERROR;
         if (e - s < 8) return E_FRAME_SIZE_ERROR;
@@ -318,11 +334,21 @@ export class H2Session {
       if (sid > this.#lastSid) return E_PROTOCOL_ERROR; // idle stream (5.1)
       // The bytes still count for the connection: give them back.
       this.#credit(len);
-      // A closed stream (answered early and reset with NO_ERROR, or reset): its late DATA is
-      // ignored (5.1), empty frames still counted. DATA after the client's own END_STREAM on a
-      // stream still open is its error, and a strike (MadeYouReset).
-      if (stream === undefined) return len === 0 && ++this.#emptyFrames > MAX_EMPTY_FRAMES ? E_ENHANCE_YOUR_CALM : 0;
-      return this.#fault(sid, E_STREAM_CLOSED);
+      // DATA after the client's own END_STREAM on a stream still open is its error, and a strike (MadeYouReset).
+      if (stream !== undefined) return this.#fault(sid, E_STREAM_CLOSED);
+      // A closed stream the client closed itself (5.1 "closed"): after its END_STREAM, a
+      // connection error; after its RST_STREAM, a stream error, answered once (our RST_STREAM
+      // puts the stream among those whose late frames are ignored).
+      const closedBy = this.#closedByPeer(sid);
+      if (closedBy > 0) return E_STREAM_CLOSED;
+      if (closedBy < 0) {
+        this.#peerClosed[~closedBy] = 0;
+        this.#sendRst(sid, E_STREAM_CLOSED);
+        return this.#strike();
+      }
+      // One we closed first (answered early and reset with NO_ERROR, or reset), or closed long
+      // ago: frames the client sent before it learnt so are ignored (5.1), empty ones still counted.
+      return len === 0 && ++this.#emptyFrames > MAX_EMPTY_FRAMES ? E_ENHANCE_YOUR_CALM : 0;
     }
     const end = (flags & F_END_STREAM) !== 0;
     if (e === s && !end && ++this.#emptyFrames > MAX_EMPTY_FRAMES) return E_ENHANCE_YOUR_CALM;
@@ -443,14 +469,25 @@ export class H2Session {
       return this.#strike();
     }
     this.#streams.set(sid, stream);
-    if (end) stream.state &= ~REMOTE_OPEN;
-    else stream.openBody();
+    if (end) {
+      stream.state &= ~REMOTE_OPEN;
+      stream.endedByPeer = true;
+    } else stream.openBody();
     try {
       this.#hooks.onStream(stream);
-    } catch {
+    } catch (err) {
+      this.#internalError(err, 'h2');
       stream.reset(E_INTERNAL_ERROR);
     }
     return 0;
+  }
+
+  #internalError(err: unknown, where: 'h2' | 'h2_frame'): void {
+    try {
+      this.#hooks.onInternalError?.(err, where);
+    } catch {
+      // The report failed too: the stream or connection still ends below.
+    }
   }
 
   #onSettings(flags: number, sid: number, buf: Buffer, s: number, e: number): number {
@@ -512,6 +549,7 @@ export class H2Session {
     if (sid > this.#lastSid) return E_PROTOCOL_ERROR; // idle stream
     const stream = this.#streams.get(sid);
     if (stream === undefined) return 0;
+    stream.resetByPeer = true;
     stream.closedByPeer();
     // Rapid reset (CVE-2023-44487): any code counts, NO_ERROR included. A stream still here has
     // not had its whole response (a finished one is gone from the map).
@@ -521,6 +559,21 @@ export class H2Session {
   /** One more reset, refusal or provoked stream error: the connection error to raise past the rules of guard.ts. */
   #strike(): number {
     return this.#resets.strike(Date.now()) ? E_ENHANCE_YOUR_CALM : 0;
+  }
+
+  /**
+   * How the peer closed stream `sid`, if it is among the last it closed: > 0 by END_STREAM;
+   * otherwise the one's complement of its slot (< 0) by RST_STREAM; 0 unknown. Only on DATA for
+   * a stream no longer open, so a scan is fine.
+   */
+  #closedByPeer(sid: number): number {
+    const ring = this.#peerClosed;
+    for (let i = 0; i < ring.length; i++) {
+      const v = ring[i]!;
+      if (v === sid) return sid;
+      if (v === -sid) return ~i;
+    }
+    return 0;
   }
 
   /** A stream error the peer caused (RFC 9113 5.4.2): RST_STREAM `code`, and a strike. */
@@ -631,6 +684,10 @@ export class H2Session {
     if (this.#streams.get(stream.id) !== stream) return;
     this.#streams.delete(stream.id);
     this.#blocked.delete(stream);
+    if (stream.endedByPeer || stream.resetByPeer) {
+      this.#peerClosed[this.#peerClosedAt] = stream.endedByPeer ? stream.id : -stream.id;
+      this.#peerClosedAt = (this.#peerClosedAt + 1) % this.#peerClosed.length;
+    }
     if (completed) this.#resets.completed();
     if (this.#goaway && this.#streams.size === 0) this.#endSoon();
   }
@@ -724,6 +781,10 @@ export class H2ServerStream {
   #onFinish: Listener[] | null = null;
   /** Set by the peer's RST_STREAM or a lost connection, before 'close'. */
   aborted = false;
+  /** The peer sent END_STREAM (on its head, its last DATA or its trailers). */
+  endedByPeer = false;
+  /** The peer sent RST_STREAM while the stream was open. */
+  resetByPeer = false;
 
   constructor(session: H2Session, id: number, recvWindow: number, sendWindow: number) {
     this.session = session;
@@ -833,6 +894,7 @@ export class H2ServerStream {
     }
     if (end) {
       this.state &= ~REMOTE_OPEN;
+      this.endedByPeer = true;
       body?.push(null);
       if ((this.state & LOCAL_OPEN) === 0) this.#close(true);
     }

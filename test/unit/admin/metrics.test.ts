@@ -27,6 +27,7 @@ class ReferenceMetrics {
   readonly #lastReloadOk: Gauge;
   readonly #lastReloadOkTime: Gauge;
   readonly #now: () => number;
+  readonly #internalErrors: Counter<'where'>;
 
   constructor(activeConnections: () => number, registry: Registry = new Registry(), now: () => number = Date.now) {
     this.registry = registry;
@@ -91,6 +92,12 @@ class ReferenceMetrics {
       labelNames: ['result'],
       registers: [registry],
     });
+    this.#internalErrors = new Counter({
+      name: 'mtls_sidecar_internal_errors_total',
+      help: 'Bugs caught in request handling, by where (h1, h2: the request got a 500 or was cut; h2_frame: the connection was closed).',
+      labelNames: ['where'],
+      registers: [registry],
+    });
     this.#reloads.labels('success').inc(0);
     this.#reloads.labels('failure').inc(0);
     this.#lastReloadOk = new Gauge({
@@ -111,6 +118,7 @@ class ReferenceMetrics {
       registers: [registry],
     });
     this.#handshakes.labels('accepted', 'ok').inc(0);
+    for (const where of ['h1', 'h2', 'h2_frame']) this.#internalErrors.labels(where).inc(0);
   }
 
   request(identity: string, route: string, method: string, code: number, decision: string, seconds: number, upstreamSeconds: number | null): void {
@@ -137,13 +145,17 @@ class ReferenceMetrics {
     if (result === 'success') this.#lastReloadOkTime.set(this.#now() / 1000);
   }
 
+  internalError(where: 'h1' | 'h2' | 'h2_frame'): void {
+    this.#internalErrors.labels(where).inc();
+  }
+
   certificates(certs: readonly CertSummary[]): void {
     this.#certExpiry.reset();
     for (const c of certs) this.#certExpiry.labels(certLabel(c)).set(Math.floor(c.notAfterMs / 1000));
   }
 }
 
-type Sink = Pick<Metrics, 'request' | 'handshake' | 'rateLimited' | 'rateLimitBackendError' | 'reload' | 'certificates'>;
+type Sink = Pick<Metrics, 'request' | 'handshake' | 'rateLimited' | 'rateLimitBackendError' | 'reload' | 'certificates' | 'internalError'>;
 
 const CERTS = [
   { role: 'server', subject: 'CN=sidecar', sha256: 'aa:bb:cc:dd:ee:ff:00:11:22:33:44:55', notAfterMs: 1_900_000_000_123 },
@@ -209,6 +221,9 @@ function feed(m: Sink, seed = 7): void {
   m.rateLimitBackendError('allow');
   m.rateLimitBackendError('deny');
   m.reload('success');
+  m.internalError('h2');
+  m.internalError('h1');
+  m.internalError('h2');
   m.certificates(CERTS);
 
   // A bulk of random traffic: many float additions into the sums, in the same order.
@@ -254,7 +269,7 @@ describe('Metrics exposition', () => {
     const a = ours(await mine.registry.metrics());
     const b = ours(await ref.registry.metrics());
     expect(a.names).toEqual(b.names);
-    expect(a.blocks.length).toBe(12);
+    expect(a.blocks.length).toBe(13);
     expect(a.blocks.join('\n\n')).toBe(b.blocks.join('\n\n'));
     // And per metric through the registry's single-metric path.
     for (const name of a.names.filter((n) => n.startsWith('mtls_sidecar_'))) {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { inject } from 'vitest';
 import { H1Server } from '../../../src/server/h1.js';
 import type { H1Limits, H1Request, H1Response } from '../../../src/server/h1.js';
@@ -17,14 +17,23 @@ const LIMITS: H1Limits = { maxHeaderSize: 16 * 1024, maxHeaders: 100, headersTim
 const servers: tls.Server[] = [];
 let port = 0;
 let onRequest: (req: H1Request, res: H1Response) => void = () => undefined;
+/** What reached onInternalError: the error's message, and the URL of the response it came with. */
+const internalErrors: string[] = [];
 
-/** An H1Server on a TLS listener; `onClientError` answers like the sidecar does, minimally. */
+/** An H1Server on a TLS listener; `onClientError` and `onInternalError` answer like the sidecar does, minimally. */
 async function startH1(limits: H1Limits): Promise<number> {
   const h1 = new H1Server(limits, {
     onRequest: (req, res) => onRequest(req, res),
     onClientError: (err, socket) => {
       const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       socket.end(`HTTP/1.1 ${status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+    },
+    onInternalError: (err, res) => {
+      internalErrors.push(`${(err as Error).message} @ ${res?.req.url ?? 'no response'}`);
+      if (res !== null && !res.headersSent) {
+        res.writeHead(500, { 'content-length': '0', connection: 'close' });
+        res.end();
+      }
     },
   });
   const server = tls.createServer({ cert: readFileSync(pki.server.cert), key: readFileSync(pki.server.key) }, (s) => h1.accept(s));
@@ -200,5 +209,49 @@ describe('H1Server review fixes', () => {
     const { raw } = await exchange(['GET / HTTP/1.1\r\nHost: x\r\n\r\n'], 2000);
     expect(raw.toLowerCase()).not.toContain('transfer-encoding');
     expect(raw).toMatch(/\r\n\r\nok$/);
+  });
+});
+
+describe('H1Server and a bug in request handling', () => {
+  it('a handler that throws: reported with its response (500), nothing after it on that connection is read; the server goes on', async () => {
+    internalErrors.length = 0;
+    onRequest = (req, res) => {
+      if (req.url === '/boom') throw new Error('a handler bug');
+      ok(res);
+    };
+    const { raw } = await exchange(['GET /boom HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n'], 3000);
+    expect(raw.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 500']);
+    expect(internalErrors).toEqual(['a handler bug @ /boom']);
+    const next = await exchange(['GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'], 3000);
+    expect(next.raw.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200']);
+  });
+
+  it('a body reader that throws inside the parse: reported with its response (500), the connection ends; the server goes on', async () => {
+    internalErrors.length = 0;
+    let started = false;
+    onRequest = (req, res) => {
+      if (req.body === null) return ok(res);
+      req.body.on('data', () => {
+        throw new Error('a body reader bug');
+      });
+      started = true;
+    };
+    const chunks: Buffer[] = [];
+    const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => s.write('POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n'));
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', () => undefined);
+    const closed = new Promise<void>((r) => s.once('close', () => r()));
+    try {
+      // The body in a later read, once it flows: it reaches the reader inside llhttp's callback.
+      await vi.waitFor(() => expect(started).toBe(true), { timeout: 5000 });
+      s.write('abcd');
+      await closed;
+    } finally {
+      s.destroy();
+    }
+    expect(Buffer.concat(chunks).toString('latin1').match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 500']);
+    expect(internalErrors).toEqual(['a body reader bug @ /up']);
+    const next = await exchange(['GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'], 3000);
+    expect(next.raw.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200']);
   });
 });

@@ -10,7 +10,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { inject } from 'vitest';
 import { H2Session } from '../../../src/server/h2/session.js';
 import type { H2Limits, H2ServerStream } from '../../../src/server/h2/session.js';
@@ -35,6 +35,8 @@ interface Server {
   port: number;
   sessions: H2Session[];
   streams: H2ServerStream[];
+  /** What the session reported through onInternalError: where, and the error's message. */
+  internalErrors: string[];
 }
 
 /** The test app: /hello, /echo (body back), /big?n=N (N bytes), /hold (never answers). */
@@ -75,6 +77,11 @@ function app(stream: H2ServerStream): void {
     stream.end(Buffer.from('no'));
   } else if (path === '/throw') {
     throw new Error('a handler bug');
+  } else if (path === '/throw-on-data') {
+    // A body reader with a bug: it throws when DATA is handed to it, inside the session's frame handling.
+    stream.body?.on('data', () => {
+      throw new Error('a body reader bug');
+    });
   } else if (path === '/hold') {
     // Never answered: the client resets or the session closes.
   } else {
@@ -84,7 +91,7 @@ function app(stream: H2ServerStream): void {
 }
 
 async function startServer(limits: H2Limits = LIMITS, handler: (s: H2ServerStream) => void = app): Promise<Server> {
-  const srv: Server = { port: 0, sessions: [], streams: [] };
+  const srv: Server = { port: 0, sessions: [], streams: [], internalErrors: [] };
   const server = tls.createServer(
     {
       cert: readFileSync(pki.server.cert),
@@ -100,6 +107,7 @@ async function startServer(limits: H2Limits = LIMITS, handler: (s: H2ServerStrea
           srv.streams.push(s);
           handler(s);
         },
+        onInternalError: (err, where) => srv.internalErrors.push(`${where}: ${(err as Error).message}`),
       });
       srv.sessions.push(session);
     },
@@ -207,7 +215,7 @@ describe('H2Session with Node\'s HTTP/2 client', () => {
     const c = connect(srv.port);
     const req = c.request({ ':path': '/hold' });
     req.on('error', () => undefined);
-    await new Promise((r) => setTimeout(r, 50));
+    await vi.waitFor(() => expect(srv.streams).toHaveLength(1), { timeout: 5000 });
     const held = srv.streams.at(-1) as H2ServerStream;
     held.respond(200, []);
     held.write(Buffer.from('part'));
@@ -222,7 +230,7 @@ describe('H2Session with Node\'s HTTP/2 client', () => {
     const c = connect(srv.port);
     const req = c.request({ ':path': '/hold' });
     req.on('error', () => undefined);
-    await new Promise((r) => setTimeout(r, 50));
+    await vi.waitFor(() => expect(srv.streams).toHaveLength(1), { timeout: 5000 });
     const held = srv.streams.at(-1) as H2ServerStream;
     const closed = new Promise<void>((r) => held.on('close', r));
     req.close(http2.constants.NGHTTP2_CANCEL);
@@ -243,7 +251,7 @@ describe('H2Session with Node\'s HTTP/2 client', () => {
     });
     const c = connect(srv.port);
     const pending = fetch2(c, { ':path': '/later' });
-    await new Promise((r) => setTimeout(r, 50));
+    await vi.waitFor(() => expect(answer).not.toBeNull(), { timeout: 5000 });
     const goaway = new Promise<number>((r) => c.once('goaway', (code, lastStreamId) => r(lastStreamId)));
     srv.sessions[0]?.close();
     expect(await goaway).toBe(1);
@@ -529,13 +537,29 @@ describe('H2Session against frames no good client sends', () => {
     expect(data).toBe('split into many reads');
   });
 
-  it('a handler that throws costs its stream only', async () => {
+  it('a handler that throws costs its stream only, and is reported', async () => {
     const srv = await startServer();
     const c = await raw(srv.port);
     c.send(frame(1, 0x5, 1, GET('/throw')));
     expect((await c.waitFor(isRst(1))).payload.readUInt32BE(0)).toBe(2); // INTERNAL_ERROR
     c.send(frame(1, 0x5, 3, GET('/hello')));
     expect((await c.waitFor(isResponse(3))).payload[0]).toBe(0x88);
+    expect(srv.internalErrors).toEqual(['h2: a handler bug']);
+  });
+
+  it('a bug met in frame handling costs the connection (GOAWAY INTERNAL_ERROR), is reported, and the server goes on', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    c.send(frame(1, 0x4, 1, block([[':method', 'POST'], [':scheme', 'https'], [':path', '/throw-on-data']])));
+    // The DATA in a later read, once the body is flowing: it reaches the reader inside the frame's handling.
+    await vi.waitFor(() => expect(srv.streams).toHaveLength(1), { timeout: 5000 });
+    c.send(frame(0, 0, 1, Buffer.from('x')));
+    expect(goawayCode(await c.waitFor(isGoaway))).toBe(2);
+    await c.closed;
+    expect(srv.internalErrors).toEqual(['h2_frame: a body reader bug']);
+    const next = await raw(srv.port);
+    next.send(frame(1, 0x5, 1, GET('/hello')));
+    expect((await next.waitFor(isResponse(1))).payload[0]).toBe(0x88);
   });
 
   it('idle: a connection with no streams gets GOAWAY; one stuck with an open stream is cut', async () => {
@@ -579,6 +603,56 @@ describe('H2Session against frames no good client sends', () => {
     expect(goawayCode(await c.waitFor(isGoaway))).toBe(11);
     // Past the burst (200) and before 400 resets.
     expect(srv.streams.filter((s) => s.path === '/hold').length).toBeLessThan(400);
+  });
+
+  // h2spec's three stream-state cases, and the late DATA RFC 9113 5.1 says to ignore, side by side.
+  const POST = (path: string): Buffer => block([[':method', 'POST'], [':scheme', 'https'], [':path', path], [':authority', 'localhost']]);
+
+  it('h2spec http2/5.1/8: DATA on a stream the client reset is a stream error STREAM_CLOSED, answered once; the connection goes on', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    c.send(Buffer.concat([frame(1, 0x4, 1, POST('/hold')), frame(3, 0, 1, u32(8)), frame(0, 0x1, 1, Buffer.from('test'))]));
+    expect((await c.waitFor(isRst(1))).payload.readUInt32BE(0)).toBe(5); // STREAM_CLOSED
+    // Once we have reset it too, its late frames are ignored: no second RST_STREAM.
+    c.send(frame(0, 0, 1, Buffer.from('more')));
+    c.send(frame(1, 0x5, 3, GET('/hello')));
+    expect((await c.waitFor(isResponse(3))).payload[0]).toBe(0x88);
+    expect(c.frames.filter(isRst(1))).toHaveLength(1);
+    expect(c.frames.some(isGoaway)).toBe(false);
+  });
+
+  it('h2spec http2/5.1/11: DATA on a stream closed by END_STREAM both ways is a connection error STREAM_CLOSED', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    c.send(frame(1, 0x5, 1, GET('/hello')));
+    await c.waitFor((f) => f.type === 0 && f.sid === 1 && (f.flags & 0x1) !== 0);
+    c.send(frame(0, 0x1, 1, Buffer.from('test')));
+    expect(goawayCode(await c.waitFor(isGoaway))).toBe(5); // STREAM_CLOSED
+    await c.closed;
+  });
+
+  it('h2spec http2/5.3.1/2: a PRIORITY frame making a stream depend on itself is a stream error PROTOCOL_ERROR; other priorities are still ignored', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    c.send(frame(2, 0, 1, Buffer.concat([u32(1), Buffer.from([255])])));
+    expect((await c.waitFor(isRst(1))).payload.readUInt32BE(0)).toBe(1); // PROTOCOL_ERROR
+    c.send(frame(2, 0, 3, Buffer.concat([u32(1), Buffer.from([16])])));
+    c.send(frame(1, 0x5, 5, GET('/hello')));
+    expect((await c.waitFor(isResponse(5))).payload[0]).toBe(0x88);
+    expect(c.frames.filter(isRst(3))).toEqual([]);
+    expect(c.frames.some(isGoaway)).toBe(false);
+  });
+
+  it('late DATA on a stream we closed first (answered early, RST_STREAM NO_ERROR) is ignored, unlike 5.1/8 and 5.1/11', async () => {
+    const srv = await startServer();
+    const c = await raw(srv.port);
+    c.send(frame(1, 0x4, 1, POST('/early')));
+    expect((await c.waitFor(isRst(1))).payload.readUInt32BE(0)).toBe(0); // NO_ERROR, after the whole answer
+    c.send(Buffer.concat([frame(0, 0, 1, Buffer.from('late')), frame(0, 0x1, 1, Buffer.from('end'))]));
+    c.send(frame(1, 0x5, 3, GET('/hello')));
+    expect((await c.waitFor(isResponse(3))).payload[0]).toBe(0x88);
+    expect(c.frames.filter(isRst(1))).toHaveLength(1);
+    expect(c.frames.some(isGoaway)).toBe(false);
   });
 
   it('late DATA on a stream closed long ago is ignored (no RST, no strike)', async () => {
