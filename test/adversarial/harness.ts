@@ -21,6 +21,7 @@ import { tlsOptions } from '../helpers/client.js';
 import { startSidecar } from '../helpers/sidecar.js';
 import type { ConfigObject, RunningSidecar } from '../helpers/sidecar.js';
 import { startUpstream } from '../helpers/upstream.js';
+import { sleep, until } from '../helpers/wait.js';
 import type { Upstream, UpstreamHandler } from '../helpers/upstream.js';
 import { baseConfig, creds } from '../integration/config.js';
 import type { AgentConfig, AgentReport } from './flood-agent.js';
@@ -183,19 +184,8 @@ export const MiB = 2 ** 20;
 export const RSS_LIMIT_MIB = 256;
 export const P99_LIMIT_MS = 100;
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Poll `pred` every 20 ms until true or the bound elapses; returns whether it became true. */
-export async function until(pred: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
+/** Re-exported: the adversarial files take every helper from here. */
+export { sleep, until };
 
 // ---------------------------------------------------------------------------------------------
 // Raw TLS sockets
