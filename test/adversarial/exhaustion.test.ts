@@ -3,7 +3,8 @@
  * headersTimeout/requestTimeout with 408, connections that never finish a TLS handshake,
  * thousands of idle connections bounded by maxConnections, huge header counts (431),
  * pipelining without reading, and slow readers that must not make the sidecar buffer the
- * app's response (backpressure). Sustained floods with latency/memory budgets: floods.test.ts.
+ * app's response (backpressure). Sustained floods: floods-*.test.ts (latency and memory under
+ * them: `make flood-budgets`).
  */
 import net from 'node:net';
 import type { ServerResponse } from 'node:http';
@@ -182,7 +183,9 @@ describe('connections (SPEC limits.maxConnections; Node tls handshakeTimeout)', 
       sockets.push(s);
       if (i % 100 === 99) await sleep(20);
     }
-    const allClosed = await until(() => closed === sockets.length, HEADERS_TIMEOUT_MS + 4000);
+    // All of them, however long 2,000 accepts and handshake timeouts take on a loaded machine
+    // (the bound is for a leak, not for speed).
+    const allClosed = await until(() => closed === sockets.length, HEADERS_TIMEOUT_MS + 15_000);
     clearInterval(sampler);
     const stats = await good.stop();
     for (const s of sockets) s.destroy();
@@ -192,12 +195,12 @@ describe('connections (SPEC limits.maxConnections; Node tls handshakeTimeout)', 
     expect(stats.errors).toEqual([]);
     expect(Object.keys(stats.statuses)).toEqual(['200']);
     // And the listener takes new connections again once the idle ones are gone.
-    expect(await until(() => t.sc.sidecar.activeConnections <= 1, 2000)).toBe(true);
+    expect(await until(() => t.sc.sidecar.activeConnections <= 1, 5000)).toBe(true);
     const fresh = await rawConnect(t.sc.port, orders());
     await fresh.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
     await fresh.waitClosed(3000);
     expect(statusLines(fresh.received())).toEqual([200]);
-  }, 20_000);
+  }, 40_000);
 });
 
 describe('header counts and sizes (RFC 6585 §5 431; SPEC limits.maxHeaders/maxHeaderSize)', () => {
@@ -232,7 +235,8 @@ describe('pipelining without reading (SPEC §4: "a client that sends without rea
       const one = 'GET /orders/1 HTTP/1.1\r\nHost: localhost\r\n\r\n';
       void c.write(one.repeat(2000));
       expect(await c.waitClosed(3000)).toBe(true);
-      await sleep(appDelayMs + 200);
+      // Whatever was forwarded has been to the app by the time the upstream pool is idle.
+      expect(await until(() => t.sc.sidecar.pool.stats.running === 0, 3000)).toBe(true);
       expect(t.app.seen.length - before).toBe(1);
       c.destroy();
     } finally {
