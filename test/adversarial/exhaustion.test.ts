@@ -183,11 +183,18 @@ describe('connections (SPEC limits.maxConnections; Node tls handshakeTimeout)', 
       sockets.push(s);
       if (i % 100 === 99) await sleep(20);
     }
-    // All of them, however long 2,000 accepts and handshake timeouts take on a loaded machine
-    // (the bound is for a leak, not for speed).
-    const allClosed = await until(() => closed === sockets.length, HEADERS_TIMEOUT_MS + 15_000);
+    await until(() => closed === sockets.length, HEADERS_TIMEOUT_MS + 4000);
     clearInterval(sampler);
     const stats = await good.stop();
+    // Released: the sidecar holds none of them. Counted on its side first: when a loaded machine
+    // accepts slowly, the kernel's accept queue overflows and drops the last ACK of some
+    // handshakes (retrying them for up to a minute), and those clients believe they are connected
+    // to a server that has not accepted them yet.
+    expect(await until(() => t.sc.sidecar.activeConnections <= 1, 5000)).toBe(true);
+    // Then a byte on each of those ends it at once: a reset from the kernel, or a handshake error
+    // from the sidecar if it accepts it now. Every connection is closed.
+    for (const s of sockets) if (!s.destroyed) s.write('x');
+    const allClosed = await until(() => closed === sockets.length, 5000);
     for (const s of sockets) s.destroy();
     expect(allClosed).toBe(true);
     // +1: the well-behaved client's own connection.
@@ -195,7 +202,6 @@ describe('connections (SPEC limits.maxConnections; Node tls handshakeTimeout)', 
     expect(stats.errors).toEqual([]);
     expect(Object.keys(stats.statuses)).toEqual(['200']);
     // And the listener takes new connections again once the idle ones are gone.
-    expect(await until(() => t.sc.sidecar.activeConnections <= 1, 5000)).toBe(true);
     const fresh = await rawConnect(t.sc.port, orders());
     await fresh.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
     await fresh.waitClosed(3000);
