@@ -157,7 +157,7 @@ export class GoodClient {
   }
 }
 
-/** Max resident set size of this process (sidecar + app + attackers, all in-process) while running. */
+/** Max resident set size of this process (the sidecar, the app and the clients of a test) while running. */
 export class RssSampler {
   #max = 0;
   readonly #timer: NodeJS.Timeout;
