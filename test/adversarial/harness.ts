@@ -12,8 +12,6 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { inject } from 'vitest';
 import { Agent, request } from 'undici';
 import type { ClientCreds } from '../helpers/client.js';
@@ -21,6 +19,7 @@ import { tlsOptions } from '../helpers/client.js';
 import { startSidecar } from '../helpers/sidecar.js';
 import type { ConfigObject, RunningSidecar } from '../helpers/sidecar.js';
 import { startUpstream } from '../helpers/upstream.js';
+import { sleep, until } from '../helpers/wait.js';
 import type { Upstream, UpstreamHandler } from '../helpers/upstream.js';
 import { baseConfig, creds } from '../integration/config.js';
 import type { AgentConfig, AgentReport } from './flood-agent.js';
@@ -158,7 +157,7 @@ export class GoodClient {
   }
 }
 
-/** Max resident set size of this process (sidecar + app + attackers, all in-process) while running. */
+/** Max resident set size of this process (the sidecar, the app and the clients of a test) while running. */
 export class RssSampler {
   #max = 0;
   readonly #timer: NodeJS.Timeout;
@@ -179,23 +178,9 @@ export class RssSampler {
 }
 
 export const MiB = 2 ** 20;
-/** SPEC/issue bound for the sidecar's resident memory during floods. */
-export const RSS_LIMIT_MIB = 256;
-export const P99_LIMIT_MS = 100;
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Poll `pred` every 20 ms until true or the bound elapses; returns whether it became true. */
-export async function until(pred: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
+/** Re-exported: the adversarial files take every helper from here. */
+export { sleep, until };
 
 // ---------------------------------------------------------------------------------------------
 // Raw TLS sockets
@@ -372,21 +357,6 @@ export async function runAgent(opts: AgentOptions): Promise<AgentReport> {
   }
 }
 
-let gcFn: (() => void) | null = null;
-
-/**
- * A full garbage collection, so each flood starts from a settled heap rather than the previous
- * test's garbage (V8 only exposes gc() behind --expose-gc; the flag can be set at run time).
- */
-export function collectGarbage(): void {
-  if (gcFn === null) {
-    v8.setFlagsFromString('--expose-gc');
-    gcFn = vm.runInNewContext('gc') as () => void;
-  }
-  gcFn();
-  gcFn();
-}
-
 // ---------------------------------------------------------------------------------------------
 // One heavy test at a time across vitest workers
 
@@ -402,9 +372,8 @@ function alive(pid: number): boolean {
 }
 
 /**
- * A cross-process lock for the tests that measure latency under load (the floods) or put heavy
- * load on the box (testssl): vitest runs two files at once, and two floods on a 2-core machine
- * would measure each other. Waits (bounded by `timeoutMs`) for the lock; a lock left by a dead
+ * A cross-process lock for the tests that put heavy load on the box (the floods, testssl):
+ * vitest runs two files at once, and two floods on a 2-core machine would starve each other. Waits (bounded by `timeoutMs`) for the lock; a lock left by a dead
  * process is taken over. Returns the release function.
  */
 export async function heavyLock(timeoutMs = 240_000): Promise<() => Promise<void>> {

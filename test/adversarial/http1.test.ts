@@ -20,7 +20,7 @@ import { rawExchange } from '../helpers/client.js';
 import type { AuditLine } from '../helpers/audit-sink.js';
 import type { SeenRequest } from '../helpers/upstream.js';
 import { echo } from '../helpers/upstream.js';
-import { billing, orders, parseAll, sleep, startTarget, statusLines } from './harness.js';
+import { billing, orders, parseAll, startTarget, statusLines, until } from './harness.js';
 import type { Target } from './harness.js';
 
 let t: Target;
@@ -51,8 +51,10 @@ async function exchange(bytes: string, who: ClientCreds = orders()): Promise<Exc
   const seenMark = t.app.seen.length;
   const auditMark = t.sc.audit.lines.length;
   const raw = await rawExchange(t.sc.port, who, bytes, 1500);
-  // Audit lines are written when each response closes, a tick after the socket may close.
-  await sleep(60);
+  // Audit lines are written when each response closes, a tick after the socket may close: wait
+  // for one per final response (not asserted here: the invariants below say what is missing).
+  const answered = statusLines(raw).filter((status) => status >= 200).length;
+  await until(() => t.sc.audit.lines.slice(auditMark).filter((l) => l.msg === 'request').length >= answered, 2000);
   const seen = t.app.seen.slice(seenMark);
   const allows = t.sc.audit.lines.slice(auditMark).filter((l) => l.msg === 'request' && l.decision === 'allow');
   return { raw, statuses: statusLines(raw), seen, allows };

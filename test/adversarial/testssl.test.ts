@@ -107,7 +107,7 @@ describe('testssl.sh against the listener', () => {
       return;
     }
     const jsonFile = path.join(dir, 'testssl.json');
-    // Not while a flood measures latency in the other worker (harness.ts heavyLock).
+    // Not while a flood loads the box in the other worker (harness.ts heavyLock).
     const release = await heavyLock();
     const run = await runTestssl(testssl, t.sc.port, jsonFile).finally(release);
     const findings = JSON.parse(await readFile(jsonFile, 'utf8')) as Finding[];

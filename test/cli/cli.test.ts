@@ -10,6 +10,7 @@ import { stringify } from 'yaml';
 import { agentFor, call } from '../helpers/client.js';
 import { deadPort, startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
+import { sleep, until } from '../helpers/wait.js';
 import { baseConfig, creds } from '../integration/config.js';
 import { AUDIT_BUFFER_BYTES } from '../../src/audit/audit.js';
 import { parseProm, value } from '../helpers/prom.js';
@@ -49,8 +50,7 @@ function spawnRun(file: string): { child: ReturnType<typeof spawn>; exited: Prom
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const waitFor = async (needle: string): Promise<void> => {
-    const deadline = Date.now() + 10_000;
-    while (!stderr.includes(needle) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await until(() => stderr.includes(needle), 10_000);
     expect(stderr).toContain(needle);
   };
   return { child, exited, stderr: () => stderr, waitFor };
@@ -211,16 +211,19 @@ describe('run', () => {
     const agent = agentFor(creds(pki, 'orders'));
     try {
       const inflight = call(agent, `https://localhost:${port}`, '/orders/slow');
-      await new Promise((r) => setTimeout(r, 200));
+      // Signal once the app holds the request (for 1.5 s): then it is in flight.
+      expect(await until(() => slow.seen.length === 1, 5000)).toBe(true);
       const t0 = Date.now();
       child.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 100));
       const { request } = await import('undici');
-      expect((await request(`http://127.0.0.1:${adminPort}/readyz`)).statusCode).toBe(503);
+      const readyz = async (): Promise<number> => (await request(`http://127.0.0.1:${adminPort}/readyz`)).statusCode;
+      // Once the signal is handled (the slow request still running, drainDelay not yet over).
+      expect(await until(async () => (await readyz()) === 503, 2000)).toBe(true);
       const res = await inflight;
       expect(res.status).toBe(200);
       expect(res.text).toBe('slow but fine');
-      await new Promise((r) => setTimeout(r, 400));
+      // The listener closes once drainDelay (300 ms) is over: that much time must have passed.
+      await sleep(t0 + 400 - Date.now());
       const fresh = agentFor(creds(pki, 'orders'));
       await expect(call(fresh, `https://localhost:${port}`, '/orders/1')).rejects.toThrow();
       await fresh.close().catch(() => undefined);

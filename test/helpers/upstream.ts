@@ -1,5 +1,6 @@
 /** A real HTTP app on loopback that records what the sidecar forwarded to it. */
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 
 export interface SeenRequest {
@@ -59,11 +60,28 @@ export async function startUpstream(handler: UpstreamHandler = echo): Promise<Up
   };
 }
 
-/** A port with nothing listening on it (for 502 tests). */
+/**
+ * A port with nothing listening on it (for 502 tests): one the kernel just gave out and took
+ * back, checked to refuse a connection (on a busy machine another process may have taken it
+ * meanwhile; then another one).
+ */
 export async function deadPort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  for (let i = 0; ; i++) {
+    const server = http.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if ((await refused(port)) || i === 4) return port;
+  }
+}
+
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
 }

@@ -13,7 +13,7 @@ import { appHealthFromEnv } from '../../src/inject/app-health.js';
 import type { AppHealthHandler } from '../../src/inject/app-health.js';
 import { injectManifests } from '../../src/inject/documents.js';
 import { DEFAULT_SETTINGS } from '../../src/inject/settings.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { deadPort, startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
 
 const pki = inject('pki');
@@ -223,13 +223,13 @@ describe('app-health forwarding', () => {
   });
 
   it('says 503 when the app is down', async () => {
-    const down = await startUpstream();
-    const port = down.port;
-    await down.close();
+    const port = await deadPort();
+    // A timeout far beyond the refused connection: on a starved event loop an expired 1 s timer
+    // runs before the connection's error is read, and the answer would be app_timeout.
     const h = appHealthFromEnv({
       MTLS_SIDECAR_APP_PROBES: JSON.stringify({
-        '/app-health/a/livez': { httpGet: { path: '/', port } },
-        '/app-health/a/readyz': { tcpSocket: { port } },
+        '/app-health/a/livez': { httpGet: { path: '/', port }, timeoutSeconds: 10 },
+        '/app-health/a/readyz': { tcpSocket: { port }, timeoutSeconds: 10 },
       }),
     });
     if (!h.ok || h.handler === null) throw new Error('no handler');

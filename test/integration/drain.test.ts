@@ -5,6 +5,7 @@ import { agentFor, call, tlsOptions } from '../helpers/client.js';
 import { startSidecar } from '../helpers/sidecar.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
+import { until } from '../helpers/wait.js';
 import { baseConfig, creds } from './config.js';
 
 const pki = inject('pki');
@@ -30,6 +31,7 @@ it('lets in-flight requests finish, sends GOAWAY to HTTP/2 and closes HTTP/1.1 a
   try {
     // Warm both connections so they exist before the drain starts.
     expect((await call(h1, sc.origin, '/orders/1')).status).toBe(200);
+    const before = slow.seen.length;
     const h2slow = new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = session.request({ ':path': '/orders/slow-h2' });
       let status = 0;
@@ -42,7 +44,8 @@ it('lets in-flight requests finish, sends GOAWAY to HTTP/2 and closes HTTP/1.1 a
       req.end();
     });
     const h1slow = call(h1, sc.origin, '/orders/slow-h1');
-    await new Promise((r) => setTimeout(r, 150));
+    // Drain only once the app holds both (each for 600 ms): then they are in flight.
+    expect(await until(() => slow.seen.slice(before).filter((r) => r.url.includes('slow')).length === 2, 5000)).toBe(true);
     const closing = sc.sidecar.close(5000);
     const [a, b] = await Promise.all([h2slow, h1slow]);
     expect(a).toEqual({ status: 200, body: 'done' });

@@ -9,6 +9,7 @@ import { startSidecar } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
 import { deadPort, startUpstream, echo } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
+import { until } from '../helpers/wait.js';
 import { baseConfig, creds } from './config.js';
 
 const pki = inject('pki');
@@ -254,11 +255,15 @@ describe('upstream failures', () => {
 
   it('answers 502 when the app drops mid-way through a Content-Length body (the body goes to undici unmetered)', async () => {
     // The app reads the head and some body, then closes its socket: the sidecar's upload to it fails.
+    let dropped = false;
     const dropper = net.createServer((sock) => {
       let seen = 0;
       sock.on('data', (d: Buffer) => {
         seen += d.length;
-        if (seen > 2000) sock.destroy();
+        if (seen > 2000) {
+          dropped = true;
+          sock.destroy();
+        }
       });
       sock.on('error', () => undefined);
     });
@@ -275,10 +280,10 @@ describe('upstream failures', () => {
       sock.on('data', (d: Buffer) => (received += d.toString('latin1')));
       sock.on('error', () => undefined);
       sock.write(`POST /orders HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40000\r\n\r\n${'a'.repeat(4000)}`);
-      await new Promise((r) => setTimeout(r, 300));
+      // The rest of the body only once the app has dropped the upload.
+      expect(await until(() => dropped, 3000)).toBe(true);
       sock.write('b'.repeat(36000));
-      const deadline = Date.now() + 3000;
-      while (!received.includes('\r\n\r\n{') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await until(() => received.includes('\r\n\r\n{'), 3000);
       sock.destroy();
       const replies = parseResponses(received);
       expect(replies[0]?.status).toBe(502);

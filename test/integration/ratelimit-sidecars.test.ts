@@ -4,12 +4,15 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { request } from 'undici';
+import type { AuditLine } from '../helpers/audit-sink.js';
 import { agentFor, call } from '../helpers/client.js';
 import { REDIS_MISSING, redisServerBinary, startRedis } from '../helpers/redis.js';
 import type { RedisServer } from '../helpers/redis.js';
+import { admitBounds } from '../helpers/rate-window.js';
 import { startSidecar } from '../helpers/sidecar.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
+import { until } from '../helpers/wait.js';
 import { baseConfig, creds } from './config.js';
 
 const pki = inject('pki');
@@ -39,9 +42,14 @@ function redisConfig(onError: 'allow' | 'deny', prefix: string, bucket = { rps: 
 }
 
 describe.skipIf(!haveRedis)('two sidecars, one Redis', () => {
-  it('admit together what one would: burst + rps x seconds (within 5%, real time, one test process)', async () => {
+  // Real time (Redis's clock decides): the expected count is bounded from the audit lines
+  // (helpers/rate-window.ts), whatever the machine's speed. A small rate keeps four sequential
+  // clients above it even on a loaded machine (each request would have to take 400 ms for them to
+  // fall behind). Two limiters not sharing would admit twice the burst and twice the refill.
+  it('admit together what one would: burst + rps x seconds, to the token (real time, one test process)', async () => {
     const prefix = `two-${Date.now()}:`;
-    const [a, b] = await Promise.all([startSidecar(redisConfig('deny', prefix)), startSidecar(redisConfig('deny', prefix))]);
+    const bucket = { rps: 10, burst: 20 };
+    const [a, b] = await Promise.all([startSidecar(redisConfig('deny', prefix, bucket)), startSidecar(redisConfig('deny', prefix, bucket))]);
     const agent = agentFor(creds(pki, 'billing'), { connections: 4 });
     try {
       await Promise.all([call(agent, a.origin, '/warm-up'), call(agent, b.origin, '/warm-up')]);
@@ -57,13 +65,14 @@ describe.skipIf(!haveRedis)('two sidecars, one Redis', () => {
         }
       };
       await Promise.all([worker(a.origin), worker(a.origin), worker(b.origin), worker(b.origin)]);
-      const starts = [...a.audit.requests(), ...b.audit.requests()]
-        .filter((l) => l['path'] === '/orders/1')
-        .map((l) => Date.parse(String(l['time'])) - Number(l['durationMs']));
-      const expected = 100 + (50 * (Math.max(...starts) - Math.min(...starts))) / 1000;
+      // The audit line is written as the response closes, which may be just after the client read it.
+      const lines = (): AuditLine[] => [...a.audit.requests(), ...b.audit.requests()].filter((l) => l['path'] === '/orders/1');
+      await until(() => lines().length >= admitted + refused, 2000);
+      expect(lines()).toHaveLength(admitted + refused);
       expect(refused).toBeGreaterThan(0);
-      // Each sidecar alone would have admitted nearly this much: together they must not double it.
-      expect(Math.abs(admitted - expected) / expected).toBeLessThanOrEqual(0.05);
+      const { min, max } = admitBounds(lines(), bucket);
+      expect(admitted).toBeGreaterThanOrEqual(min);
+      expect(admitted).toBeLessThanOrEqual(max);
       expect(a.audit.requests().some((l) => l['status'] === 200)).toBe(true);
       expect(b.audit.requests().some((l) => l['status'] === 200)).toBe(true);
     } finally {
@@ -74,8 +83,8 @@ describe.skipIf(!haveRedis)('two sidecars, one Redis', () => {
 
   it('follows onError while Redis is down and limits again when it is back', async () => {
     const r = redis as RedisServer;
-    // A small bucket, so "the limit holds again" shows within a few requests.
-    const deny = await startSidecar(redisConfig('deny', `down-deny-${Date.now()}:`, { rps: 1, burst: 5 }));
+    // A small, slow bucket, so "the limit holds again" shows within a few requests, however long each takes.
+    const deny = await startSidecar(redisConfig('deny', `down-deny-${Date.now()}:`, { rps: 0.2, burst: 5 }));
     const allow = await startSidecar(redisConfig('allow', `down-allow-${Date.now()}:`));
     const agent = agentFor(creds(pki, 'billing'));
     try {
@@ -90,15 +99,10 @@ describe.skipIf(!haveRedis)('two sidecars, one Redis', () => {
       await allow.audit.waitFor((l) => l.requestId === let_through.headers['x-request-id'] && l.reason === 'ratelimit_unavailable' && l.decision === 'allow');
       await r.start();
       // The client reconnects on its own; within a few seconds decisions are made again.
-      const deadline = Date.now() + 10_000;
       let status = 0;
-      while (Date.now() < deadline) {
-        status = (await call(agent, deny.origin, '/orders/1')).status;
-        if (status !== 503) break;
-        await new Promise((res) => setTimeout(res, 100));
-      }
+      await until(async () => (status = (await call(agent, deny.origin, '/orders/1')).status) !== 503, 10_000, 100);
       expect([200, 429]).toContain(status);
-      // And the limit holds again: burst 5 at 1 rps cannot admit 12 requests in a row.
+      // And the limit holds again: burst 5 at 0.2 rps cannot admit 12 requests in a row.
       const statuses: number[] = [];
       for (let i = 0; i < 12; i++) statuses.push((await call(agent, deny.origin, '/orders/2')).status);
       expect(statuses).toContain(429);

@@ -20,6 +20,7 @@ import { memoryLog, startSidecarFile, withEphemeralPorts } from '../helpers/side
 import type { RunningSidecar } from '../helpers/sidecar.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
+import { until } from '../helpers/wait.js';
 
 const URI = 'spiffe://cluster.local/ns/shop/sa/orders';
 let root = '';
@@ -134,15 +135,6 @@ function servedThumbprint(port: number): Promise<string> {
   });
 }
 
-async function until(pred: () => Promise<boolean> | boolean, timeoutMs: number): Promise<number> {
-  const start = Date.now();
-  for (;;) {
-    if (await pred()) return Date.now() - start;
-    if (Date.now() - start > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe('certificate rotation by symlink swap', () => {
   it('rotates the server certificate 20 times under keep-alive load without a failed request', async () => {
     const s = await setup('rotate', ['ca-a.crt']);
@@ -168,7 +160,9 @@ describe('certificate rotation by symlink swap', () => {
       for (let i = 0; i < 20; i++) {
         const next = await issueLeaf(caA, { commonName: 'localhost', dnsNames: ['localhost'], ips: ['127.0.0.1'], eku: ['serverAuth'], days: 30 });
         await s.volume.write({ 'server.crt': next.certPem, 'server.key': next.keyPem, 'ca-a.crt': caA.certPem, 'ca-b.crt': caB.certPem });
-        delays.push(await until(async () => (await servedThumbprint(s.sc.port)) === next.sha256, 2000));
+        const written = Date.now();
+        expect(await until(async () => (await servedThumbprint(s.sc.port)) === next.sha256, 2000, 25)).toBe(true);
+        delays.push(Date.now() - written);
       }
     } finally {
       stop = true;
@@ -258,7 +252,7 @@ describe('trust withdrawal', () => {
       expect((await request(`${s.sc.origin}/orders/1`, { dispatcher: a })).statusCode).toBe(200);
       await s.writeConfig(config(s.volume.dir, ['ca-a.crt'], []));
       // Picked up by the folder watch this time, not an explicit reload.
-      await until(() => s.sc.sidecar.snapshot.generation > 1, 3000);
+      expect(await until(() => s.sc.sidecar.snapshot.generation > 1, 3000)).toBe(true);
       const res = await request(`${s.sc.origin}/orders/1`, { dispatcher: a });
       expect(res.statusCode).toBe(403);
       await s.sc.audit.waitFor((l) => l.msg === 'request' && l.reason === 'scope_missing');

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { AuditConn, FLUSH_MS, ms, openAudit, requestLine, writeRequestLine } from '../../../src/audit/audit.js';
 import type { RequestRecord } from '../../../src/audit/audit.js';
+import { until } from '../../helpers/wait.js';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -181,12 +182,8 @@ describe('audit batching', () => {
     await audit.ready();
     try {
       audit.request(withId('lone'));
-      const deadline = Date.now() + FLUSH_MS * 8;
       let ids: string[] = [];
-      while (Date.now() < deadline && ids.length === 0) {
-        await new Promise((r) => setTimeout(r, 25));
-        ids = await readIds(file);
-      }
+      await until(async () => (ids = await readIds(file)).length > 0, FLUSH_MS * 8, 25);
       expect(ids).toEqual(['lone']);
     } finally {
       await audit.close();

@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { UpstreamPool } from '../../../src/proxy/upstream.js';
 import { BodyMeter } from '../../../src/proxy/forward.js';
 import type { UpstreamControl, UpstreamHandler, UpstreamRequest } from '../../../src/proxy/upstream.js';
+import { until } from '../../helpers/wait.js';
 
 interface Result {
   status: number;
@@ -445,7 +446,7 @@ describe('UpstreamPool', () => {
     });
     const p = pool(a.port);
     const inFlight = exchange(p, { path: '/slow' });
-    while (hold === null) await new Promise((r) => setTimeout(r, 5));
+    expect(await until(() => hold !== null, 5000, 5)).toBe(true);
     let closed = false;
     const closing = p.close().then(() => (closed = true));
     expect((await exchange(p, { path: '/late' })).error?.code).toBe('ERR_UPSTREAM_POOL_CLOSED');
@@ -455,7 +456,6 @@ describe('UpstreamPool', () => {
     expect((await inFlight).body).toBe('ok');
     await closing;
     // Its connection is destroyed as the exchange ends; 'close' follows within a few turns.
-    for (let i = 0; i < 100 && p.stats.connected > 0; i++) await new Promise((r) => setTimeout(r, 5));
-    expect(p.stats.connected).toBe(0);
+    expect(await until(() => p.stats.connected === 0, 2000, 5)).toBe(true);
   });
 });

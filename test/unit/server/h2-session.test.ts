@@ -15,6 +15,7 @@ import { inject } from 'vitest';
 import { H2Session } from '../../../src/server/h2/session.js';
 import type { H2Limits, H2ServerStream } from '../../../src/server/h2/session.js';
 import { FrameReader, PREFACE, block, frame } from '../../adversarial/h2frames.js';
+import { until } from '../../helpers/wait.js';
 
 const pki = inject('pki');
 const LIMITS: H2Limits = {
@@ -118,6 +119,12 @@ async function startServer(limits: H2Limits = LIMITS, handler: (s: H2ServerStrea
   return srv;
 }
 
+/** The stream for `path` once the server has it (failing clearly, not with a TypeError, if it never comes). */
+async function arrived(srv: Server, path: string): Promise<H2ServerStream> {
+  expect(await until(() => srv.streams.some((s) => s.path === path), 5000)).toBe(true);
+  return srv.streams.findLast((s) => s.path === path) as H2ServerStream;
+}
+
 const clientTls = {
   ca: readFileSync(pki.rootCa.cert),
   cert: readFileSync(pki.clients.orders.cert),
@@ -215,8 +222,7 @@ describe('H2Session with Node\'s HTTP/2 client', () => {
     const c = connect(srv.port);
     const req = c.request({ ':path': '/hold' });
     req.on('error', () => undefined);
-    await vi.waitFor(() => expect(srv.streams).toHaveLength(1), { timeout: 5000 });
-    const held = srv.streams.at(-1) as H2ServerStream;
+    const held = await arrived(srv, '/hold');
     held.respond(200, []);
     held.write(Buffer.from('part'));
     const closed = new Promise<void>((r) => held.on('close', r));
@@ -230,8 +236,7 @@ describe('H2Session with Node\'s HTTP/2 client', () => {
     const c = connect(srv.port);
     const req = c.request({ ':path': '/hold' });
     req.on('error', () => undefined);
-    await vi.waitFor(() => expect(srv.streams).toHaveLength(1), { timeout: 5000 });
-    const held = srv.streams.at(-1) as H2ServerStream;
+    const held = await arrived(srv, '/hold');
     const closed = new Promise<void>((r) => held.on('close', r));
     req.close(http2.constants.NGHTTP2_CANCEL);
     await closed;
@@ -251,7 +256,7 @@ describe('H2Session with Node\'s HTTP/2 client', () => {
     });
     const c = connect(srv.port);
     const pending = fetch2(c, { ':path': '/later' });
-    await vi.waitFor(() => expect(answer).not.toBeNull(), { timeout: 5000 });
+    await arrived(srv, '/later');
     const goaway = new Promise<number>((r) => c.once('goaway', (code, lastStreamId) => r(lastStreamId)));
     srv.sessions[0]?.close();
     expect(await goaway).toBe(1);
@@ -281,7 +286,7 @@ interface Frame {
 }
 
 /** A raw client: preface and SETTINGS sent, frames collected until the socket closes. */
-async function raw(port: number, halfOpen = false): Promise<{ send(b: Buffer): void; frames: Frame[]; closed: Promise<void>; waitFor(pred: (f: Frame) => boolean): Promise<Frame> }> {
+async function raw(port: number, halfOpen = false): Promise<{ send(b: Buffer): void; frames: Frame[]; closed: Promise<void>; waitFor(pred: (f: Frame) => boolean, timeoutMs?: number): Promise<Frame> }> {
   // halfOpen: the client never closes its side when the server ends its own.
   const tcp = net.connect({ port, host: '127.0.0.1', allowHalfOpen: halfOpen });
   const sock = tls.connect({ socket: tcp, ALPNProtocols: ['h2'], ...clientTls, ...(halfOpen ? { allowHalfOpen: true } : {}) } as tls.ConnectionOptions);
@@ -304,10 +309,14 @@ async function raw(port: number, halfOpen = false): Promise<{ send(b: Buffer): v
     send: (b) => sock.write(b),
     frames,
     closed,
-    waitFor: (pred) => {
+    // Without a bound, a frame that never comes fails only at the test's timeout.
+    waitFor: (pred, timeoutMs) => {
       const seen = frames.find(pred);
       if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise((r) => waiters.push([pred, r]));
+      return new Promise((r, j) => {
+        waiters.push([pred, r]);
+        if (timeoutMs !== undefined) setTimeout(() => j(new Error(`no such frame within ${timeoutMs} ms`)), timeoutMs).unref();
+      });
     },
   };
 }
@@ -384,10 +393,12 @@ describe('H2Session against frames no good client sends', () => {
   ];
   for (const [what, code, attack] of connectionErrors) {
     it(`${what}: GOAWAY ${code} and the connection closed`, async () => {
-      const srv = await startServer({ ...LIMITS, connectionWindow: 1 << 20 });
+      // headersTimeout far beyond the wait: an unfinished header block (the CONTINUATION flood)
+      // must be refused by its own guard, not end by timing out.
+      const srv = await startServer({ ...LIMITS, connectionWindow: 1 << 20, headersTimeoutMs: 600_000 });
       const c = await raw(srv.port);
       attack(c.send);
-      const g = await c.waitFor(isGoaway);
+      const g = await c.waitFor(isGoaway, 5000);
       expect(goawayCode(g)).toBe(code);
       await c.closed;
     });
@@ -498,7 +509,7 @@ describe('H2Session against frames no good client sends', () => {
     c.send(frame(1, 0x5 | 0x20, 1, prio));
     expect((await c.waitFor(isRst(1))).payload.readUInt32BE(0)).toBe(1);
     c.send(frame(1, 0x5, 3, GET('/hold')));
-    await new Promise((r) => setTimeout(r, 30));
+    await arrived(srv, '/hold');
     c.send(frame(1, 0x5, 3, block([['x-trailer', 'late']])));
     expect((await c.waitFor(isRst(3))).payload.readUInt32BE(0)).toBe(5); // STREAM_CLOSED
     c.send(frame(1, 0x5, 5, GET('/hello')));
