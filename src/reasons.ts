@@ -42,6 +42,7 @@ export const HANDSHAKE_REASONS = [
   'weak_key',
   'weak_signature',
   'chain_too_long',
+  'crl_expired',
   'protocol',
 ] as const;
 export type HandshakeReason = (typeof HANDSHAKE_REASONS)[number];
@@ -58,7 +59,8 @@ export type ErrorCode =
   | 'bad_gateway'
   | 'service_unavailable'
   | 'gateway_timeout'
-  | 'misdirected_request';
+  | 'misdirected_request'
+  | 'certificate_refused';
 
 export interface Refusal {
   readonly status: number;

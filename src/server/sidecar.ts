@@ -26,6 +26,7 @@ import { RedisRateLimiter } from '../ratelimit/redis.js';
 import { RatePlanner } from '../ratelimit/plan.js';
 import type { RateLimiter } from '../ratelimit/types.js';
 import { rawRefusal } from './respond.js';
+import { refuseCertificate } from './refusal.js';
 import { newRequestId } from './request-id.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
 
@@ -165,7 +166,8 @@ export class Sidecar implements PipelineHost {
     return warnings;
   }
 
-  #onSecureConnection(socket: TLSSocket): void {
+  /** False when the certificate is refused: the client is told (server/refusal.ts), nothing is served. */
+  #onSecureConnection(socket: TLSSocket): boolean {
     const s = this.snapshot;
     const trust = s.tls.trust;
     const verdict = verifyPeer(socket, trust, this.#now(), (x509) => this.#peers.entry(x509, trust).facts);
@@ -173,15 +175,17 @@ export class Sidecar implements PipelineHost {
     if (!verdict.ok) {
       this.metrics.handshake('rejected', verdict.reason);
       const peer = verdict.x509 === null ? null : this.#peers.entry(verdict.x509, trust).peer;
+      const requestId = newRequestId();
       this.audit.handshake({
         reason: verdict.reason,
         remote,
+        requestId,
         ...(peer !== null ? { certSha256: peer.sha256Hex, subject: peer.subject } : {}),
       });
-      // Node's own rejectUnauthorized does the same: the handshake is done, the socket is dropped
-      // before a single application byte is read.
-      socket.destroy();
-      return;
+      // The handshake is done and nothing the client sent has been read: it gets a generic
+      // refusal in its protocol; the precise reason stays in the audit line.
+      refuseCertificate(socket, requestId);
+      return false;
     }
     this.metrics.handshake('accepted', 'ok');
     const entry = this.#peers.entry(verdict.x509, trust);
@@ -193,6 +197,7 @@ export class Sidecar implements PipelineHost {
     const sni = (socket as { servername?: string | false | null }).servername;
     conn.sni = typeof sni === 'string' && sni !== '' ? sni.toLowerCase() : null;
     attachConn(socket, conn);
+    return true;
   }
 
   #onTlsClientError(err: Error, socket: TLSSocket): void {

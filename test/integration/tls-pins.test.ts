@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startSidecar } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
-import { attempt, hexThumbprint, presenting, refusedAttempt, serverTrust } from '../helpers/tls-probe.js';
+import { attempt, expectCertificateRefusal, hexThumbprint, presenting, refusedAttempt, serverTrust } from '../helpers/tls-probe.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
 import { baseConfig } from './config.js';
@@ -49,25 +49,25 @@ describe('pins only (no clientCAs)', () => {
 
   it('refuses an unpinned self-signed client: pin_mismatch (sha256: pin configured)', async () => {
     const r = await refusedAttempt(sha256Only, presenting(pki, c.unpinned));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'pin_mismatch', certSha256: hexThumbprint(c.unpinned) });
   });
 
   it('refuses an unpinned self-signed client: pin_mismatch (spki: pin configured)', async () => {
     const r = await refusedAttempt(spkiOnly, presenting(pki, c.unpinned));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'pin_mismatch', certSha256: hexThumbprint(c.unpinned) });
   });
 
   it('refuses a CA-issued client whose leaf is not pinned: pin_mismatch', async () => {
     const r = await refusedAttempt(sha256Only, presenting(pki, c.orders));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'pin_mismatch', certSha256: hexThumbprint(c.orders) });
   });
 
   it('refuses a client with no certificate: no_cert', async () => {
     const r = await refusedAttempt(spkiOnly, serverTrust(pki));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line.reason).toBe('no_cert');
   });
 });
@@ -81,14 +81,14 @@ describe('clientCAs + pins (both must hold)', () => {
 
   it('refuses a CA-issued but unpinned client: pin_mismatch', async () => {
     const r = await refusedAttempt(caAndPin, presenting(pki, c.billing));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'pin_mismatch', certSha256: hexThumbprint(c.billing) });
   });
 
   it('refuses a pinned self-signed client that does not chain to a clientCA: untrusted', async () => {
     // With clientCAs given, a pin narrows trust; it never replaces the chain check.
     const r = await refusedAttempt(caAndPin, presenting(pki, c.pinned));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'untrusted', certSha256: hexThumbprint(c.pinned) });
   });
 });
