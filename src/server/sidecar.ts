@@ -10,6 +10,9 @@ import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
 import type { Log } from '../log.js';
 import { rejudgeCertificate, verifyPeer } from '../tls/verify.js';
+import type { PeerJudge } from '../tls/verify.js';
+import { ChainMemo } from '../tls/chain.js';
+import { keepPeerChain } from '../tls/peer-chain.js';
 import { applySecureContext } from '../tls/context.js';
 import type { RequestReason } from '../reasons.js';
 import { ConnInfo, attachConn, connOf } from './context.js';
@@ -65,16 +68,27 @@ export class Sidecar implements PipelineHost {
   readonly #accepted = new Set<TLSSocket>();
   /** What each client certificate is, computed once per certificate and config. */
   readonly #peers = new PeerMemo();
+  /** Chain paths under the current trust (intermediates seen, CRLs of intermediates). */
+  #chains: ChainMemo;
+  /** Facts per certificate under the current trust, memoized (one object, not a closure per connection). */
+  readonly #judge: PeerJudge = {
+    facts: (x509) => this.#peers.entry(x509, this.snapshot.tls.trust).facts,
+    chain: (x509) => this.#peers.entry(x509, this.snapshot.tls.trust).chain(x509, this.#chains),
+  };
 
   constructor(snapshot: Snapshot, deps: SidecarDeps) {
     this.snapshot = snapshot;
+    this.#chains = new ChainMemo(snapshot.tls.trust);
     this.audit = deps.audit;
     this.log = deps.log;
     this.#now = deps.now ?? Date.now;
     this.#rateClock = deps.rateClock;
     this.appHealth = deps.appHealth ?? null;
+    // The handshake check needs the intermediates each client presented (tls/peer-chain.ts).
+    if (!keepPeerChain()) this.log.warn('cannot keep the chain clients present on this Node: clients that chain through intermediates not in tls.clientCAs may be refused (untrusted)');
     this.metrics = deps.metrics ?? new Metrics(() => this.#sockets.size);
     this.metrics.certificates(snapshot.certs);
+    this.metrics.crls(snapshot.crlFiles);
     this.rate = this.#rateFor(snapshot);
     this.admin = new AdminServer(this);
     this.pool = new UpstreamPool(snapshot.upstream);
@@ -127,7 +141,7 @@ export class Sidecar implements PipelineHost {
    */
   refreshConnection(conn: ConnInfo): RequestReason | null {
     const s = this.snapshot;
-    const verdict = rejudgeCertificate(conn.x509, conn.trust, s.tls.trust, this.#now());
+    const verdict = rejudgeCertificate(conn.x509, conn.trust, s.tls.trust, this.#now(), this.#judge);
     if (!verdict.ok) return 'trust_withdrawn';
     conn.setIdentity(s.identityMatcher.match(conn.peer.fields) ?? null);
     conn.trust = s.tls.trust;
@@ -159,10 +173,12 @@ export class Sidecar implements PipelineHost {
     }
     applyServerLimits(this.server, applied);
     this.rate = this.#rateFor(applied);
+    if (applied.tls.trust !== prev.tls.trust) this.#chains = new ChainMemo(applied.tls.trust);
     this.snapshot = applied;
     // Requests already past the token check hold their own result; new ones use the new verifier.
     if (prev.jwt !== null && prev.jwt.verifier !== applied.jwt?.verifier) prev.jwt.verifier.close();
     this.metrics.certificates(applied.certs);
+    this.metrics.crls(applied.crlFiles);
     return warnings;
   }
 
@@ -170,7 +186,7 @@ export class Sidecar implements PipelineHost {
   #onSecureConnection(socket: TLSSocket): boolean {
     const s = this.snapshot;
     const trust = s.tls.trust;
-    const verdict = verifyPeer(socket, trust, this.#now(), (x509) => this.#peers.entry(x509, trust).facts);
+    const verdict = verifyPeer(socket, trust, this.#now(), this.#judge);
     const remote = socket.remoteAddress ?? 'unknown';
     if (!verdict.ok) {
       this.metrics.handshake('rejected', verdict.reason);

@@ -35,6 +35,8 @@ export async function writeConfig(config: ConfigObject): Promise<{ file: string;
 export interface StartOptions {
   /** Clock of the in-memory rate limiter (ms), for exact rate-limit tests. */
   readonly rateClock?: () => number;
+  /** Wall clock of the config load and the handshake checks (validity, CRL freshness). */
+  readonly now?: () => number;
 }
 
 export async function startSidecar(config: ConfigObject, opts: StartOptions = {}): Promise<RunningSidecar> {
@@ -53,11 +55,16 @@ export function withEphemeralPorts(config: ConfigObject): ConfigObject {
 
 /** Start from a config file the test controls (reload tests edit it in place). */
 export async function startSidecarFile(file: string, cleanupDir: string | null = null, opts: StartOptions = {}): Promise<RunningSidecar> {
-  const outcome = await loadAndCompile(file, 1);
+  const outcome = await loadAndCompile(file, 1, opts.now !== undefined ? { now: opts.now } : {});
   if (!outcome.ok) throw new Error(`test config rejected:\n${outcome.lines.join('\n')}`);
   const sink = new AuditSink();
   const audit = createAudit('stdout', sink);
-  const sidecar = new Sidecar(outcome.snapshot, { audit, log: silentLog(), ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}) });
+  const sidecar = new Sidecar(outcome.snapshot, {
+    audit,
+    log: silentLog(),
+    ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}),
+    ...(opts.now !== undefined ? { now: opts.now } : {}),
+  });
   const admin = await sidecar.listenAdmin();
   const addr = await sidecar.listen();
   return {

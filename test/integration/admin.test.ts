@@ -131,6 +131,7 @@ describe('metrics', () => {
       'mtls_sidecar_active_connections',
       'mtls_sidecar_cert_expiry_timestamp_seconds',
       'mtls_sidecar_config_reloads_total',
+      'mtls_sidecar_crl_next_update_timestamp_seconds',
     ]) {
       expect(text).toContain(`# TYPE ${name} `);
     }

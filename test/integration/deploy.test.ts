@@ -243,6 +243,7 @@ describe('monitoring', () => {
     'mtls_sidecar_active_connections',
     'mtls_sidecar_cert_expiry_timestamp_seconds',
     'mtls_sidecar_config_reloads_total',
+    'mtls_sidecar_crl_next_update_timestamp_seconds',
   ];
   const HISTOGRAMS = ['mtls_sidecar_request_duration_seconds', 'mtls_sidecar_upstream_duration_seconds'];
 
@@ -291,6 +292,7 @@ describe('monitoring', () => {
     expect(expr('MtlsSidecarHigh5xxRate')).toMatch(/mtls_sidecar_requests_total\{code=~"5.."\}/);
     expect(expr('MtlsSidecarRateLimiting')).toMatch(/mtls_sidecar_rate_limited_total/);
     expect(expr('MtlsSidecarConfigReloadFailed')).toMatch(/mtls_sidecar_config_reloads_total\{result="failure"\}/);
+    expect(expr('MtlsSidecarCrlExpiringSoon')).toMatch(/\(mtls_sidecar_crl_next_update_timestamp_seconds - time\(\)\) < 24 \* 3600/);
     for (const r of rules) {
       expect(str(r, 'labels', 'severity'), str(r, 'alert')).toMatch(/^(critical|warning|info)$/);
       expect(get(r, 'annotations', 'summary'), str(r, 'alert')).toBeTruthy();

@@ -32,14 +32,17 @@ let pinsOnly: RunningSidecar;
 let nodeEngine: RunningSidecar;
 /** as rootCrl, listen.http2: false */
 let h1Only: RunningSidecar;
+/** clientCAs: [deep root]: chain5 has one CA too many above its leaf */
+let deep: RunningSidecar;
 
 beforeAll(async () => {
   app = await startUpstream();
   const withCrl = baseConfig(pki, app.url, { tls: { clientCAs: [pki.rootCa.cert], crls: [pki.crls.root] } });
-  [rootCrl, pinsOnly, h1Only] = await Promise.all([
+  [rootCrl, pinsOnly, h1Only, deep] = await Promise.all([
     startSidecar(withCrl),
     startSidecar(baseConfig(pki, app.url, { tls: { clientCAs: [], pins: [`sha256:${c.pinned.sha256}`] } })),
     startSidecar({ ...withCrl, listen: { http2: false } }),
+    startSidecar(baseConfig(pki, app.url, { tls: { clientCAs: [pki.deepRootCa.cert] } })),
   ]);
   // The HTTP/2 engine is chosen when the listener is created.
   const before = process.env['MTLS_SIDECAR_HTTP2'];
@@ -52,7 +55,7 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
-  await Promise.all([rootCrl, pinsOnly, nodeEngine, h1Only].filter((s) => s !== undefined).map((s) => s.close()));
+  await Promise.all([rootCrl, pinsOnly, nodeEngine, h1Only, deep].filter((s) => s !== undefined).map((s) => s.close()));
   await app?.close();
 });
 
@@ -73,6 +76,7 @@ const CASES: readonly Case[] = [
   { reason: 'weak_key', sidecar: () => rootCrl, client: c.rsa1024, extra: LOW_SECLEVEL },
   { reason: 'weak_signature', sidecar: () => rootCrl, client: c.sha1, extra: LOW_SECLEVEL },
   { reason: 'pin_mismatch', sidecar: () => pinsOnly, client: c.unpinned },
+  { reason: 'chain_too_long', sidecar: () => deep, client: c.chain5 },
   { reason: 'no_cert', sidecar: () => rootCrl, client: null },
 ];
 
