@@ -73,7 +73,8 @@ export class ChainMemo {
       if (trust.caFingerprints.has(next.fingerprint256)) anchored = true;
       cur = next;
     }
-    if (!anchored) return null;
+    // Past the limit the walk stops before the root: too long is all there is to know.
+    if (!anchored && path.length <= MAX_CAS_ABOVE_LEAF) return null;
     let revoked = false;
     let crlDeadline = Infinity;
     let child = leaf;

@@ -84,6 +84,19 @@ describe('CAs above the leaf (SPEC §4)', () => {
     expect(root.facts(fromFile(pki.clients.orders.cert), junk)?.depth).toBe(1);
   });
 
+  it('calls a chain of 6 CAs too long without walking to its root', async () => {
+    const root = await createCa({ commonName: 'Six Root', days: 30 });
+    let ca = root;
+    const cas: IssuedCert[] = [];
+    for (let i = 1; i <= 5; i++) {
+      ca = await createCa({ commonName: `Six CA ${i}`, days: 30, parent: ca });
+      cas.push(ca);
+    }
+    const leaf = await issueLeaf(ca, { commonName: 'six', eku: ['clientAuth'], days: 30 });
+    const memo = new ChainMemo(trust([of(root)]));
+    expect(memo.facts(of(leaf), cas.reverse().map(of))?.depth).toBe(MAX_CAS_ABOVE_LEAF + 1);
+  });
+
   it('gives no facts when no path reaches a clientCA', () => {
     expect(deep().facts(fromFile(pki.clients.chain4.cert), [])).toBeNull();
     expect(deep().facts(fromFile(pki.clients.orders.cert))).toBeNull();
