@@ -45,6 +45,7 @@ export const HANDSHAKE_REASONS = [
   'weak_key',
   'weak_signature',
   'chain_too_long',
+  'crl_expired',
   'protocol',
 ] as const;
 export type HandshakeReason = (typeof HANDSHAKE_REASONS)[number];
@@ -62,7 +63,8 @@ export type ErrorCode =
   | 'service_unavailable'
   | 'gateway_timeout'
   | 'misdirected_request'
-  | 'internal_error';
+  | 'internal_error'
+  | 'certificate_refused';
 
 export interface Refusal {
   readonly status: number;

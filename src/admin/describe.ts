@@ -15,13 +15,23 @@ export function describeConfig(s: Snapshot): Record<string, unknown> {
       serverCertificate: s.certs.filter((c) => c.role === 'server').map(certView),
       clientCAs: s.certs.filter((c) => c.role === 'clientCA').map(certView),
       pins: [...[...s.tls.trust.pinsSha256].map((p) => `sha256:${p}`), ...[...s.tls.trust.pinsSpki].map((p) => `spki:${p}`)],
-      crls: [...s.tls.trust.crlsByIssuer.values()].flat().map((c) => ({
-        file: c.file,
-        issuer: c.ca.subject.split('\n').join(', '),
-        thisUpdate: c.thisUpdate,
-        nextUpdate: c.nextUpdate,
-        revoked: c.revoked.size,
-      })),
+      crls: [
+        ...[...s.tls.trust.crlsByIssuer.values()].flat().map((c) => ({
+          file: c.file,
+          issuer: c.ca.subject.split('\n').join(', '),
+          thisUpdate: c.thisUpdate,
+          nextUpdate: c.nextUpdate,
+          revoked: c.revoked.size,
+        })),
+        // Signed by an intermediate only clients present: checked against it in the handshake.
+        ...s.tls.trust.pendingCrls.map((c) => ({
+          file: c.file,
+          issuer: 'intermediate CA (not in clientCAs)',
+          thisUpdate: c.thisUpdate,
+          nextUpdate: c.nextUpdate,
+          revoked: c.revoked.size,
+        })),
+      ],
     },
     identities: s.identities.map((i) => ({ name: i.name, match: i.match, scopes: i.scopes })),
     routes: s.routes.map((r) => ({

@@ -13,7 +13,8 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Metric } from 'prom-client';
-import type { CertSummary } from '../config/snapshot.js';
+import path from 'node:path';
+import type { CertSummary, CrlFileSummary } from '../config/snapshot.js';
 import type { HandshakeReason } from '../reasons.js';
 import type { InternalErrorWhere } from '../server/listener.js';
 
@@ -213,6 +214,7 @@ export class Metrics {
   readonly #rateLimited: ScrapeTimeCounter;
   readonly #rateLimitErrors: ScrapeTimeCounter;
   readonly #certExpiry: Gauge<'cert'>;
+  readonly #crlNextUpdate: Gauge<'crl'>;
   readonly #reloads: Counter<'result'>;
   readonly #lastReloadOk: Gauge;
   readonly #lastReloadOkTime: Gauge;
@@ -285,6 +287,12 @@ export class Metrics {
       name: 'mtls_sidecar_cert_expiry_timestamp_seconds',
       help: 'Not-after of the server certificate and of each client CA, as a Unix timestamp.',
       labelNames: ['cert'],
+      registers: [registry],
+    });
+    this.#crlNextUpdate = new Gauge({
+      name: 'mtls_sidecar_crl_next_update_timestamp_seconds',
+      help: 'nextUpdate of each CRL file (the earliest of the CRLs in it), as a Unix timestamp: past it, the clients its CRLs cover are refused (crl_expired).',
+      labelNames: ['crl'],
       registers: [registry],
     });
     this.#reloads = new Counter({
@@ -449,6 +457,19 @@ export class Metrics {
     for (const c of certs) this.#certExpiry.labels(certLabel(c)).set(Math.floor(c.notAfterMs / 1000));
   }
 
+  /** Replace the CRL freshness series with the CRL files of the current snapshot. */
+  crls(files: readonly CrlFileSummary[]): void {
+    this.#crlNextUpdate.reset();
+    const earliest = new Map<string, number>();
+    for (const f of files) {
+      if (f.nextUpdateMs === null) continue;
+      // Two files may share a basename: the series shows the one that goes stale first.
+      const label = crlLabel(f);
+      earliest.set(label, Math.min(earliest.get(label) ?? Infinity, f.nextUpdateMs));
+    }
+    for (const [label, ms] of earliest) this.#crlNextUpdate.labels(label).set(Math.floor(ms / 1000));
+  }
+
   #requestSeries(identity: string, route: string, mi: number, code: number, decision: string): CounterSeries {
     // Label order and the stringified code are what prom-client's labels(...) produced.
     return this.#requests.series({ identity, route, method: METHOD_LABELS[mi]!, code: String(code), decision });
@@ -494,4 +515,9 @@ export function certLabel(c: CertSummary): string {
   if (c.role === 'server') return 'server';
   const cn = /(?:^|, )CN=([^,]+)/.exec(c.subject)?.[1];
   return `clientCA:${cn ?? c.sha256.slice(0, 23)}`;
+}
+
+/** The CRL file's name without its folder: bounded by the config, stable across mounts. */
+export function crlLabel(f: CrlFileSummary): string {
+  return path.basename(f.file);
 }

@@ -57,6 +57,8 @@ export interface RequestRecord {
 export interface HandshakeRecord {
   reason: HandshakeReason;
   remote: string;
+  /** The id the refused client was given (certificate refusals; none for protocol errors). */
+  requestId?: string;
   certSha256?: string;
   subject?: string;
   detail?: string;

@@ -8,7 +8,8 @@ import { resolveConfigPath } from './io.js';
 export const CHECK_HELP = `Usage: mtls-sidecar check [--config PATH]
 
 Validates the config and every file it names (PEM parses, key matches cert, pins well formed,
-CA usable, CRLs signed by a client CA and current). Prints "ok", or one line per problem:
+CA usable, CRLs current and signed by a client CA, or naming an intermediate only clients
+present, whose signature is checked when a client presents it). Prints "ok", or one line per problem:
   FILE:LINE:COL PATH: MESSAGE
 Exit 0 when valid, 2 otherwise.`;
 

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { IdentityMatcher } from '../identity/match.js';
 import { RouteTable } from '../policy/routes.js';
-import { parseCrlFile, verifyCrlSignature } from '../pki/crl.js';
+import { crlSignatureAlgorithm, parseCrlFile, verifyCrlSignature } from '../pki/crl.js';
 import { canonicalSerial, subjectNameDer } from '../pki/certinfo.js';
 import { normalizeSha256Thumbprint } from '../pki/thumbprint.js';
 import { loadJwtMaterial } from '../jwt/verify.js';
@@ -19,7 +19,7 @@ import type { ConfigIssue, Locator } from './load.js';
 import { formatPath } from './load.js';
 import type { RawConfig } from './schema.js';
 import { TlsMaterial } from './snapshot.js';
-import type { Bucket, CertSummary, CrlIndex, IdentityRule, RouteRule, Snapshot } from './snapshot.js';
+import type { Bucket, CertSummary, CrlFileSummary, CrlIndex, IdentityRule, PendingCrl, RouteRule, Snapshot } from './snapshot.js';
 
 export type CompileResult = { readonly ok: true; readonly snapshot: Snapshot } | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
 
@@ -107,8 +107,11 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
     else pinsSha256.add(normalizeSha256Thumbprint(pin) ?? pin);
   }
 
-  // --- CRLs: each must be signed by one of the client CAs and still current ---
+  // --- CRLs: each must be current and signed by one of the client CAs, or else name an
+  // intermediate that only clients present (checked against it in the handshake, tls/chain.ts) ---
   const crlsByIssuer = new Map<string, CrlIndex[]>();
+  const pendingCrls: PendingCrl[] = [];
+  const crlFiles: CrlFileSummary[] = [];
   for (const [i, f] of raw.tls.crls.entries()) {
     const p = ['tls', 'crls', i];
     const file = resolve(f);
@@ -121,38 +124,42 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
       issues.add(p, `not a CRL (PEM or DER): ${messageOf(err)}`);
       continue;
     }
+    let earliest: number | null = null;
     for (const crl of parsed) {
-      const issuer = cas.find((ca) => subjectNameDer(ca.raw).equals(crl.issuerDer));
-      if (issuer === undefined) {
-        issues.add(p, 'CRL issuer is not among tls.clientCAs');
+      if (crl.nextUpdate !== null && crl.nextUpdate.getTime() < now) {
+        issues.add(p, `CRL expired (nextUpdate ${crl.nextUpdate.toISOString()}): replace it with the issuer's current CRL`);
         continue;
       }
-      let valid = false;
       try {
-        valid = verifyCrlSignature(crl, issuer.publicKey);
+        crlSignatureAlgorithm(crl);
       } catch (err) {
         issues.add(p, `CRL signature cannot be checked: ${messageOf(err)}`);
         continue;
       }
-      if (!valid) {
-        issues.add(p, `CRL signature does not verify with CA "${oneLine(issuer.subject)}"`);
-        continue;
-      }
-      if (crl.nextUpdate !== null && crl.nextUpdate.getTime() < now) {
-        issues.add(p, `CRL expired (nextUpdate ${crl.nextUpdate.toISOString()})`);
-        continue;
-      }
-      const entry: CrlIndex = Object.freeze({
+      const dates = {
         file,
-        ca: issuer,
         revoked: new Set([...crl.revokedSerials].map(canonicalSerial)),
         thisUpdate: crl.thisUpdate.toISOString(),
         nextUpdate: crl.nextUpdate === null ? null : crl.nextUpdate.toISOString(),
-      });
+        nextUpdateMs: crl.nextUpdate === null ? Infinity : crl.nextUpdate.getTime(),
+      };
+      if (crl.nextUpdate !== null) earliest = Math.min(earliest ?? Infinity, crl.nextUpdate.getTime());
+      // Several CAs may share a subject name: the one whose key verifies the CRL issued it.
+      const named = cas.filter((ca) => subjectNameDer(ca.raw).equals(crl.issuerDer));
+      if (named.length === 0) {
+        pendingCrls.push(Object.freeze({ ...dates, crl }));
+        continue;
+      }
+      const issuer = named.find((ca) => verifyCrlSignature(crl, ca.publicKey));
+      if (issuer === undefined) {
+        issues.add(p, `CRL signature does not verify with CA "${oneLine(named[0]!.subject)}"`);
+        continue;
+      }
       const list = crlsByIssuer.get(issuer.subject) ?? [];
-      list.push(entry);
+      list.push(Object.freeze({ ...dates, ca: issuer }));
       crlsByIssuer.set(issuer.subject, list);
     }
+    crlFiles.push(Object.freeze({ file, nextUpdateMs: earliest }));
   }
 
   // --- identities and routes (already validated by the schema) ---
@@ -223,10 +230,12 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
         pinsSha256,
         pinsSpki,
         crlsByIssuer: new Map([...crlsByIssuer].map(([k, v]) => [k, Object.freeze(v)] as const)),
+        pendingCrls: Object.freeze(pendingCrls),
       }),
       files: Object.freeze([certFile, keyFile, ...raw.tls.clientCAs.map(resolve), ...raw.tls.crls.map(resolve)]),
     }),
     certs: Object.freeze(certs.map((c) => Object.freeze(c))),
+    crlFiles: Object.freeze(crlFiles),
     identities: Object.freeze(identities),
     identityMatcher: new IdentityMatcher(identities),
     routes: Object.freeze(routes),

@@ -6,6 +6,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { IdentityMatcher, IdentityMatch } from '../identity/match.js';
 import type { RouteTable } from '../policy/routes.js';
 import type { JwtMaterial } from '../jwt/verify.js';
+import type { ParsedCrl } from '../pki/crl.js';
 
 export interface Bucket {
   readonly rps: number;
@@ -54,6 +55,28 @@ export interface CrlIndex {
   readonly revoked: ReadonlySet<string>;
   readonly thisUpdate: string;
   readonly nextUpdate: string | null;
+  /** nextUpdate in ms since the epoch (Infinity when the CRL has none): past it the CRL is stale. */
+  readonly nextUpdateMs: number;
+}
+
+/**
+ * A CRL whose issuer is none of tls.clientCAs: an intermediate only clients present. Its
+ * signature is checked against that intermediate once a verified chain brings it (tls/chain.ts).
+ */
+export interface PendingCrl {
+  readonly file: string;
+  readonly crl: ParsedCrl;
+  readonly revoked: ReadonlySet<string>;
+  readonly thisUpdate: string;
+  readonly nextUpdate: string | null;
+  readonly nextUpdateMs: number;
+}
+
+/** Per CRL file, for mtls_sidecar_crl_next_update_timestamp_seconds: the earliest nextUpdate in it. */
+export interface CrlFileSummary {
+  readonly file: string;
+  /** null when no CRL in the file has a nextUpdate (it never goes stale). */
+  readonly nextUpdateMs: number | null;
 }
 
 /** What the handshake check needs (tls/verify.ts). */
@@ -66,6 +89,8 @@ export interface TrustPolicy {
   readonly pinsSpki: ReadonlySet<string>;
   /** Keyed by the issuing CA's subject as node:crypto prints it (X509Certificate#subject). */
   readonly crlsByIssuer: ReadonlyMap<string, readonly CrlIndex[]>;
+  /** CRLs of intermediates that are not in clientCAs (their clients present them). */
+  readonly pendingCrls: readonly PendingCrl[];
 }
 
 /**
@@ -104,6 +129,7 @@ export interface Snapshot {
     readonly files: readonly string[];
   };
   readonly certs: readonly CertSummary[];
+  readonly crlFiles: readonly CrlFileSummary[];
   readonly identities: readonly IdentityRule[];
   readonly identityMatcher: IdentityMatcher<IdentityRule>;
   readonly routes: readonly RouteRule[];

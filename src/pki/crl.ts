@@ -288,10 +288,7 @@ const CRL_SIG_ALGS: ReadonlyMap<string, SigAlg> = new Map<string, SigAlg>([
  * MD5, RSA-PSS, ...), since "cannot check" must not look like "checked and bad" to operators.
  */
 export function verifyCrlSignature(crl: ParsedCrl, caPublicKey: KeyObject): boolean {
-  const alg = CRL_SIG_ALGS.get(crl.signatureOid);
-  if (!alg) {
-    throw new PkiError('ERR_CRL_ALG', `unsupported CRL signature algorithm ${crl.signatureOid}`);
-  }
+  const alg = crlSignatureAlgorithm(crl);
   if (caPublicKey.type !== 'public' || caPublicKey.asymmetricKeyType !== alg.keyType) return false;
   try {
     // ECDSA signatures in X.509 are DER Ecdsa-Sig-Value, which is Node's default dsaEncoding.
@@ -300,6 +297,16 @@ export function verifyCrlSignature(crl: ParsedCrl, caPublicKey: KeyObject): bool
     // Malformed signature encodings make OpenSSL error out rather than return false.
     return false;
   }
+}
+
+/**
+ * The CRL's signature algorithm, or PkiError ERR_CRL_ALG when it is not one we accept: known
+ * before the issuer's key is (a CRL of an intermediate is checked at load this far).
+ */
+export function crlSignatureAlgorithm(crl: ParsedCrl): { readonly hash: string | null; readonly keyType: 'rsa' | 'ec' | 'ed25519' } {
+  const alg = CRL_SIG_ALGS.get(crl.signatureOid);
+  if (!alg) throw new PkiError('ERR_CRL_ALG', `unsupported CRL signature algorithm ${crl.signatureOid}`);
+  return alg;
 }
 
 /** True when `ca` issued this CRL: same Name and a valid signature by its key. */

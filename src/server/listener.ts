@@ -2,7 +2,7 @@
  * The TLS listener: HTTP/1.1 (server/h1.ts), or HTTP/2 (node:http2 on its core stream API,
  * server/h2.ts) with HTTP/1.1 for clients that negotiate it, or no protocol, over ALPN. Each
  * connection is judged once after its handshake (tls/verify) and its identity computed once
- * (identity/*); refused connections are destroyed before any HTTP byte is parsed.
+ * (identity/*); a refused connection never reaches the HTTP layer (server/refusal.ts answers it).
  */
 import http2 from 'node:http2';
 import tls from 'node:tls';
@@ -28,7 +28,8 @@ export type SidecarServer = tls.Server | http2.Http2SecureServer;
 export type InternalErrorWhere = 'h1' | 'h2' | 'h2_frame';
 
 export interface ListenerHooks {
-  onSecureConnection(socket: TLSSocket): void;
+  /** False: the connection was refused (and answered); the HTTP layer never sees it. */
+  onSecureConnection(socket: TLSSocket): boolean;
   onTlsClientError(err: Error, socket: TLSSocket): void;
   onRequest(req: InboundRequest, res: OutboundResponse): void;
   /** HTTP/1.1 parse errors and time limits; `method`/`target` once the request line was read. */
@@ -219,8 +220,6 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
     const settings: OwnH2Settings = { limits: h2Limits(l) };
     ownH2.set(tlsServer, settings);
     tlsServer.on('secureConnection', (socket: TLSSocket) => {
-      // Refused by the handshake check (prepended below): nothing to serve.
-      if (socket.destroyed) return;
       if (socket.alpnProtocol !== 'h2') {
         h1.accept(socket);
         return;
@@ -271,8 +270,15 @@ export function createListener(s: Snapshot, hooks: ListenerHooks): SidecarServer
   h1Servers.set(server, h1);
   applySecureContext(server, s);
   applyServerLimits(server, s);
-  // Verify before the HTTP layer sees the socket: prepended ahead of every other listener.
-  server.prependListener('secureConnection', (socket: TLSSocket) => hooks.onSecureConnection(socket));
+  // Verify before the HTTP layer sees the socket: the HTTP listeners (node:http2's own included)
+  // sit behind one gate, so a refused connection, which is answered and closed rather than
+  // destroyed at once, is never handed to them.
+  const serving = server.listeners('secureConnection') as ((this: SidecarServer, socket: TLSSocket) => void)[];
+  server.removeAllListeners('secureConnection');
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (!hooks.onSecureConnection(socket)) return;
+    for (const listener of serving) listener.call(server, socket);
+  });
   server.on('tlsClientError', (err: Error, socket: TLSSocket) => hooks.onTlsClientError(err, socket));
   return server;
 }

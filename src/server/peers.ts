@@ -11,6 +11,7 @@ import { describePeer } from '../identity/peer.js';
 import type { PeerInfo } from '../identity/peer.js';
 import { certFacts } from '../tls/verify.js';
 import type { CertFacts } from '../tls/verify.js';
+import type { ChainFacts, ChainMemo } from '../tls/chain.js';
 
 /** Enough for every workload identity of a large mesh; past it the oldest entry goes. */
 export const PEER_MEMO_MAX = 4096;
@@ -20,6 +21,8 @@ export class PeerEntry {
   #peer: PeerInfo | null = null;
   #identity: IdentityRule | null = null;
   #identityGeneration = -1;
+  #chain: ChainFacts | null = null;
+  #chainMemo: ChainMemo | null = null;
   readonly #x509: X509Certificate;
   constructor(x509: X509Certificate, trust: TrustPolicy) {
     this.#x509 = x509;
@@ -29,6 +32,21 @@ export class PeerEntry {
     if (this.#peer === null) this.#peer = describePeer(this.#x509);
     return this.#peer;
   }
+  /**
+   * The path facts under `memo`'s trust, computed once: `x509` is this handshake's leaf (with
+   * the chain it came with). A path that cannot be rebuilt is not kept: a later full handshake
+   * may bring it.
+   */
+  chain(x509: X509Certificate, memo: ChainMemo): ChainFacts | null {
+    if (this.#chainMemo !== memo || this.#chain === null) {
+      const facts = memo.facts(x509);
+      if (facts === null) return null;
+      this.#chain = facts;
+      this.#chainMemo = memo;
+    }
+    return this.#chain;
+  }
+
   /** The identity under config `generation`, matched once per generation. */
   identity(generation: number, match: (peer: PeerInfo) => IdentityRule | null): IdentityRule | null {
     if (this.#identityGeneration !== generation) {

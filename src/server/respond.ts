@@ -41,7 +41,22 @@ export function writeRefusal(
 /** A raw HTTP/1.1 refusal for parser-level errors, where there is no response object. */
 export function rawRefusal(reason: RefusalReason, requestId: string): string {
   const { status } = REFUSALS[reason];
-  const body = refusalBody(reason, requestId);
+  return rawResponse(status, refusalBody(reason, requestId), requestId);
+}
+
+/**
+ * The unsolicited answer to a client refused for its certificate (SPEC §4), sent before any
+ * request was read: 400 with the generic code, `Connection: close`.
+ */
+export function certificateRefusal(requestId: string): string {
+  return rawResponse(400, certificateRefusalBody(requestId), requestId);
+}
+
+export function certificateRefusalBody(requestId: string): string {
+  return `{"error":"certificate_refused","requestId":"${requestId}"}`;
+}
+
+function rawResponse(status: number, body: string, requestId: string): string {
   const head = [
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`,
     'content-type: application/json',

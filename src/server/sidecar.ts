@@ -10,6 +10,9 @@ import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
 import type { Log } from '../log.js';
 import { rejudgeCertificate, verifyPeer } from '../tls/verify.js';
+import type { PeerJudge } from '../tls/verify.js';
+import { ChainMemo } from '../tls/chain.js';
+import { keepPeerChain } from '../tls/peer-chain.js';
 import { applySecureContext } from '../tls/context.js';
 import type { RequestReason } from '../reasons.js';
 import { ConnInfo, attachConn, connOf } from './context.js';
@@ -27,6 +30,7 @@ import { RatePlanner } from '../ratelimit/plan.js';
 import type { RateLimiter } from '../ratelimit/types.js';
 import { rawRefusal, writeRefusal } from './respond.js';
 import { bugFacts } from '../errors.js';
+import { refuseCertificate } from './refusal.js';
 import { newRequestId } from './request-id.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
 import type { JwtVerifier, JwtVerifierOptions } from '../jwt/verify.js';
@@ -75,17 +79,28 @@ export class Sidecar implements PipelineHost {
   readonly #accepted = new Set<TLSSocket>();
   /** What each client certificate is, computed once per certificate and config. */
   readonly #peers = new PeerMemo();
+  /** Chain paths under the current trust (intermediates seen, CRLs of intermediates). */
+  #chains: ChainMemo;
+  /** Facts per certificate under the current trust, memoized (one object, not a closure per connection). */
+  readonly #judge: PeerJudge = {
+    facts: (x509) => this.#peers.entry(x509, this.snapshot.tls.trust).facts,
+    chain: (x509) => this.#peers.entry(x509, this.snapshot.tls.trust).chain(x509, this.#chains),
+  };
 
   constructor(snapshot: Snapshot, deps: SidecarDeps) {
     this.snapshot = snapshot;
+    this.#chains = new ChainMemo(snapshot.tls.trust);
     this.audit = deps.audit;
     this.log = deps.log;
     this.#now = deps.now ?? Date.now;
     this.#rateClock = deps.rateClock;
     this.appHealth = deps.appHealth ?? null;
+    // The handshake check needs the intermediates each client presented (tls/peer-chain.ts).
+    if (!keepPeerChain()) this.log.warn('cannot keep the chain clients present on this Node: clients that chain through intermediates not in tls.clientCAs may be refused (untrusted)');
     this.metrics = deps.metrics ?? new Metrics(() => this.#sockets.size);
     this.metrics.certificates(snapshot.certs);
     this.metrics.auditSink(this.audit);
+    this.metrics.crls(snapshot.crlFiles);
     this.rate = this.#rateFor(snapshot);
     const jwksReport = new JwksReport({ log: this.log, count: () => this.metrics.jwksFetchFailure(), ...(deps.jwt?.now !== undefined ? { now: deps.jwt.now } : {}) });
     this.#jwtOptions = { ...deps.jwt, onError: (err) => jwksReport.failure(err), onRecovered: () => jwksReport.recovered() };
@@ -142,7 +157,7 @@ export class Sidecar implements PipelineHost {
    */
   refreshConnection(conn: ConnInfo): RequestReason | null {
     const s = this.snapshot;
-    const verdict = rejudgeCertificate(conn.x509, conn.trust, s.tls.trust, this.#now());
+    const verdict = rejudgeCertificate(conn.x509, conn.trust, s.tls.trust, this.#now(), this.#judge);
     if (!verdict.ok) return 'trust_withdrawn';
     conn.setIdentity(s.identityMatcher.match(conn.peer.fields) ?? null);
     conn.trust = s.tls.trust;
@@ -177,28 +192,33 @@ export class Sidecar implements PipelineHost {
     this.rate = this.#rateFor(applied);
     // Requests already past the token check hold their own result; new ones use this verifier.
     this.jwt = this.#jwtFor(applied);
+    if (applied.tls.trust !== prev.tls.trust) this.#chains = new ChainMemo(applied.tls.trust);
     this.snapshot = applied;
     this.metrics.certificates(applied.certs);
+    this.metrics.crls(applied.crlFiles);
     return warnings;
   }
 
-  #onSecureConnection(socket: TLSSocket): void {
+  /** False when the certificate is refused: the client is told (server/refusal.ts), nothing is served. */
+  #onSecureConnection(socket: TLSSocket): boolean {
     const s = this.snapshot;
     const trust = s.tls.trust;
-    const verdict = verifyPeer(socket, trust, this.#now(), (x509) => this.#peers.entry(x509, trust).facts);
+    const verdict = verifyPeer(socket, trust, this.#now(), this.#judge);
     const remote = socket.remoteAddress ?? 'unknown';
     if (!verdict.ok) {
       this.metrics.handshake('rejected', verdict.reason);
       const peer = verdict.x509 === null ? null : this.#peers.entry(verdict.x509, trust).peer;
+      const requestId = newRequestId();
       this.audit.handshake({
         reason: verdict.reason,
         remote,
+        requestId,
         ...(peer !== null ? { certSha256: peer.sha256Hex, subject: peer.subject } : {}),
       });
-      // Node's own rejectUnauthorized does the same: the handshake is done, the socket is dropped
-      // before a single application byte is read.
-      socket.destroy();
-      return;
+      // The handshake is done and nothing the client sent has been read: it gets a generic
+      // refusal in its protocol; the precise reason stays in the audit line.
+      refuseCertificate(socket, requestId);
+      return false;
     }
     this.metrics.handshake('accepted', 'ok');
     const entry = this.#peers.entry(verdict.x509, trust);
@@ -210,6 +230,7 @@ export class Sidecar implements PipelineHost {
     const sni = (socket as { servername?: string | false | null }).servername;
     conn.sni = typeof sni === 'string' && sni !== '' ? sni.toLowerCase() : null;
     attachConn(socket, conn);
+    return true;
   }
 
   #onTlsClientError(err: Error, socket: TLSSocket): void {

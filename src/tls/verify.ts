@@ -5,14 +5,17 @@
  *
  * OpenSSL verifies the chain against clientCAs (node records the result in
  * `authorizationError`); we add what OpenSSL is not told: pins, CRLs (per CA, so a CA without a
- * CRL is not refused for want of one), and the protective defaults of SPEC §4.
+ * CRL is not refused for want of one, including CRLs of intermediates only clients present),
+ * and the protective defaults of SPEC §4 (the chain's depth: tls/chain.ts).
  */
 import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { TrustPolicy } from '../config/snapshot.js';
 import type { HandshakeReason } from '../reasons.js';
-import { canonicalSerial, usesSha1Signature } from '../pki/certinfo.js';
+import { usesSha1Signature } from '../pki/certinfo.js';
 import { spkiPin } from '../pki/thumbprint.js';
+import { ChainMemo, MAX_CAS_ABOVE_LEAF } from './chain.js';
+import type { ChainFacts } from './chain.js';
 
 export type TrustVerdict =
   | { readonly ok: true; readonly x509: X509Certificate }
@@ -47,7 +50,6 @@ export interface CertFacts {
   readonly leafReason: HandshakeReason | null;
   /** With pins configured: null when the leaf matches one, else pin_mismatch. */
   readonly pinReason: HandshakeReason | null;
-  readonly revoked: boolean;
 }
 
 export function certFacts(x509: X509Certificate, trust: TrustPolicy): CertFacts {
@@ -57,17 +59,30 @@ export function certFacts(x509: X509Certificate, trust: TrustPolicy): CertFacts 
     validTo: x509.validToDate.getTime(),
     leafReason: checkLeafStatic(x509),
     pinReason: checkPins(x509, trust),
-    revoked: checkRevocation(x509, trust) !== null,
   };
 }
 
+/** Where a caller keeps what it knows per certificate (server/peers.ts memoizes both). */
+export interface PeerJudge {
+  facts(x509: X509Certificate): CertFacts;
+  /** Path facts, asked only once OpenSSL verified the chain against clientCAs. */
+  chain(x509: X509Certificate): ChainFacts | null;
+}
+
+/** No memo: every fact computed for this one call. */
+function freshJudge(trust: TrustPolicy): PeerJudge {
+  const chains = new ChainMemo(trust);
+  return { facts: (x509) => certFacts(x509, trust), chain: (x509) => chains.facts(x509) };
+}
+
 /** Judge a fresh handshake: OpenSSL's chain verdict (authorizationError) plus our checks. */
-export function verifyPeer(socket: TLSSocket, trust: TrustPolicy, now: number, facts?: (x509: X509Certificate) => CertFacts): TrustVerdict {
+export function verifyPeer(socket: TLSSocket, trust: TrustPolicy, now: number, judge: PeerJudge = freshJudge(trust)): TrustVerdict {
   const x509 = socket.getPeerX509Certificate();
   if (x509 === undefined) return { ok: false, reason: 'no_cert', x509: null };
   const err = socket.authorizationError as unknown;
   const chainError = err === null || err === undefined ? null : typeof err === 'string' ? err : ((err as { code?: string }).code ?? 'UNKNOWN');
-  const reason = verdictFrom(facts === undefined ? certFacts(x509, trust) : facts(x509), chainError, now);
+  const chain = trust.hasClientCAs && chainError === null ? judge.chain(x509) : undefined;
+  const reason = verdictFrom(judge.facts(x509), chainError, now, chain);
   return reason === null ? { ok: true, x509 } : { ok: false, reason, x509 };
 }
 
@@ -78,24 +93,40 @@ export function verifyPeer(socket: TLSSocket, trust: TrustPolicy, now: number, f
  * node does not expose the intermediates the client sent, so a client that chained through one
  * is made to reconnect (a new handshake is verified in full).
  */
-export function rejudgeCertificate(x509: X509Certificate, verifiedAgainst: TrustPolicy, trust: TrustPolicy, now: number): TrustVerdict {
+export function rejudgeCertificate(x509: X509Certificate, verifiedAgainst: TrustPolicy, trust: TrustPolicy, now: number, judge: PeerJudge = freshJudge(trust)): TrustVerdict {
   let chainError: string | null = null;
   if (trust.hasClientCAs) {
     const stillTrusted = verifiedAgainst.hasClientCAs && isSubset(verifiedAgainst.caFingerprints, trust.caFingerprints);
     if (!stillTrusted && !trust.cas.some((ca) => x509.checkIssued(ca) && x509.verify(ca.publicKey))) chainError = 'CA_WITHDRAWN';
   }
-  const reason = verdictFrom(certFacts(x509, trust), chainError, now);
+  const chain = trust.hasClientCAs && chainError === null ? judge.chain(x509) : undefined;
+  const reason = verdictFrom(judge.facts(x509), chainError, now, chain);
   return reason === null ? { ok: true, x509 } : { ok: false, reason, x509 };
 }
 
-/** The order of the checks decides which reason an audit line names: validity, leaf, chain/pins, revocation. */
-export function verdictFrom(f: CertFacts, chainError: string | null, now: number): HandshakeReason | null {
+/**
+ * The order of the checks decides which reason an audit line names: validity, leaf, chain
+ * (OpenSSL's verdict, then the path's depth), pins, revocation, then a stale CRL. `chain`:
+ * the path facts once OpenSSL verified the chain (null: no path to a clientCA could be
+ * rebuilt), undefined where there is none to judge (pins alone, or OpenSSL refused).
+ */
+export function verdictFrom(f: CertFacts, chainError: string | null, now: number, chain?: ChainFacts | null): HandshakeReason | null {
   if (now < f.validFrom) return 'not_yet_valid';
   if (now > f.validTo) return 'expired';
   if (f.leafReason !== null) return f.leafReason;
-  if (f.trust.hasClientCAs && chainError !== null) return OPENSSL_REASONS[chainError] ?? 'untrusted';
+  if (f.trust.hasClientCAs) {
+    if (chainError !== null) return OPENSSL_REASONS[chainError] ?? 'untrusted';
+    if (chain === null) return 'untrusted';
+    if (chain !== undefined && chain.depth > MAX_CAS_ABOVE_LEAF) return 'chain_too_long';
+  }
   if (f.pinReason !== null) return f.pinReason;
-  return f.revoked ? 'revoked' : null;
+  if (chain != null) {
+    if (chain.revoked) return 'revoked';
+    // A CRL past its nextUpdate no longer says who is revoked: its CA's clients are refused
+    // until a current one is loaded (as nginx and Envoy do).
+    if (now >= chain.crlDeadline) return 'crl_expired';
+  }
+  return null;
 }
 
 function isSubset(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
@@ -128,16 +159,4 @@ function checkPins(x509: X509Certificate, trust: TrustPolicy): HandshakeReason |
   if (trust.pinsSha256.has(x509.fingerprint256)) return null;
   if (trust.pinsSpki.size > 0 && trust.pinsSpki.has(spkiPin(x509))) return null;
   return 'pin_mismatch';
-}
-
-function checkRevocation(x509: X509Certificate, trust: TrustPolicy): HandshakeReason | null {
-  if (trust.crlsByIssuer.size === 0) return null;
-  const crls = trust.crlsByIssuer.get(x509.issuer);
-  if (crls === undefined) return null;
-  const serial = canonicalSerial(x509.serialNumber);
-  for (const crl of crls) {
-    // Same issuer name is not enough: the CRL applies to certificates its own CA signed.
-    if (crl.revoked.has(serial) && x509.checkIssued(crl.ca) && x509.verify(crl.ca.publicKey)) return 'revoked';
-  }
-  return null;
 }

@@ -132,11 +132,12 @@ describe('check', () => {
     expect(r.code).toBe(0);
   });
 
-  it('refuses an expired CRL and a CRL from a CA that is not trusted', async () => {
-    const cfg = baseConfig(pki, app.url, { tls: { crls: [pki.crls.intermediate] } });
-    const r = await cli(['check', '--config', await configFile('crl.yaml', cfg)]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/tls\.crls\[0\]: CRL issuer is not among tls\.clientCAs/);
+  it('accepts a CRL of an intermediate only clients present (clientCAs: the root); refuses a file that is no CRL', async () => {
+    const ok = await cli(['check', '--config', await configFile('crl.yaml', baseConfig(pki, app.url, { tls: { crls: [pki.crls.intermediate] } }))]);
+    expect({ code: ok.code, stdout: ok.stdout.trim() }).toEqual({ code: 0, stdout: 'ok' });
+    const bad = await cli(['check', '--config', await configFile('not-crl.yaml', baseConfig(pki, app.url, { tls: { crls: [pki.rootCa.cert] } }))]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/tls\.crls\[0\]: not a CRL \(PEM or DER\): no X509 CRL PEM block found/);
   });
 });
 

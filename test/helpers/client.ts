@@ -111,8 +111,9 @@ export async function rawRequest(port: number, creds: ClientCreds, bytes: string
 export type HandshakeOutcome = { ok: true; status: number } | { ok: false; error: string };
 
 /**
- * Connect and send one request; "ok" only if an HTTP response came back. A refused client
- * certificate shows up as an alert or a reset during or right after the handshake.
+ * Connect and send one request; "ok" if an HTTP response came back. A client certificate
+ * refused after the handshake gets the sidecar's unsolicited 400 (status 400); a handshake
+ * OpenSSL itself refuses shows up as an alert (not ok).
  */
 export function tryRequest(port: number, opts: tls.ConnectionOptions, timeoutMs = 5000): Promise<HandshakeOutcome> {
   return new Promise((resolve) => {

@@ -45,6 +45,8 @@ export interface StartOptions {
   readonly jwt?: SidecarDeps['jwt'];
   /** A real audit sink (a FIFO, /dev/full) instead of the in-memory one; `audit` then stays empty. */
   readonly audit?: Audit;
+  /** Wall clock of the config load and the handshake checks (validity, CRL freshness). */
+  readonly now?: () => number;
 }
 
 /** An operational log kept in memory, lines parsed (the same pino sink the audit tests use). */
@@ -69,7 +71,7 @@ export function withEphemeralPorts(config: ConfigObject): ConfigObject {
 
 /** Start from a config file the test controls (reload tests edit it in place). */
 export async function startSidecarFile(file: string, cleanupDir: string | null = null, opts: StartOptions = {}): Promise<RunningSidecar> {
-  const outcome = await loadAndCompile(file, 1);
+  const outcome = await loadAndCompile(file, 1, opts.now !== undefined ? { now: opts.now } : {});
   if (!outcome.ok) throw new Error(`test config rejected:\n${outcome.lines.join('\n')}`);
   const sink = new AuditSink();
   const audit = opts.audit ?? createAudit('stdout', sink);
@@ -78,6 +80,7 @@ export async function startSidecarFile(file: string, cleanupDir: string | null =
     log: opts.log ?? silentLog(),
     ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}),
     ...(opts.jwt !== undefined ? { jwt: opts.jwt } : {}),
+    ...(opts.now !== undefined ? { now: opts.now } : {}),
   });
   const admin = await sidecar.listenAdmin();
   const addr = await sidecar.listen();

@@ -70,12 +70,13 @@ describe('metrics', () => {
     const before = await scrape();
     const refuse = async (name: 'expired' | 'foreign' | 'serverAuthOnly'): Promise<void> => {
       const c = pki.clients[name];
-      expect((await tryRequest(sc.port, tlsOptions({ cert: c.cert, key: c.key, ca: pki.rootCa.cert }))).ok).toBe(false);
+      // Refused after the handshake: the unsolicited 400 (SPEC §4), never the app's answer.
+      expect(await tryRequest(sc.port, tlsOptions({ cert: c.cert, key: c.key, ca: pki.rootCa.cert }))).toEqual({ ok: true, status: 400 });
     };
     await refuse('expired');
     await refuse('foreign');
     await refuse('serverAuthOnly');
-    expect((await tryRequest(sc.port, tlsOptions({ ca: pki.rootCa.cert }))).ok).toBe(false);
+    expect(await tryRequest(sc.port, tlsOptions({ ca: pki.rootCa.cert }))).toEqual({ ok: true, status: 400 });
     await sc.audit.waitFor((l) => l.msg === 'handshake_rejected' && l.reason === 'no_cert');
     const after = await scrape();
     const delta = (reason: string): number =>
@@ -132,6 +133,7 @@ describe('metrics', () => {
       'mtls_sidecar_config_reloads_total',
       'mtls_sidecar_config_last_reload_successful',
       'mtls_sidecar_config_last_reload_success_timestamp_seconds',
+      'mtls_sidecar_crl_next_update_timestamp_seconds',
     ]) {
       expect(text).toContain(`# TYPE ${name} `);
     }

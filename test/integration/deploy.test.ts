@@ -245,6 +245,7 @@ describe('monitoring', () => {
     'mtls_sidecar_config_reloads_total',
     'mtls_sidecar_config_last_reload_successful',
     'mtls_sidecar_config_last_reload_success_timestamp_seconds',
+    'mtls_sidecar_crl_next_update_timestamp_seconds',
   ];
   const HISTOGRAMS = ['mtls_sidecar_request_duration_seconds', 'mtls_sidecar_upstream_duration_seconds'];
 
@@ -301,6 +302,7 @@ describe('monitoring', () => {
     // The gauge, not increase(failures[15m]): that cleared after 15 minutes with the file still
     // broken, and kept firing for 15 minutes after it was fixed.
     expect(expr('MtlsSidecarConfigReloadFailed')).toBe('mtls_sidecar_config_last_reload_successful == 0');
+    expect(expr('MtlsSidecarCrlExpiringSoon')).toMatch(/\(mtls_sidecar_crl_next_update_timestamp_seconds - time\(\)\) < 24 \* 3600/);
     for (const r of rules) {
       expect(str(r, 'labels', 'severity'), str(r, 'alert')).toMatch(/^(critical|warning|info)$/);
       expect(get(r, 'annotations', 'summary'), str(r, 'alert')).toBeTruthy();

@@ -199,7 +199,7 @@ describe.each(['own', 'node'] as const)('outside the pipeline, each transport ca
     process.env['MTLS_SIDECAR_HTTP2'] = engine;
     try {
       server = createListener(outcome.snapshot, {
-        onSecureConnection: () => undefined,
+        onSecureConnection: () => true,
         onTlsClientError: (_err, socket) => socket.destroy(),
         onRequest: (req, res) => {
           if (req.url === '/boom') throw new TypeError('a bug outside the pipeline');

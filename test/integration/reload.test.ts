@@ -201,18 +201,18 @@ describe('trust withdrawal', () => {
         await after.body.dump();
       }
       await s.sc.audit.waitFor((l) => l.msg === 'request' && l.reason === 'trust_withdrawn');
-      const resumed = await new Promise<{ reused: boolean; served: boolean }>((resolve) => {
+      const resumed = await new Promise<{ reused: boolean; served: boolean; refused: boolean }>((resolve) => {
         let data = '';
         const sock = tls.connect(
           { host: '127.0.0.1', port: s.sc.port, servername: 'localhost', ca: caA.certPem, cert: clientB.certPem, key: clientB.keyPem, session },
           () => sock.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'),
         );
         sock.on('data', (c: Buffer) => (data += c.toString()));
-        const done = (): void => resolve({ reused: sock.isSessionReused(), served: data.startsWith('HTTP/1.1 200') });
+        const done = (): void => resolve({ reused: sock.isSessionReused(), served: data.startsWith('HTTP/1.1 200'), refused: data.startsWith('HTTP/1.1 400') && data.includes('{"error":"certificate_refused"') });
         sock.on('close', done);
         sock.on('error', () => undefined);
       });
-      expect(resumed.served).toBe(false);
+      expect(resumed).toMatchObject({ served: false, refused: true });
       await s.sc.audit.waitFor((l) => l.msg === 'handshake_rejected' && l.reason === 'untrusted');
     } finally {
       await b.close();
@@ -236,8 +236,9 @@ describe('trust withdrawal', () => {
     expect(await s.reloader.reload('test')).toBe('applied');
     const second = agent(clientA);
     try {
-      const res = await request(`${s.sc.origin}/orders/1`, { dispatcher: second }).catch(() => null);
-      expect(res).toBeNull();
+      // Refused after the handshake: the unsolicited 400 is all the client gets.
+      const res = await request(`${s.sc.origin}/orders/1`, { dispatcher: second });
+      expect({ status: res.statusCode, body: await res.body.json() }).toMatchObject({ status: 400, body: { error: 'certificate_refused' } });
       await s.sc.audit.waitFor((l) => l.msg === 'handshake_rejected' && l.reason === 'pin_mismatch');
     } finally {
       await second.close();

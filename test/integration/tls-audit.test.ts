@@ -8,7 +8,7 @@ import type { AuditLine } from '../helpers/audit-sink.js';
 import { agentFor, call } from '../helpers/client.js';
 import { startSidecar } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
-import { hexThumbprint, presenting, refusedAttempt } from '../helpers/tls-probe.js';
+import { expectCertificateRefusal, hexThumbprint, presenting, refusedAttempt } from '../helpers/tls-probe.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
 import { baseConfig, creds } from './config.js';
@@ -17,8 +17,11 @@ const pki = inject('pki');
 const c = pki.clients;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x1f\x7f]/;
-/** SPEC §5: msg, reason, remote, certSha256?, subject? (plus the timestamp and a diagnostic). */
-const HANDSHAKE_KEYS = new Set(['time', 'msg', 'reason', 'remote', 'certSha256', 'subject', 'detail']);
+/**
+ * SPEC §5: msg, reason, remote, certSha256?, subject? (plus the timestamp, a diagnostic, and the
+ * requestId the refused client was given).
+ */
+const HANDSHAKE_KEYS = new Set(['time', 'msg', 'reason', 'remote', 'requestId', 'certSha256', 'subject', 'detail']);
 
 let app: Upstream;
 /** clientCAs: [root]: the evil-CN client is trusted */
@@ -98,7 +101,7 @@ describe('a CN with CR/LF, a quote and a header-looking tail (evilCn, issued by 
 
   it('when refused in the handshake, its audit subject has no raw control characters either', async () => {
     const r = await refusedAttempt(interTrust, presenting(pki, c.evilCn));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'untrusted', certSha256: hexThumbprint(c.evilCn) });
     expect(typeof r.line.subject).toBe('string');
     expectCleanHandshakeLine(r.line, r.raw);
@@ -108,7 +111,7 @@ describe('a CN with CR/LF, a quote and a header-looking tail (evilCn, issued by 
 describe('the handshake_rejected audit line', () => {
   it('carries the leaf\'s lower-case hex SHA-256, its subject and the remote address, and no key material', async () => {
     const r = await refusedAttempt(rootTrust, presenting(pki, c.expired));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({
       msg: 'handshake_rejected',
       reason: 'expired',
@@ -122,7 +125,7 @@ describe('the handshake_rejected audit line', () => {
 
   it('names the leaf, not its issuer, when a chain was presented', async () => {
     const r = await refusedAttempt(rootTrust, presenting(pki, c.chain4));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({
       reason: 'untrusted',
       certSha256: hexThumbprint(c.chain4),

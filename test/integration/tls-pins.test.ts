@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startSidecar } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
-import { attempt, hexThumbprint, presenting, refusedAttempt, serverTrust } from '../helpers/tls-probe.js';
+import { attempt, expectCertificateRefusal, hexThumbprint, presenting, refusedAttempt, serverTrust } from '../helpers/tls-probe.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
 import { baseConfig } from './config.js';
@@ -20,17 +20,20 @@ let sha256Only: RunningSidecar;
 let spkiOnly: RunningSidecar;
 /** clientCAs: [root], pins: [sha256:<orders>, sha256:<pinned (self-signed)>] */
 let caAndPin: RunningSidecar;
+/** clientCAs: [], pins: [sha256:<expired>, sha256:<serverAuthOnly>]: only the sidecar's own leaf checks stand */
+let pinnedButBad: RunningSidecar;
 
 beforeAll(async () => {
   app = await startUpstream();
-  [sha256Only, spkiOnly, caAndPin] = await Promise.all([
+  [sha256Only, spkiOnly, caAndPin, pinnedButBad] = await Promise.all([
     startSidecar(baseConfig(pki, app.url, { tls: { clientCAs: [], pins: [`sha256:${c.pinned.sha256}`] } })),
     startSidecar(baseConfig(pki, app.url, { tls: { clientCAs: [], pins: [`spki:${c.pinned.spki}`] } })),
     startSidecar(baseConfig(pki, app.url, { tls: { clientCAs: [pki.rootCa.cert], pins: [`sha256:${c.orders.sha256}`, `sha256:${c.pinned.sha256}`] } })),
+    startSidecar(baseConfig(pki, app.url, { tls: { clientCAs: [], pins: [`sha256:${c.expired.sha256}`, `sha256:${c.serverAuthOnly.sha256}`] } })),
   ]);
 });
 afterAll(async () => {
-  await Promise.all([sha256Only, spkiOnly, caAndPin].filter((s) => s !== undefined).map((s) => s.close()));
+  await Promise.all([sha256Only, spkiOnly, caAndPin, pinnedButBad].filter((s) => s !== undefined).map((s) => s.close()));
   await app?.close();
 });
 
@@ -49,25 +52,25 @@ describe('pins only (no clientCAs)', () => {
 
   it('refuses an unpinned self-signed client: pin_mismatch (sha256: pin configured)', async () => {
     const r = await refusedAttempt(sha256Only, presenting(pki, c.unpinned));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'pin_mismatch', certSha256: hexThumbprint(c.unpinned) });
   });
 
   it('refuses an unpinned self-signed client: pin_mismatch (spki: pin configured)', async () => {
     const r = await refusedAttempt(spkiOnly, presenting(pki, c.unpinned));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'pin_mismatch', certSha256: hexThumbprint(c.unpinned) });
   });
 
   it('refuses a CA-issued client whose leaf is not pinned: pin_mismatch', async () => {
     const r = await refusedAttempt(sha256Only, presenting(pki, c.orders));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'pin_mismatch', certSha256: hexThumbprint(c.orders) });
   });
 
   it('refuses a client with no certificate: no_cert', async () => {
     const r = await refusedAttempt(spkiOnly, serverTrust(pki));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line.reason).toBe('no_cert');
   });
 });
@@ -81,14 +84,30 @@ describe('clientCAs + pins (both must hold)', () => {
 
   it('refuses a CA-issued but unpinned client: pin_mismatch', async () => {
     const r = await refusedAttempt(caAndPin, presenting(pki, c.billing));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'pin_mismatch', certSha256: hexThumbprint(c.billing) });
   });
 
   it('refuses a pinned self-signed client that does not chain to a clientCA: untrusted', async () => {
     // With clientCAs given, a pin narrows trust; it never replaces the chain check.
     const r = await refusedAttempt(caAndPin, presenting(pki, c.pinned));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'untrusted', certSha256: hexThumbprint(c.pinned) });
+  });
+});
+
+// With pins alone OpenSSL's verdict is set aside (a pinned self-signed leaf is its own anchor),
+// so validity and EKU rest on the sidecar's own checks: a pin does not make them optional.
+describe('pins only: a pinned leaf is still checked for validity and EKU', () => {
+  it('refuses a pinned but expired client: expired', async () => {
+    const r = await refusedAttempt(pinnedButBad, presenting(pki, c.expired));
+    expectCertificateRefusal(r);
+    expect(r.line).toMatchObject({ reason: 'expired', certSha256: hexThumbprint(c.expired) });
+  });
+
+  it('refuses a pinned client whose EKU is serverAuth only: bad_eku', async () => {
+    const r = await refusedAttempt(pinnedButBad, presenting(pki, c.serverAuthOnly), 'h2');
+    expectCertificateRefusal(r);
+    expect(r.line).toMatchObject({ reason: 'bad_eku', certSha256: hexThumbprint(c.serverAuthOnly) });
   });
 });

@@ -40,7 +40,7 @@ describe('protocol versions', () => {
       v12,
       presenting(pki, orders, { extra: { minVersion: 'TLSv1', maxVersion: 'TLSv1', ciphers: LEGACY } }),
     );
-    expect(r.outcome).toEqual({ ok: false, error: expect.stringMatching(/PROTOCOL_VERSION/) });
+    expect(r.outcome.error).toMatch(/PROTOCOL_VERSION/);
     expect(r.line.reason).toBe('protocol');
   });
 
@@ -49,7 +49,7 @@ describe('protocol versions', () => {
       v12,
       presenting(pki, orders, { extra: { minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: LEGACY } }),
     );
-    expect(r.outcome).toEqual({ ok: false, error: expect.stringMatching(/PROTOCOL_VERSION/) });
+    expect(r.outcome.error).toMatch(/PROTOCOL_VERSION/);
     expect(r.line.reason).toBe('protocol');
   });
 
@@ -61,7 +61,7 @@ describe('protocol versions', () => {
 
   it('with minVersion TLSv1.3, refuses a TLS 1.2-only client (protocol)', async () => {
     const r = await refusedAttempt(v13, presenting(pki, orders, { extra: { maxVersion: 'TLSv1.2' } }));
-    expect(r.outcome).toEqual({ ok: false, error: expect.stringMatching(/PROTOCOL_VERSION/) });
+    expect(r.outcome.error).toMatch(/PROTOCOL_VERSION/);
     expect(r.line.reason).toBe('protocol');
   });
 
@@ -77,25 +77,25 @@ describe('TLS 1.2 cipher suites: ECDHE + AEAD only', () => {
 
   it('refuses a client offering only AES128-SHA256 (RSA key exchange, CBC)', async () => {
     const r = await refusedAttempt(v12, tls12('AES128-SHA256:@SECLEVEL=0'));
-    expect(r.outcome).toEqual({ ok: false, error: expect.stringMatching(/HANDSHAKE_FAILURE/) });
+    expect(r.outcome.error).toMatch(/HANDSHAKE_FAILURE/);
     expect(r.line.reason).toBe('protocol');
   });
 
   it('refuses a client offering only ECDHE-RSA-AES128-SHA (ECDHE, but CBC with SHA-1 MAC)', async () => {
     const r = await refusedAttempt(v12, tls12('ECDHE-RSA-AES128-SHA:@SECLEVEL=0'));
-    expect(r.outcome).toEqual({ ok: false, error: expect.stringMatching(/HANDSHAKE_FAILURE/) });
+    expect(r.outcome.error).toMatch(/HANDSHAKE_FAILURE/);
     expect(r.line.reason).toBe('protocol');
   });
 
   it('refuses a client offering only non-ECDHE AEAD suites (DHE/RSA + GCM)', async () => {
     const r = await refusedAttempt(v12, tls12('AES128-GCM-SHA256:DHE-RSA-AES128-GCM-SHA256'));
-    expect(r.outcome).toEqual({ ok: false, error: expect.stringMatching(/HANDSHAKE_FAILURE/) });
+    expect(r.outcome.error).toMatch(/HANDSHAKE_FAILURE/);
     expect(r.line.reason).toBe('protocol');
   });
 
   it('refuses a client offering every suite except ECDHE + AES-GCM/ChaCha20 (CBC, CCM, DHE, RSA kx...)', async () => {
     const r = await refusedAttempt(v12, tls12('ALL:!ECDHE+AESGCM:!ECDHE+CHACHA20:@SECLEVEL=0'));
-    expect(r.outcome).toEqual({ ok: false, error: expect.stringMatching(/HANDSHAKE_FAILURE/) });
+    expect(r.outcome.error).toMatch(/HANDSHAKE_FAILURE/);
     expect(r.line.reason).toBe('protocol');
   });
 

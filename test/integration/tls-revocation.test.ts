@@ -16,7 +16,7 @@ import type { IssuedCert, LeafOptions } from '../../src/pki/devca.js';
 import type { PkiEntry } from '../helpers/pki.js';
 import { startSidecar } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
-import { attempt, hexThumbprint, presenting, refusedAttempt } from '../helpers/tls-probe.js';
+import { attempt, expectCertificateRefusal, hexThumbprint, presenting, refusedAttempt } from '../helpers/tls-probe.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
 import { baseConfig } from './config.js';
@@ -103,13 +103,13 @@ describe('revocation does not depend on how a serial is printed', () => {
 
   it('refuses a revoked client whose serial has no leading zero nibble (7A...): revoked', async () => {
     const r = await refusedAttempt(sc, presenting(pki, clients.plain));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'revoked', certSha256: hexThumbprint(clients.plain) });
   });
 
   it('refuses a revoked client whose serial starts with a zero nibble (0A...): revoked', async () => {
     const r = await refusedAttempt(sc, presenting(pki, clients.leadingZero));
-    expect(r.outcome.ok).toBe(false);
+    expectCertificateRefusal(r);
     expect(r.line).toMatchObject({ reason: 'revoked', certSha256: hexThumbprint(clients.leadingZero) });
   });
 });

@@ -6,8 +6,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { OpenMetricsContentType } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { LATENCY_BUCKETS, Metrics, certLabel, methodLabel } from '../../../src/admin/metrics.js';
-import type { CertSummary } from '../../../src/config/snapshot.js';
+import { LATENCY_BUCKETS, Metrics, certLabel, crlLabel, methodLabel } from '../../../src/admin/metrics.js';
+import type { CertSummary, CrlFileSummary } from '../../../src/config/snapshot.js';
 import type { HandshakeReason } from '../../../src/reasons.js';
 
 /**
@@ -23,6 +23,7 @@ class ReferenceMetrics {
   readonly #rateLimited: Counter<'identity'>;
   readonly #rateLimitErrors: Counter<'action'>;
   readonly #certExpiry: Gauge<'cert'>;
+  readonly #crlNextUpdate: Gauge<'crl'>;
   readonly #reloads: Counter<'result'>;
   readonly #lastReloadOk: Gauge;
   readonly #lastReloadOkTime: Gauge;
@@ -84,6 +85,12 @@ class ReferenceMetrics {
       name: 'mtls_sidecar_cert_expiry_timestamp_seconds',
       help: 'Not-after of the server certificate and of each client CA, as a Unix timestamp.',
       labelNames: ['cert'],
+      registers: [registry],
+    });
+    this.#crlNextUpdate = new Gauge({
+      name: 'mtls_sidecar_crl_next_update_timestamp_seconds',
+      help: 'nextUpdate of each CRL file (the earliest of the CRLs in it), as a Unix timestamp: past it, the clients its CRLs cover are refused (crl_expired).',
+      labelNames: ['crl'],
       registers: [registry],
     });
     this.#reloads = new Counter({
@@ -153,14 +160,25 @@ class ReferenceMetrics {
     this.#certExpiry.reset();
     for (const c of certs) this.#certExpiry.labels(certLabel(c)).set(Math.floor(c.notAfterMs / 1000));
   }
+
+  crls(files: readonly CrlFileSummary[]): void {
+    this.#crlNextUpdate.reset();
+    for (const f of files) if (f.nextUpdateMs !== null) this.#crlNextUpdate.labels(crlLabel(f)).set(Math.floor(f.nextUpdateMs / 1000));
+  }
 }
 
-type Sink = Pick<Metrics, 'request' | 'handshake' | 'rateLimited' | 'rateLimitBackendError' | 'reload' | 'certificates' | 'internalError'>;
+type Sink = Pick<Metrics, 'request' | 'handshake' | 'rateLimited' | 'rateLimitBackendError' | 'reload' | 'certificates' | 'internalError' | 'crls'>;
 
 const CERTS = [
   { role: 'server', subject: 'CN=sidecar', sha256: 'aa:bb:cc:dd:ee:ff:00:11:22:33:44:55', notAfterMs: 1_900_000_000_123 },
   { role: 'clientCA', subject: 'O=Example, CN=Example Root', sha256: '01:02:03:04:05:06:07:08:09:0a:0b:0c', notAfterMs: 2_000_000_000_999 },
 ] as unknown as CertSummary[];
+
+/** A file with a nextUpdate, and one whose CRLs have none (no series). */
+const CRLS: CrlFileSummary[] = [
+  { file: '/etc/mtls-sidecar/crls/root.crl.pem', nextUpdateMs: 1_800_000_000_500 },
+  { file: '/etc/mtls-sidecar/crls/forever.crl', nextUpdateMs: null },
+];
 
 /** Deterministic xorshift, so a failure replays. */
 function rng(seed: number): () => number {
@@ -225,6 +243,7 @@ function feed(m: Sink, seed = 7): void {
   m.internalError('h1');
   m.internalError('h2');
   m.certificates(CERTS);
+  m.crls(CRLS);
 
   // A bulk of random traffic: many float additions into the sums, in the same order.
   const r = rng(seed);
@@ -269,7 +288,7 @@ describe('Metrics exposition', () => {
     const a = ours(await mine.registry.metrics());
     const b = ours(await ref.registry.metrics());
     expect(a.names).toEqual(b.names);
-    expect(a.blocks.length).toBe(13);
+    expect(a.blocks.length).toBe(14);
     expect(a.blocks.join('\n\n')).toBe(b.blocks.join('\n\n'));
     // And per metric through the registry's single-metric path.
     for (const name of a.names.filter((n) => n.startsWith('mtls_sidecar_'))) {
@@ -279,6 +298,8 @@ describe('Metrics exposition', () => {
     const text = a.blocks.join('\n');
     expect(text).toMatch(/^mtls_sidecar_request_duration_seconds_bucket\{le="0.0001",identity="orders",route="api"\} [1-9]/m);
     expect(text).toMatch(/^mtls_sidecar_upstream_duration_seconds_bucket\{le="\+Inf",route="api"\} [1-9]/m);
+    expect(text).toMatch(/^mtls_sidecar_crl_next_update_timestamp_seconds\{crl="root\.crl\.pem"\} 1800000000$/m);
+    expect(text).not.toContain('forever.crl');
     expect(text).toContain('mtls_sidecar_requests_total{identity="orders",route="api",method="OTHER",code="200",decision="allow"}');
     expect(text).toContain('mtls_sidecar_requests_total{identity="nan-only",route="nan-route",method="GET",code="200",decision="allow"} 1');
     expect(text).not.toContain('identity="nan-only",route="nan-route"}');

@@ -19,6 +19,7 @@ function trust(opts: { cas?: string[]; pins?: string[] } = {}): TrustPolicy {
     pinsSha256: new Set(opts.pins ?? []),
     pinsSpki: new Set(),
     crlsByIssuer: new Map(),
+    pendingCrls: [],
   };
 }
 
@@ -86,15 +87,24 @@ describe('verdictFrom', () => {
     expect(verdictFrom(f, null, f.validFrom - 1)).toBe('not_yet_valid');
   });
 
-  it('names validity first, then the leaf, then the chain, then pins, then revocation', () => {
+  it('names validity first, then the leaf, then the chain, then pins, then revocation, then a stale CRL', () => {
     const base = certFacts(x509(pki.clients.orders.cert), t);
     const now = Date.now();
-    const all = { ...base, leafReason: 'weak_key' as const, pinReason: 'pin_mismatch' as const, revoked: true };
-    expect(verdictFrom(all, 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', base.validTo + 1)).toBe('expired');
-    expect(verdictFrom(all, 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', now)).toBe('weak_key');
-    expect(verdictFrom({ ...all, leafReason: null }, 'CERT_REVOKED', now)).toBe('revoked');
-    expect(verdictFrom({ ...all, leafReason: null }, 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', now)).toBe('untrusted');
-    expect(verdictFrom({ ...all, leafReason: null }, null, now)).toBe('pin_mismatch');
-    expect(verdictFrom({ ...all, leafReason: null, pinReason: null }, null, now)).toBe('revoked');
+    const all = { ...base, leafReason: 'weak_key' as const, pinReason: 'pin_mismatch' as const };
+    const path = { depth: 5, revoked: true, crlDeadline: now - 1 };
+    expect(verdictFrom(all, 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', base.validTo + 1, path)).toBe('expired');
+    expect(verdictFrom(all, 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', now, path)).toBe('weak_key');
+    const leafOk = { ...all, leafReason: null };
+    expect(verdictFrom(leafOk, 'CERT_REVOKED', now)).toBe('revoked');
+    expect(verdictFrom(leafOk, 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', now)).toBe('untrusted');
+    // OpenSSL verified, but no path to a clientCA could be rebuilt (a resumed session).
+    expect(verdictFrom(leafOk, null, now, null)).toBe('untrusted');
+    expect(verdictFrom(leafOk, null, now, path)).toBe('chain_too_long');
+    expect(verdictFrom(leafOk, null, now, { ...path, depth: 4 })).toBe('pin_mismatch');
+    const pinned = { ...leafOk, pinReason: null };
+    expect(verdictFrom(pinned, null, now, { ...path, depth: 4 })).toBe('revoked');
+    expect(verdictFrom(pinned, null, now, { ...path, depth: 4, revoked: false })).toBe('crl_expired');
+    expect(verdictFrom(pinned, null, now - 2, { ...path, depth: 4, revoked: false })).toBeNull();
+    expect(verdictFrom(pinned, null, now, { depth: 1, revoked: false, crlDeadline: Infinity })).toBeNull();
   });
 });
