@@ -30,7 +30,9 @@ const DIRT = [
   'cr-in-name', 'lf-in-value', 'nul-in-value', 'cr-in-value', 'bare-lf', 'obs-fold', 'space-before-colon', 'empty-name',
   'cl-dup-same', 'cl-dup-other', 'cl-plus', 'cl-hex', 'cl-list', 'cl-ows', 'cl-and-te', 'te-gzip', 'te-xchunked',
   'te-quoted', 'te-chunked-gzip', 'te-upper', 'te-dup', 'host-dup', 'no-host', 'big-head', 'many-fields', 'version-10',
-  'version-2', 'lower-method', 'absolute-target', 'space-in-target', 'ctl-in-value', 'obs-text-value',
+  'version-2', 'lower-method', 'absolute-target', 'space-in-target', 'ctl-in-value', 'obs-text-value', 'tab-in-value',
+  'te-chunked-twice', 'chunk-ext', 'chunk-upper', 'chunk-zeros', 'chunk-lf', 'chunk-trailer', 'upgrade', 'expect-continue',
+  'leading-crlf', 'double-space',
 ] as const;
 type Dirt = (typeof DIRT)[number];
 
@@ -42,8 +44,11 @@ type Dirt = (typeof DIRT)[number];
 const MUST_REFUSE: ReadonlySet<Dirt> = new Set<Dirt>([
   'cr-in-name', 'lf-in-value', 'nul-in-value', 'cr-in-value', 'bare-lf', 'obs-fold', 'space-before-colon', 'empty-name',
   'cl-dup-other', 'cl-plus', 'cl-hex', 'cl-and-te', 'te-gzip', 'te-xchunked', 'te-quoted', 'te-chunked-gzip', 'host-dup',
-  'no-host', 'big-head', 'many-fields', 'version-2', 'space-in-target',
+  'no-host', 'big-head', 'many-fields', 'version-2', 'space-in-target', 'chunk-lf',
 ]);
+
+/** Malformed framing inside the body: seen only after the head went on. */
+const BODY_DIRT: ReadonlySet<Dirt> = new Set<Dirt>(['chunk-lf']);
 
 interface H1Spec {
   readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -85,6 +90,8 @@ interface Built {
   /** What the client means: null when it wrote something it cannot mean (a raw mutation). */
   readonly meant: { method: string; target: string; fields: [string, string][]; body: string } | null;
   readonly mustRefuse: boolean;
+  /** Refused for its head: before anything is forwarded. */
+  readonly headMustRefuse: boolean;
   /** The dirt that applies to this request's framing. */
   readonly applied: readonly Dirt[];
 }
@@ -111,19 +118,25 @@ function build(spec: H1Spec, path: string): Built {
     if (dirt.has('cl-and-te')) lines.push('Transfer-Encoding: chunked');
     framed = body;
   } else if (spec.framing === 'chunked') {
-    const te = dirt.has('te-gzip') ? 'gzip' : dirt.has('te-xchunked') ? 'xchunked' : dirt.has('te-quoted') ? '"chunked"' : dirt.has('te-chunked-gzip') ? 'chunked, gzip' : dirt.has('te-upper') ? 'Chunked' : 'chunked';
+    const te = dirt.has('te-gzip') ? 'gzip' : dirt.has('te-xchunked') ? 'xchunked' : dirt.has('te-quoted') ? '"chunked"' : dirt.has('te-chunked-gzip') ? 'chunked, gzip' : dirt.has('te-upper') ? 'Chunked' : dirt.has('te-chunked-twice') ? 'chunked, chunked' : 'chunked';
     lines.push(`Transfer-Encoding: ${te}`);
     if (dirt.has('te-dup')) lines.push('Transfer-Encoding: chunked');
     if (dirt.has('cl-and-te')) lines.push(`Content-Length: ${Buffer.byteLength(body, 'latin1')}`);
+    // Chunk-size lines as the dirt asks: extensions, upper-case hex, leading zeros, a bare LF.
+    const size = (n: number): string => {
+      let hex = n.toString(16);
+      if (dirt.has('chunk-upper')) hex = hex.toUpperCase();
+      if (dirt.has('chunk-zeros')) hex = `000${hex}`;
+      return `${hex}${dirt.has('chunk-ext') ? ';ext="v"' : ''}${dirt.has('chunk-lf') ? '\n' : '\r\n'}`;
+    };
     let at = 0;
-    for (const n of spec.chunks) {
-      if (at >= body.length) break;
-      const part = body.slice(at, at + n);
-      framed += `${Buffer.byteLength(part, 'latin1').toString(16)}\r\n${part}\r\n`;
-      at += n;
+    const pieces = [...spec.chunks];
+    while (at < body.length) {
+      const part = body.slice(at, at + (pieces.shift() ?? body.length));
+      framed += `${size(part.length)}${part}\r\n`;
+      at += part.length;
     }
-    if (at < body.length) framed += `${Buffer.byteLength(body.slice(at), 'latin1').toString(16)}\r\n${body.slice(at)}\r\n`;
-    framed += '0\r\n\r\n';
+    framed += `0\r\n${dirt.has('chunk-trailer') ? 'x-trailer: 1\r\n' : ''}\r\n`;
   }
   if (dirt.has('cr-in-name')) lines.push('x-c\rr: 1');
   if (dirt.has('lf-in-value')) lines.push('x-lf: a\nb');
@@ -131,25 +144,42 @@ function build(spec: H1Spec, path: string): Built {
   if (dirt.has('cr-in-value')) lines.push('x-cr: a\rb');
   if (dirt.has('ctl-in-value')) lines.push('x-ctl: a\x01b');
   if (dirt.has('obs-text-value')) lines.push('x-obs: caf\xe9');
+  if (dirt.has('tab-in-value')) lines.push('x-tab: a\tb');
+  if (dirt.has('upgrade')) lines.push('Connection: Upgrade', 'Upgrade: websocket');
+  if (dirt.has('expect-continue')) lines.push('Expect: 100-continue');
   if (dirt.has('space-before-colon')) lines.push('x-sp : 1');
   if (dirt.has('empty-name')) lines.push(': 1');
   if (dirt.has('obs-fold')) lines.push('x-fold: a\r\n b');
   if (dirt.has('big-head')) lines.push(`x-big: ${'b'.repeat(9000)}`);
   if (dirt.has('many-fields')) for (let i = 0; i < 60; i++) lines.push(`x-many-${i}: 1`);
-  let head = `${lines.join('\r\n')}\r\n\r\n`;
+  let head = `${dirt.has('leading-crlf') ? '\r\n' : ''}${lines.join('\r\n')}\r\n\r\n`;
   if (dirt.has('bare-lf')) head = head.replace('\r\nHost', '\nHost');
+  if (dirt.has('double-space')) head = head.replace(' ', '  ');
   let bytes: Buffer = Buffer.from(head + framed, 'latin1');
   if (spec.mutations.length > 0) bytes = mutate(bytes, spec.mutations);
   // Framing dirt only applies to a request with that framing.
-  const applied = [...dirt].filter((d) => (d.startsWith('cl-') && d !== 'cl-and-te' ? spec.framing === 'length' : d.startsWith('te-') ? spec.framing === 'chunked' : d === 'cl-and-te' ? spec.framing !== 'none' : true));
-  const mustRefuse = applied.some((d) => MUST_REFUSE.has(d) || d === 'te-dup');
+  const applied = [...dirt].filter((d) =>
+    d.startsWith('cl-') && d !== 'cl-and-te'
+      ? spec.framing === 'length'
+      : d.startsWith('te-') || d.startsWith('chunk-')
+        ? spec.framing === 'chunked'
+        : d === 'cl-and-te'
+          ? spec.framing !== 'none'
+          : // Of two request-line variants the first one wins.
+            (d !== 'version-2' || !dirt.has('version-10')) && (d !== 'space-in-target' || !dirt.has('absolute-target')),
+  );
+  // HTTP/1.0 may leave out Host (RFC 9112 3.2 requires it of HTTP/1.1).
+  const headMustRefuse = applied.some((d) => (MUST_REFUSE.has(d) && !BODY_DIRT.has(d) && !(d === 'no-host' && dirt.has('version-10'))) || d === 'te-dup');
+  const mustRefuse = headMustRefuse || applied.some((d) => BODY_DIRT.has(d));
   const meantFields = fields.map(([n, v]) => [n, v] as [string, string]);
   if (dirt.has('obs-text-value')) meantFields.push(['x-obs', 'caf\xe9']);
   if (dirt.has('ctl-in-value')) meantFields.push(['x-ctl', 'a\x01b']);
+  if (dirt.has('tab-in-value')) meantFields.push(['x-tab', 'a\tb']);
   return {
     bytes,
     meant: spec.mutations.length > 0 ? null : { method: spec.method, target, fields: meantFields, body },
     mustRefuse,
+    headMustRefuse,
     applied,
   };
 }
@@ -252,7 +282,7 @@ describe(`HTTP/1.1 parser fuzz (${SEED_TAG})`, () => {
         }
         void mustRefuse;
       }),
-      fuzzParams(800),
+      fuzzParams(500),
     );
   });
 });
@@ -275,7 +305,7 @@ describe(`HTTP/1.1 request heads fuzz on a real sidecar (${SEED_TAG})`, () => {
       await fc.assert(
         fc.asyncProperty(specArb, async (spec) => {
           const path = `/orders/fz-${++n}`;
-          const { bytes, meant, mustRefuse, applied } = build(spec, path);
+          const { bytes, meant, mustRefuse, headMustRefuse, applied } = build(spec, path);
           // A well-behaved request after it on the same connection, which also ends the exchange.
           const sentinel = `GET /healthz?after=fz-${n} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
           const seenMark = t.app.seen.length;
@@ -290,15 +320,20 @@ describe(`HTTP/1.1 request heads fuzz on a real sidecar (${SEED_TAG})`, () => {
             c.destroy();
           }
           const what = `${JSON.stringify(bytes.toString('latin1'))} -> ${JSON.stringify(raw.slice(0, 600))}`;
-          const { responses, rest } = parseAll(raw);
+          const { responses: all, rest } = parseAll(raw);
+          // An interim 100 Continue (Expect: 100-continue) is not an answer.
+          const responses = all.filter((r) => r.status !== 100);
           // Whole responses only: nothing dangling, nothing split (no response splitting).
           expect(rest, what).toBe('');
           const seen = t.app.seen.slice(seenMark);
           const audit = t.sc.audit.lines.slice(auditMark) as AuditLine[];
           const mine = seen.filter((s) => s.url.startsWith(path));
-          // Never two requests from one: the request in every body never reaches the app.
-          expect(seen.filter((s) => s.url.includes('smuggled')).map((s) => s.url), what).toEqual([]);
-          expect(audit.filter((l) => String(l['path']).includes('smuggled')).length, what).toBe(0);
+          // Never two requests from one: the request in every body never reaches the app, nor is
+          // it read as a request at all. (Raw mutations may really cut the body short: not then.)
+          if (meant !== null) {
+            expect(seen.filter((s) => s.url.includes('smuggled')).map((s) => s.url), what).toEqual([]);
+            expect(audit.filter((l) => String(l['path']).includes('smuggled')).length, what).toBe(0);
+          }
           for (const s of seen) {
             expect(TOKEN.test(s.method), what).toBe(true);
             expect(s.url, what).toMatch(/^\/[!-~]*$/);
@@ -309,12 +344,16 @@ describe(`HTTP/1.1 request heads fuzz on a real sidecar (${SEED_TAG})`, () => {
           const refused = first.status === 400 || first.status === 431;
           if (refused) {
             expect(first.body, what).toMatch(/^\{"error":"(bad_request|header_too_large)"/);
-            // Refused before anything was forwarded: the app saw nothing of it, the sidecar allowed nothing of it.
+            // The app never got the refused request whole.
             expect(mine.length, `a refused request reached the app: ${what}`).toBe(0);
+            // A bad head is refused before anything is forwarded (a bad body can only show once the
+            // head has gone on, as bodies stream: the forwarded request is then cut, never completed).
             // Where a Transfer-Encoding other than chunked alone (te-gzip, te-xchunked, te-quoted,
             // te-chunked-gzip) shows: llhttp refuses it only after the head is complete, so server/h1.ts
             // must refuse it before handing the head on, or the request is forwarded, then aborted.
-            expect(audit.filter((l) => l['decision'] === 'allow' && String(l['path']).startsWith(path)).length, `a refused request was forwarded before its refusal: ${what}`).toBe(0);
+            if (meant !== null && headMustRefuse) {
+              expect(audit.filter((l) => l['decision'] === 'allow' && String(l['path']).startsWith(path)).length, `a refused request was forwarded before its refusal: ${what}`).toBe(0);
+            }
             // A parse error ends the connection; a refusal by the pipeline (bad target, two Hosts) may not.
             if (/\r\nconnection: close/i.test(first.head)) expect(responses.length, `an answer after the refusal: ${what}`).toBe(1);
           }
@@ -334,7 +373,7 @@ describe(`HTTP/1.1 request heads fuzz on a real sidecar (${SEED_TAG})`, () => {
             expect(mine.length, `answered ${first.status} yet forwarded: ${what}`).toBe(0);
           }
         }),
-        fuzzParams(40, { shrink: false }),
+        fuzzParams(30, { shrink: false }),
       );
     },
     fuzzTimeout(20_000),

@@ -161,8 +161,20 @@ const caseArb: fc.Arbitrary<CaseSpec> = fc.record({
   cuts: fc.oneof({ weight: 2, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(fc.nat(), { maxLength: 4 }) }),
 });
 
-/** The bytes of a case, and how many HEADERS frames (requests at most) it holds before any raw mutation. */
-function build(spec: CaseSpec): { bytes: Buffer; headers: number } {
+interface Built {
+  readonly bytes: Buffer;
+  /** HEADERS frames sent: the most requests the app may see from this case. */
+  readonly headers: number;
+  /** Streams opened by HEADERS whose request the client ended (END_STREAM), not reset by it: each must get an answer. */
+  readonly ended: Set<number>;
+  /** WINDOW_UPDATE increments sent, by stream (0: the connection). */
+  readonly credit: Map<number, number>;
+  /** The largest SETTINGS_INITIAL_WINDOW_SIZE the server may have applied (RFC 9113's default or one sent). */
+  readonly maxInitial: number;
+}
+
+/** The bytes of a case, and what the client told the server in them (as sent, before any raw mutation). */
+function build(spec: CaseSpec): Built {
   const enc = new ModelEncoder(4096);
   let next = 1;
   let last = 0;
@@ -186,11 +198,19 @@ function build(spec: CaseSpec): { bytes: Buffer; headers: number } {
     pad < 0 ? { payload, flag: 0 } : { payload: Buffer.concat([Buffer.from([pad & 0xff]), payload, Buffer.alloc(Math.min(pad, 255))]), flag: F.Flag.PADDED };
   const out: Buffer[] = [];
   let headers = 0;
+  const opened = new Set<number>();
+  const ended = new Set<number>();
+  const reset = new Set<number>();
+  const credit = new Map<number, number>();
+  let maxInitial = 65535;
   for (const f of spec.frames) {
     switch (f.t) {
       case 'headers': {
         headers++;
+        const isNew = f.sid.k === 'new';
         const sid = id(f.sid);
+        if (isNew) opened.add(sid);
+        if (f.endStream && opened.has(sid)) ended.add(sid);
         const r = f.req;
         const pseudo: Header[] = [[':method', r.method], [':path', r.path]];
         if (r.scheme !== null) pseudo.splice(1, 0, [':scheme', r.scheme]);
@@ -213,21 +233,30 @@ function build(spec: CaseSpec): { bytes: Buffer; headers: number } {
       }
       case 'data': {
         const p = padded(Buffer.alloc(f.len, 0x61), f.pad);
-        out.push(F.frame(F.FrameType.DATA, p.flag | (f.endStream ? F.Flag.END_STREAM : 0), id(f.sid), p.payload));
+        const sid = id(f.sid);
+        if (f.endStream && opened.has(sid)) ended.add(sid);
+        out.push(F.frame(F.FrameType.DATA, p.flag | (f.endStream ? F.Flag.END_STREAM : 0), sid, p.payload));
         break;
       }
       case 'settings':
         out.push(f.ack ? F.frame(F.FrameType.SETTINGS, F.Flag.ACK, 0, f.entries.length === 0 ? Buffer.alloc(0) : Buffer.alloc(6)) : F.settings(f.entries));
+        if (!f.ack) for (const [k, v] of f.entries) if (k === 4 && v < 2 ** 31) maxInitial = Math.max(maxInitial, v);
         break;
       case 'ping':
         out.push(F.frame(F.FrameType.PING, f.ack ? F.Flag.ACK : 0, 0, Buffer.alloc(f.len, 1)));
         break;
-      case 'window':
-        out.push(F.windowUpdate(id(f.sid), f.inc));
+      case 'window': {
+        const sid = id(f.sid);
+        credit.set(sid, (credit.get(sid) ?? 0) + f.inc);
+        out.push(F.windowUpdate(sid, f.inc));
         break;
-      case 'rst':
-        out.push(F.rstStream(id(f.sid), f.code));
+      }
+      case 'rst': {
+        const sid = id(f.sid);
+        reset.add(sid);
+        out.push(F.rstStream(sid, f.code));
         break;
+      }
       case 'priority': {
         const sid = id(f.sid);
         const p = Buffer.alloc(f.len);
@@ -249,7 +278,26 @@ function build(spec: CaseSpec): { bytes: Buffer; headers: number } {
   }
   let bytes: Buffer = Buffer.concat(out);
   if (spec.mutations.length > 0) bytes = mutate(bytes, spec.mutations);
-  return { bytes, headers };
+  for (const sid of reset) ended.delete(sid);
+  return { bytes, headers, ended, credit, maxInitial };
+}
+
+/**
+ * Flow control as the server must keep it (RFC 9113 6.9): never more DATA than the windows the
+ * client opened, per stream and on the connection. Bounds from above (an update counts from the
+ * moment it was sent, the largest initial window from the start), so never a false alarm.
+ */
+function overWindow(frames: readonly F.Frame[], b: Built): string | null {
+  let total = 0;
+  const per = new Map<number, number>();
+  for (const f of frames) {
+    if (f.type !== F.FrameType.DATA) continue;
+    total += f.payload.length;
+    per.set(f.streamId, (per.get(f.streamId) ?? 0) + f.payload.length);
+  }
+  if (total > 65535 + (b.credit.get(0) ?? 0)) return `${total} DATA octets on a connection window of ${65535 + (b.credit.get(0) ?? 0)}`;
+  for (const [sid, n] of per) if (n > b.maxInitial + (b.credit.get(sid) ?? 0)) return `${n} DATA octets on stream ${sid}, window ${b.maxInitial + (b.credit.get(sid) ?? 0)}`;
+  return null;
 }
 
 /**
@@ -320,7 +368,8 @@ describe(`HTTP/2 session fuzz on a real sidecar (${SEED_TAG})`, () => {
       let ping = 0;
       await fc.assert(
         fc.asyncProperty(caseArb, async (spec) => {
-          const { bytes, headers } = build(spec);
+          const built = build(spec);
+          const { bytes, headers } = built;
           headersSent += headers;
           // RFC 9113's default windows: the connection's may still be opened by the case without overflowing it.
           const c = await F.connectH2(t.sc.port, tlsOptions(orders()), { window: 'default' });
@@ -339,6 +388,21 @@ describe(`HTTP/2 session fuzz on a real sidecar (${SEED_TAG})`, () => {
             expect(c.goaway?.errorCode, `GOAWAY INTERNAL_ERROR (${c.goaway?.debug ?? ''}): ${bytes.toString('hex')}`).not.toBe(INTERNAL);
             const rsts = c.frames.filter((f) => f.type === F.FrameType.RST_STREAM && f.payload.length === 4 && f.payload.readUInt32BE(0) === INTERNAL);
             expect(rsts.map((f) => f.streamId), `RST_STREAM INTERNAL_ERROR: ${bytes.toString('hex')}`).toEqual([]);
+            if (spec.mutations.length === 0 && verdict?.type === F.FrameType.PING && c.goaway === null) {
+              // Still serving: open every window wide, and each request the client ended must be
+              // answered (a response to its end, or a reset), none left hanging.
+              const wide = 2 ** 30;
+              const updates = [0, ...built.ended].map((sid) => F.windowUpdate(sid, wide));
+              for (const sid of [0, ...built.ended]) built.credit.set(sid, (built.credit.get(sid) ?? 0) + wide);
+              await c.write(Buffer.concat(updates));
+              const answered = (sid: number): boolean =>
+                c.frames.some((f) => f.streamId === sid && (f.type === F.FrameType.RST_STREAM || ((f.type === F.FrameType.DATA || f.type === F.FrameType.HEADERS) && (f.flags & F.Flag.END_STREAM) !== 0)));
+              const deadline = Date.now() + 5000;
+              while (![...built.ended].every(answered) && !c.closed && c.goaway === null && Date.now() < deadline) await c.waitFrame(() => false, 50);
+              const hanging = [...built.ended].filter((sid) => !answered(sid));
+              expect(c.closed || c.goaway !== null || hanging.length === 0, `streams ${hanging.join(', ')} ended by the client and never answered within 5 s: ${bytes.toString('hex')}`).toBe(true);
+            }
+            expect(overWindow(c.frames, built), bytes.toString('hex')).toBeNull();
           } finally {
             c.destroy();
           }
@@ -346,7 +410,7 @@ describe(`HTTP/2 session fuzz on a real sidecar (${SEED_TAG})`, () => {
           expect(appRefused(t.sc.audit.lines.slice(auditMark))).toEqual([]);
           if (++cases % 15 === 0) expect((await h2Request(t.sc.origin, orders(), '/healthz')).status).toBe(200);
         }),
-        fuzzParams(45, { shrink: false }),
+        fuzzParams(30, { shrink: false }),
       );
       expect((await h2Request(t.sc.origin, orders(), '/healthz')).status).toBe(200);
       for (const s of t.app.seen.slice(seenMark)) expect(malformed(s), `${s.method} ${s.url} ${JSON.stringify(s.rawHeaders)}`).toBeNull();
@@ -376,6 +440,9 @@ interface HeadSpec {
   /** The content-length sent: none, the body's, or a wrong one. */
   readonly length: 'none' | 'right' | 'wrong';
   readonly reps: FieldRep[];
+  /** Padding on the HEADERS and DATA frames (-1: none), and how many DATA frames carry the body. */
+  readonly pad: number;
+  readonly dataFrames: number;
 }
 const visible = fc.stringMatching(/^[!-~]([ -~]{0,24}[!-~])?$/);
 const obsText = fc.uint8Array({ minLength: 1, maxLength: 8 }).map((b) => Buffer.from(b.map((x) => 0x80 | x)).toString('latin1'));
@@ -389,12 +456,16 @@ const headSpecArb: fc.Arbitrary<HeadSpec> = fc.record({
       { weight: 10, arbitrary: fc.tuple(fc.stringMatching(/^x-[a-z0-9-]{1,10}$/), fc.oneof({ weight: 4, arbitrary: visible }, { weight: 1, arbitrary: obsText })) },
       { weight: 1, arbitrary: fc.tuple(fc.constantFrom(...ODD), valueArb) },
       { weight: 1, arbitrary: fc.tuple(fc.constantFrom('x-a', 'x-b'), fc.constantFrom(...BAD_VALUES)) },
+      // Large enough to evict from the table, or to take the list past maxHeaderSize (8 KiB).
+      { weight: 1, arbitrary: fc.tuple(fc.constant('x-big'), fc.integer({ min: 500, max: 9000 }).map((n) => 'v'.repeat(n))) },
     ),
     { maxLength: 5, selector: (h) => h[0] },
   ),
   body: fc.oneof(fc.constant(null), fc.integer({ min: 0, max: 3000 })),
   length: fc.oneof({ weight: 8, arbitrary: fc.constantFrom('none' as const, 'right' as const) }, { weight: 1, arbitrary: fc.constant('wrong' as const) }),
   reps: fc.array(fieldRepArb, { minLength: 1, maxLength: 4 }),
+  pad: fc.oneof({ weight: 3, arbitrary: fc.constant(-1) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }),
+  dataFrames: fc.integer({ min: 1, max: 3 }),
 });
 
 /** RFC 9113 8.2.2: connection-specific fields make a request malformed (`te` only as `trailers`). */
@@ -414,6 +485,8 @@ function headFields(h: HeadSpec): Header[] {
 function judge(h: HeadSpec): { malformed: boolean; served: boolean } {
   let malformed = h.path === '' || h.method === '' || h.method === 'CONNECT' || /[ \x00-\x1f\x7f]/.test(h.path + h.method) || h.length === 'wrong';
   let ordinary = h.authority === 'localhost' && (SERVED[h.method] ?? []).includes(h.path);
+  // Over maxHeaderSize (RFC 7541 sizes, with a margin for what the sidecar adds): refused on its stream.
+  if (headFields(h).reduce((n, [a, b]) => n + a.length + b.length + 32, 0) > 7000) ordinary = false;
   for (const [name, value] of h.regular) {
     if (name === '' || name.startsWith(':') || /[A-Z ]/.test(name) || CONNECTION_SPECIFIC.has(name) || (name === 'te' && value !== 'trailers') || /[\0\r\n]/.test(value)) malformed = true;
     if (!/^x-[a-z0-9-]+$/.test(name) || ['x-forwarded-for', 'x-forwarded-client-cert', 'x-client-name', 'x-jwt-sub', 'x-real-ip', 'x-request-id', 'x-http-method-override', 'x-original-url'].includes(name)) ordinary = false;
@@ -467,10 +540,20 @@ describe(`HTTP/2 request heads fuzz on a real sidecar (${SEED_TAG})`, () => {
           const seenMark = t.app.seen.length;
           const enc = new ModelEncoder(4096);
           const frames: Buffer[] = [];
+          const padded = (payload: Buffer, pad: number): Buffer => (pad < 0 ? payload : Buffer.concat([Buffer.from([pad]), payload, Buffer.alloc(pad)]));
+          const padFlag = (pad: number): number => (pad < 0 ? 0 : F.Flag.PADDED);
           specs.forEach((h, i) => {
             const sid = 2 * i + 1;
-            frames.push(F.frame(F.FrameType.HEADERS, F.Flag.END_HEADERS | (h.body === null ? F.Flag.END_STREAM : 0), sid, enc.block(headFields(h), h.reps)));
-            if (h.body !== null) frames.push(F.data(sid, Buffer.alloc(h.body, 0x62), true));
+            const flags = F.Flag.END_HEADERS | (h.body === null ? F.Flag.END_STREAM : 0) | padFlag(h.pad);
+            frames.push(F.frame(F.FrameType.HEADERS, flags, sid, padded(enc.block(headFields(h), h.reps), h.pad)));
+            if (h.body === null) return;
+            // The body in up to three DATA frames, 'b' bytes, the last one ending the stream.
+            const per = Math.ceil(h.body / h.dataFrames);
+            for (let k = 0; k < h.dataFrames; k++) {
+              const n = Math.max(0, Math.min(per, h.body - k * per));
+              const last = k === h.dataFrames - 1;
+              frames.push(F.frame(F.FrameType.DATA, (last ? F.Flag.END_STREAM : 0) | padFlag(h.pad), sid, padded(Buffer.alloc(n, 0x62), h.pad)));
+            }
           });
           const c = await F.connectH2(t.sc.port, tlsOptions(orders()));
           let got: Map<number, StreamResult>;
@@ -509,7 +592,7 @@ describe(`HTTP/2 request heads fuzz on a real sidecar (${SEED_TAG})`, () => {
           for (const s of t.app.seen.slice(seenMark)) expect(malformed(s), `${s.method} ${s.url} ${JSON.stringify(s.rawHeaders)}`).toBeNull();
           expect(appRefused(t.sc.audit.lines.slice(auditMark))).toEqual([]);
         }),
-        fuzzParams(25, { shrink: true }),
+        fuzzParams(15, { shrink: true }),
       );
     },
     fuzzTimeout(15_000),

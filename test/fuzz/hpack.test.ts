@@ -106,7 +106,7 @@ describe(`HPACK decoder fuzz (${SEED_TAG})`, () => {
           expect([got.tableCount, got.tableSize]).toEqual([enc.entries.length, enc.size]);
         }
       }),
-      fuzzParams(200),
+      fuzzParams(150),
     );
   });
 
@@ -124,7 +124,7 @@ describe(`HPACK decoder fuzz (${SEED_TAG})`, () => {
         // Never indexes: nothing the app sends is kept in a compression context.
         expect(got.tableCount).toBe(0);
       }),
-      fuzzParams(150),
+      fuzzParams(100),
     );
   });
 
@@ -136,7 +136,7 @@ describe(`HPACK decoder fuzz (${SEED_TAG})`, () => {
         const b = decodeChecked(new HpackDecoder(limits.table, limits.listSize, limits.fields), bytes, limits, new Uint8Array(0));
         expect(b).toEqual(a);
       }),
-      fuzzParams(1000),
+      fuzzParams(600),
     );
   });
 
@@ -148,7 +148,7 @@ describe(`HPACK decoder fuzz (${SEED_TAG})`, () => {
         const b = decodeChecked(new HpackDecoder(limits.table, limits.listSize, limits.fields), block, limits, new Uint8Array(0));
         expect(b).toEqual(a);
       }),
-      fuzzParams(1000),
+      fuzzParams(500),
     );
   });
 
@@ -166,7 +166,7 @@ describe(`HPACK decoder fuzz (${SEED_TAG})`, () => {
           expect({ rc: again.rc, fields: again.fields }).toEqual(expected([[':method', 'GET'], [':scheme', 'https'], [':path', '/']], limits));
         }
       }),
-      fuzzParams(600),
+      fuzzParams(400),
     );
   });
 });
@@ -233,7 +233,7 @@ describe(`Huffman fuzz (${SEED_TAG})`, () => {
       fc.property(fc.uint8Array({ maxLength: 200 }), (x) => {
         expect(decode(huffmanEncode(x))).toEqual(Buffer.from(x));
       }),
-      fuzzParams(300),
+      fuzzParams(200),
     );
   });
 
@@ -249,7 +249,7 @@ describe(`Huffman fuzz (${SEED_TAG})`, () => {
         // RFC 7541 5.2: padding is the EOS prefix, under 8 bits, so the code is one-to-one.
         if (got !== null) expect(huffmanEncode(got)).toEqual(Buffer.from(bytes));
       }),
-      fuzzParams(1000),
+      fuzzParams(500),
     );
   });
 });
@@ -414,7 +414,7 @@ describe(`HPACK differential against nghttp2 (${SEED_TAG})`, () => {
             expect(sameButDropped(decoded[i] ?? [], raw), `block ${i}: ${(blocks[i] as Buffer).toString('hex')}`).toBeNull();
           }
         }),
-        fuzzParams(100),
+        fuzzParams(60),
       );
     },
     fuzzTimeout(10_000),
@@ -433,7 +433,7 @@ describe(`HPACK differential against nghttp2 (${SEED_TAG})`, () => {
           const raw = theirs.fields.get(0);
           if (raw !== undefined) expect(sameButDropped(out, raw), `block ${block.toString('hex')}`).toBeNull();
         }),
-        fuzzParams(100),
+        fuzzParams(60),
       );
     },
     fuzzTimeout(10_000),
