@@ -32,7 +32,7 @@ const DIRT = [
   'te-quoted', 'te-chunked-gzip', 'te-upper', 'te-dup', 'host-dup', 'no-host', 'big-head', 'many-fields', 'version-10',
   'version-2', 'lower-method', 'absolute-target', 'space-in-target', 'ctl-in-value', 'obs-text-value', 'tab-in-value',
   'te-chunked-twice', 'chunk-ext', 'chunk-upper', 'chunk-zeros', 'chunk-lf', 'chunk-trailer', 'upgrade', 'expect-continue',
-  'leading-crlf', 'double-space',
+  'leading-crlf', 'double-space', 'te-gzip-chunked', 'te-empty',
 ] as const;
 type Dirt = (typeof DIRT)[number];
 
@@ -118,7 +118,8 @@ function build(spec: H1Spec, path: string): Built {
     if (dirt.has('cl-and-te')) lines.push('Transfer-Encoding: chunked');
     framed = body;
   } else if (spec.framing === 'chunked') {
-    const te = dirt.has('te-gzip') ? 'gzip' : dirt.has('te-xchunked') ? 'xchunked' : dirt.has('te-quoted') ? '"chunked"' : dirt.has('te-chunked-gzip') ? 'chunked, gzip' : dirt.has('te-upper') ? 'Chunked' : dirt.has('te-chunked-twice') ? 'chunked, chunked' : 'chunked';
+    const te = dirt.has('te-gzip') ? 'gzip' : dirt.has('te-xchunked') ? 'xchunked' : dirt.has('te-quoted') ? '"chunked"' : dirt.has('te-chunked-gzip') ? 'chunked, gzip' : dirt.has('te-upper') ? 'Chunked' : dirt.has('te-chunked-twice') ? 'chunked, chunked' : dirt.has('te-gzip-chunked') ? 'gzip, chunked' : 'chunked';
+    if (dirt.has('te-empty')) lines.push('Transfer-Encoding: ');
     lines.push(`Transfer-Encoding: ${te}`);
     if (dirt.has('te-dup')) lines.push('Transfer-Encoding: chunked');
     if (dirt.has('cl-and-te')) lines.push(`Content-Length: ${Buffer.byteLength(body, 'latin1')}`);

@@ -1,17 +1,24 @@
 /**
- * Seeded fuzz of the sidecar's own HTTP/2 server (server/h2/session.ts) on real mTLS sockets: each
- * case is a new connection that sends the preface, then a random sequence of frames — requests
- * with good and bad heads (HPACK from the model encoder, so Huffman and the dynamic table are in
- * play), bodies, SETTINGS, PING, WINDOW_UPDATE, RST_STREAM, PRIORITY, GOAWAY, PUSH_PROMISE, stray
- * CONTINUATION, unknown types, random ids and flags — optionally mutated as raw bytes and written
- * in pieces, then a PING.
+ * Seeded fuzz of the sidecar's own HTTP/2 server (server/h2/session.ts) on real mTLS sockets.
  *
- * Invariants: the connection gives a verdict in bounded time (the PING answered, or GOAWAY, or
- * closed) and never an INTERNAL_ERROR (the session turns its own exceptions into that code);
- * nothing the app receives is malformed or carries a header the sidecar must drop; the app never
- * refuses what the sidecar forwarded; more requests never reach the app than HEADERS were sent;
- * and a well-behaved client on another connection still gets 200. A crash of the process fails
- * the run as an unhandled error.
+ * Frame sequences: each case is a new connection that sends the preface, then random frames —
+ * requests with good and bad heads (HPACK from the model encoder, so Huffman and the dynamic
+ * table are in play), bodies, SETTINGS (a small initial window in a third of the cases), PING,
+ * WINDOW_UPDATE, RST_STREAM, PRIORITY, GOAWAY, PUSH_PROMISE, stray CONTINUATION, unknown types,
+ * random ids, flags and padding — sometimes mutated as raw bytes and written in pieces, then a
+ * PING. Invariants: a verdict in bounded time (the PING answered, GOAWAY, or closed) and never
+ * INTERNAL_ERROR (the session turns its own exceptions into that code); never more DATA than
+ * the client's windows allow; on a connection still serving, every request the client ended is
+ * answered once the windows open; nothing the app receives is malformed or carries a header the
+ * sidecar must drop, and the app never refuses what was forwarded; no more requests reach the app
+ * than HEADERS were sent; a well-behaved client on another connection still gets 200.
+ *
+ * Request heads: a few requests per connection, each either malformed (RFC 9113 8.1-8.3: it must
+ * never reach the app), ordinary (it must reach it with the same method, path, fields and body,
+ * padding and split bodies included, also after a block the table had to evict for or one over
+ * the size limit), or in between (either, but unchanged if served).
+ *
+ * A crash of the process fails the run as an unhandled error.
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
