@@ -473,6 +473,8 @@ interface HeadSpec {
   /** Padding on the HEADERS and DATA frames (-1: none), and how many DATA frames carry the body. */
   readonly pad: number;
   readonly dataFrames: number;
+  /** The body ends with a trailer block (RFC 9113 8.1) instead of END_STREAM on its last DATA. */
+  readonly trailers: boolean;
 }
 const visible = fc.stringMatching(/^[!-~]([ -~]{0,24}[!-~])?$/);
 const obsText = fc.uint8Array({ minLength: 1, maxLength: 8 }).map((b) => Buffer.from(b.map((x) => 0x80 | x)).toString('latin1'));
@@ -496,6 +498,7 @@ const headSpecArb: fc.Arbitrary<HeadSpec> = fc.record({
   reps: fc.array(fieldRepArb, { minLength: 1, maxLength: 4 }),
   pad: fc.oneof({ weight: 3, arbitrary: fc.constant(-1) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }),
   dataFrames: fc.integer({ min: 1, max: 3 }),
+  trailers: fc.oneof({ weight: 3, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
 });
 
 /** RFC 9113 8.2.2: connection-specific fields make a request malformed (`te` only as `trailers`). */
@@ -581,9 +584,10 @@ describe(`HTTP/2 request heads fuzz on a real sidecar (${SEED_TAG})`, () => {
             const per = Math.ceil(h.body / h.dataFrames);
             for (let k = 0; k < h.dataFrames; k++) {
               const n = Math.max(0, Math.min(per, h.body - k * per));
-              const last = k === h.dataFrames - 1;
+              const last = k === h.dataFrames - 1 && !h.trailers;
               frames.push(F.frame(F.FrameType.DATA, (last ? F.Flag.END_STREAM : 0) | padFlag(h.pad), sid, padded(Buffer.alloc(n, 0x62), h.pad)));
             }
+            if (h.trailers) frames.push(F.headers(sid, enc.block([['x-trailer', MARK]], h.reps), { endStream: true }));
           });
           const c = await F.connectH2(t.sc.port, tlsOptions(orders()));
           let got: Map<number, StreamResult>;
