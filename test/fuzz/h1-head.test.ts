@@ -44,7 +44,7 @@ type Dirt = (typeof DIRT)[number];
 const MUST_REFUSE: ReadonlySet<Dirt> = new Set<Dirt>([
   'cr-in-name', 'lf-in-value', 'nul-in-value', 'cr-in-value', 'bare-lf', 'obs-fold', 'space-before-colon', 'empty-name',
   'cl-dup-other', 'cl-plus', 'cl-hex', 'cl-and-te', 'te-gzip', 'te-xchunked', 'te-quoted', 'te-chunked-gzip', 'host-dup',
-  'no-host', 'big-head', 'many-fields', 'version-2', 'space-in-target', 'chunk-lf',
+  'no-host', 'big-head', 'many-fields', 'version-2', 'space-in-target', 'chunk-lf', 'te-dup', 'te-chunked-twice',
 ]);
 
 /** Malformed framing inside the body: seen only after the head went on. */
@@ -153,8 +153,8 @@ function build(spec: H1Spec, path: string): Built {
   if (dirt.has('obs-fold')) lines.push('x-fold: a\r\n b');
   if (dirt.has('big-head')) lines.push(`x-big: ${'b'.repeat(9000)}`);
   if (dirt.has('many-fields')) for (let i = 0; i < 60; i++) lines.push(`x-many-${i}: 1`);
-  let head = `${dirt.has('leading-crlf') ? '\r\n' : ''}${lines.join('\r\n')}\r\n\r\n`;
-  if (dirt.has('bare-lf')) head = head.replace('\r\nHost', '\nHost');
+  // A bare LF ends the request line when asked for.
+  let head = `${dirt.has('leading-crlf') ? '\r\n' : ''}${lines.map((l, i) => l + (i === 0 && dirt.has('bare-lf') ? '\n' : '\r\n')).join('')}\r\n`;
   if (dirt.has('double-space')) head = head.replace(' ', '  ');
   let bytes: Buffer = Buffer.from(head + framed, 'latin1');
   if (spec.mutations.length > 0) bytes = mutate(bytes, spec.mutations);
@@ -170,7 +170,7 @@ function build(spec: H1Spec, path: string): Built {
             (d !== 'version-2' || !dirt.has('version-10')) && (d !== 'space-in-target' || !dirt.has('absolute-target')),
   );
   // HTTP/1.0 may leave out Host (RFC 9112 3.2 requires it of HTTP/1.1).
-  const headMustRefuse = applied.some((d) => (MUST_REFUSE.has(d) && !BODY_DIRT.has(d) && !(d === 'no-host' && dirt.has('version-10'))) || d === 'te-dup');
+  const headMustRefuse = applied.some((d) => MUST_REFUSE.has(d) && !BODY_DIRT.has(d) && !(d === 'no-host' && dirt.has('version-10')));
   const mustRefuse = headMustRefuse || applied.some((d) => BODY_DIRT.has(d));
   const meantFields = fields.map(([n, v]) => [n, v] as [string, string]);
   if (dirt.has('obs-text-value')) meantFields.push(['x-obs', 'caf\xe9']);
