@@ -8,7 +8,7 @@
  *
  * Scope: what a sidecar in front of one app needs. No server push (SETTINGS_ENABLE_PUSH is
  * irrelevant to a server), no priorities (ignored, RFC 9113 5.3.2), no CONNECT or extended
- * CONNECT (refused as malformed), request trailers read and dropped.
+ * CONNECT (refused as malformed), request trailers read (checked as 8.1 asks) and dropped.
  *
  * Every frame produced in one turn of the event loop goes out in one socket write.
  */
@@ -434,8 +434,10 @@ export class H2Session {
       const stream = this.#streams.get(sid);
       if (stream !== undefined && (stream.state & REMOTE_OPEN) === 0) return this.#fault(sid, E_STREAM_CLOSED); // 5.1 half-closed (remote)
       if (stream !== undefined) {
-        // Trailers (8.1): they end the request; their fields are dropped (the app gets none).
-        if (!end) return this.#fault(sid, E_PROTOCOL_ERROR);
+        // Trailers (8.1): they end the request; their fields are dropped (the app gets none), but
+        // a malformed trailer section makes the request malformed (8.1.1, 8.2): no pseudo-header,
+        // no connection-specific field, no bad name or value.
+        if (!end || !trailersOk(fields)) return this.#fault(sid, E_PROTOCOL_ERROR);
         const err = stream.received(buf, 0, 0, 0, true);
         return err === 0 ? 0 : this.#fault(sid, err);
       }
@@ -823,14 +825,7 @@ export class H2ServerStream {
         continue;
       }
       regular = true;
-      if (name.length === 0) return false;
-      for (let j = 0; j < name.length; j++) {
-        const c = name.charCodeAt(j);
-        if (c >= 128 || NAME_CHAR[c] === 0) return false;
-      }
-      if (CONNECTION_SPECIFIC.has(name)) return false;
-      if (name === 'te' && value !== 'trailers') return false;
-      if (value.length !== 0 && BAD_VALUE.test(value)) return false;
+      if (!regularFieldOk(name, value)) return false;
       if (name === 'content-length') {
         if (!DIGITS.test(value)) return false;
         const n = Number(value);
@@ -1092,4 +1087,25 @@ function ignoreError(): void {}
 function emit(list: Listener[] | null): void {
   if (list === null) return;
   for (let i = 0; i < list.length; i++) list[i]!();
+}
+
+/** A regular (non-pseudo) field of a request head or trailer section is well formed (8.2, 8.2.2). */
+function regularFieldOk(name: string, value: string): boolean {
+  if (name.length === 0) return false;
+  for (let j = 0; j < name.length; j++) {
+    const c = name.charCodeAt(j);
+    if (c >= 128 || NAME_CHAR[c] === 0) return false;
+  }
+  if (CONNECTION_SPECIFIC.has(name)) return false;
+  if (name === 'te' && value !== 'trailers') return false;
+  return value.length === 0 || !BAD_VALUE.test(value);
+}
+
+/** A trailer section holds regular fields only (8.1: pseudo-header fields are not allowed there). */
+function trailersOk(f: string[]): boolean {
+  for (let i = 0; i < f.length; i += 2) {
+    const name = f[i]!;
+    if (name.charCodeAt(0) === 58 /* : */ || !regularFieldOk(name, f[i + 1]!)) return false;
+  }
+  return true;
 }

@@ -654,6 +654,26 @@ describe('H2Session against frames no good client sends', () => {
     expect(c.frames.some(isGoaway)).toBe(false);
   });
 
+  // h2spec http2/8.1.2.1/3 and 8.1.2.2: a trailer section with a pseudo-header or a
+  // connection-specific field makes the request malformed (RFC 9113 8.1, 8.2.2).
+  const badTrailers: [string, [string, string][]][] = [
+    ['a pseudo-header', [[':path', '/admin']]],
+    ['a connection-specific field', [['connection', 'close']]],
+    ['an upper-case name', [['X-Trailer', 'a']]],
+  ];
+  for (const [what, trailer] of badTrailers) {
+    it(`a trailer section with ${what} is a stream error PROTOCOL_ERROR; well-formed trailers end the request; the connection goes on`, async () => {
+      const srv = await startServer();
+      const c = await raw(srv.port);
+      c.send(Buffer.concat([frame(1, 0x4, 1, POST('/hold')), frame(0, 0, 1, Buffer.from('abc')), frame(1, 0x5, 1, block(trailer))]));
+      expect((await c.waitFor(isRst(1))).payload.readUInt32BE(0)).toBe(1); // PROTOCOL_ERROR
+      c.send(Buffer.concat([frame(1, 0x4, 3, POST('/echo')), frame(0, 0, 3, Buffer.from('abc')), frame(1, 0x5, 3, block([['x-trailer', 'ok']]))]));
+      expect((await c.waitFor(isResponse(3))).payload[0]).toBe(0x88);
+      expect(c.frames.filter(isRst(3))).toEqual([]);
+      expect(c.frames.some(isGoaway)).toBe(false);
+    });
+  }
+
   it('late DATA on a stream we closed first (answered early, RST_STREAM NO_ERROR) is ignored, unlike 5.1/8 and 5.1/11', async () => {
     const srv = await startServer();
     const c = await raw(srv.port);
