@@ -36,7 +36,7 @@ export interface Outcome {
 }
 
 /** Registers the per-test target; returns a function that runs one flood against it. */
-export function floodSuite(): (ctx: TestContext, attack: Attack, maxConnections: number, paceMs?: number) => Promise<Outcome> {
+export function floodSuite(): (ctx: TestContext, attack: Attack, maxConnections: number, paceMs?: number, durationMs?: number) => Promise<Outcome> {
   let t: Target | undefined;
   let release: (() => Promise<void>) | null = null;
   beforeEach(async () => {
@@ -61,13 +61,13 @@ export function floodSuite(): (ctx: TestContext, attack: Attack, maxConnections:
   });
   afterAll(async () => cleanupAgent());
 
-  return async (ctx, attack, maxConnections, paceMs = 0) => {
+  return async (ctx, attack, maxConnections, paceMs = 0, durationMs = DURATION_MS) => {
     if (t === undefined) throw new Error('no target');
     const target = t;
     const good = new GoodClient(target.sc);
     await good.start(5);
     const before = target.app.seen.length;
-    const running = runAgent({ attack, port: target.sc.port, durationMs: DURATION_MS, maxConnections, paceMs });
+    const running = runAgent({ attack, port: target.sc.port, durationMs, maxConnections, paceMs });
     const measureFrom = performance.now() + WARMUP_MS;
     const report = await running;
     const stats = await good.stop(measureFrom);
