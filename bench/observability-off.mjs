@@ -2,7 +2,7 @@
 // sidecar with its per-request audit line and per-request metrics turned off, to measure what
 // the two cost (issue 9: "audit logging and metrics together cost <= 10 % of throughput,
 // measured by turning them off"). Not a product feature: the product has no switch for this on
-// purpose (SPEC §5: every request is audited, never sampled).
+// purpose (docs/reference.md §5: every request is audited, never sampled).
 //
 // It patches the shared dist/ module instances before main.js loads them: Metrics#request
 // becomes a no-op, and each Sidecar's audit sink drops request lines (handshake lines, the

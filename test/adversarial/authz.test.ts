@@ -214,7 +214,7 @@ describe('path encodings never reach /admin (RFC 3986 §5.2.4, §6.2.2; see VECT
     expect(status).toBe(200);
     expect(seen?.url).toBe('/orders/%C0%AE%C0%AE/admin');
     // Node's decoder (RFC 3629) refuses the overlong form; only a non-conforming decoder would
-    // turn it into "..": not defended by the sidecar (README Security, "not defended").
+    // turn it into "..": not defended by the sidecar (docs/security.md, "Not defended").
     expect(() => decodeURIComponent('%C0%AE')).toThrow(URIError);
     expect(new TextDecoder('utf-8').decode(Buffer.from([0xc0, 0xae]))).not.toBe('.');
   });

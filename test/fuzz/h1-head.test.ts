@@ -37,7 +37,7 @@ const DIRT = [
 type Dirt = (typeof DIRT)[number];
 
 /**
- * Constructs RFC 9112 calls malformed, or that the sidecar refuses on purpose (README Security,
+ * Constructs RFC 9112 calls malformed, or that the sidecar refuses on purpose (docs/security.md,
  * "Parsing"): each of these must be refused. The others may go either way, but if accepted the
  * request must reach the app as meant.
  */

@@ -54,7 +54,7 @@ const streamSid: fc.Arbitrary<Sid> = fc.oneof({ weight: 12, arbitrary: LAST }, {
 
 /** Marks every value a client sends in a header the app must never see from a client. */
 const MARK = 'fz';
-/** Request headers the app may get, and those the sidecar must drop (README "What the app receives") or refuse. */
+/** Request headers the app may get, and those the sidecar must drop (docs/reference.md "What the app receives") or refuse. */
 const PASSED = ['accept', 'cookie', 'user-agent', 'x-a', 'content-type', 'authorization'];
 const ODD = [
   'content-length', 'host', 'te', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade',
@@ -353,7 +353,7 @@ function completion(bytes: Buffer): Buffer {
 // ---- the invariants on what reached the app ------------------------------------------------------
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Never forwarded from a client (README "What the app receives"); `connection`/`transfer-encoding` only as the sidecar frames. */
+/** Never forwarded from a client (docs/reference.md "What the app receives"); `connection`/`transfer-encoding` only as the sidecar frames. */
 const NEVER = new Set(['te', 'upgrade', 'keep-alive', 'proxy-connection', 'http2-settings', 'forwarded', 'x-real-ip', 'x-http-method-override', 'x-original-url', 'x-rewrite-url', 'expect']);
 
 function malformed(s: SeenRequest): string | null {
@@ -370,7 +370,7 @@ function malformed(s: SeenRequest): string | null {
     if (name === 'transfer-encoding' && value !== 'chunked') return `transfer-encoding: ${value}`;
     // The sidecar's own identity headers only: no client value under those names.
     if (/^(x-forwarded-|x-client-|x-jwt-)/.test(name) && value.includes(MARK)) return `client value in ${name}: ${value}`;
-    // The client's own id is kept when it is a plain token (README "What the app receives").
+    // The client's own id is kept when it is a plain token (docs/reference.md "What the app receives").
     if (name === 'x-request-id' && !/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(value)) return `x-request-id ${JSON.stringify(value)}`;
   }
   if (s.headers['x-forwarded-client-cert']?.toString().startsWith('Hash=') !== true) return 'no x-forwarded-client-cert from the sidecar';

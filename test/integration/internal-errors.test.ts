@@ -1,5 +1,5 @@
 /**
- * A bug inside request handling is never silent and never fatal (README "Refusals"): the request
+ * A bug inside request handling is never silent and never fatal (docs/reference.md "Refusals"): the request
  * gets a 500 (or its stream is cut), the operational log one line with the request id and where,
  * mtls_sidecar_internal_errors_total{where} moves, and every other connection keeps being served.
  *

@@ -160,7 +160,7 @@ describe('the same on node:http2 (MTLS_SIDECAR_HTTP2=node) and with listen.http2
   });
 });
 
-describe('what curl and openssl s_client show (the README quotes these)', () => {
+describe('what curl and openssl s_client show (docs/reference.md quotes these)', () => {
   const run = (cmd: string, args: string[], input = ''): Promise<{ out: string; code: number } | null> =>
     new Promise((resolve) => {
       const child = execFile(cmd, args, { timeout: 10_000 }, (err, stdout, stderr) => {
