@@ -111,14 +111,14 @@ class ScrapeTimeCounter extends ScrapeTimeMetric {
   }
 
   // Same key order and shape as prom-client's Counter.get().
-  async get(): Promise<MetricData<CounterSeries>> {
-    return {
+  get(): Promise<MetricData<CounterSeries>> {
+    return Promise.resolve({
       help: this.help,
       name: this.name,
       type: this.type,
       values: this.#series.map((s) => ({ value: s.value, labels: s.labels })),
       aggregator: this.aggregator,
-    };
+    });
   }
 
   protected clear(): void {
@@ -159,7 +159,7 @@ class ScrapeTimeHistogram extends ScrapeTimeMetric {
 
   // The lines prom-client builds (extractBucketValuesForExport + addSumAndCountForExport):
   // cumulative buckets with a numeric `le`, then +Inf (= count), _sum and _count.
-  async getForPromString(): Promise<MetricData<HistogramSample>> {
+  getForPromString(): Promise<MetricData<HistogramSample>> {
     const bucket = `${this.name}_bucket`;
     const sum = `${this.name}_sum`;
     const count = `${this.name}_count`;
@@ -176,7 +176,7 @@ class ScrapeTimeHistogram extends ScrapeTimeMetric {
         { labels: {}, sharedLabels: s.labels, value: s.count, metricName: count, exemplar: undefined },
       );
     }
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator });
   }
 
   // prom-client's Histogram.get(): the same samples with the series labels merged in (splayLabels).

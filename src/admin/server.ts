@@ -65,7 +65,10 @@ export class AdminServer {
     // Only the exact /app-health/<container>/<probe> paths recorded at injection are answered here.
     if (this.#host.appHealth !== null && this.#host.appHealth(req, res)) return;
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method_not_allowed' });
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      json(res, 405, { error: 'method_not_allowed' });
+      return;
+    }
     switch (path) {
       case '/metrics': {
         const body = await this.#host.metrics.registry.metrics();
@@ -74,19 +77,25 @@ export class AdminServer {
         return;
       }
       case '/healthz':
-        return json(res, 200, { status: 'ok' });
+        json(res, 200, { status: 'ok' });
+        return;
       case '/readyz': {
         const h = this.#host;
-        if (h.draining) return json(res, 503, { status: 'draining' });
-        if (!h.listening) return json(res, 503, { status: 'starting' });
-        if (h.audit.refusing) return json(res, 503, { status: 'audit_unavailable' });
-        const up = await reachable(h.snapshot.upstream.origin, Math.min(h.snapshot.upstream.connectTimeoutMs, 2000));
-        return up ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'upstream_unreachable' });
+        if (h.draining) json(res, 503, { status: 'draining' });
+        else if (!h.listening) json(res, 503, { status: 'starting' });
+        else if (h.audit.refusing) json(res, 503, { status: 'audit_unavailable' });
+        else {
+          const up = await reachable(h.snapshot.upstream.origin, Math.min(h.snapshot.upstream.connectTimeoutMs, 2000));
+          if (up) json(res, 200, { status: 'ready' });
+          else json(res, 503, { status: 'upstream_unreachable' });
+        }
+        return;
       }
       case '/config':
-        return json(res, 200, describeConfig(this.#host.snapshot));
+        json(res, 200, describeConfig(this.#host.snapshot));
+        return;
       default:
-        return json(res, 404, { error: 'not_found' });
+        json(res, 404, { error: 'not_found' });
     }
   }
 }

@@ -67,7 +67,7 @@ export async function injectCommand(argv: string[], io: CommandIo, opts: InjectC
   const source = values.file ?? '-';
   const name = source === '-' ? '<stdin>' : source;
   const stdin = opts.stdin ?? process.stdin;
-  if (source === '-' && typeof stdin !== 'string' && 'isTTY' in stdin && stdin.isTTY === true) {
+  if (source === '-' && typeof stdin !== 'string' && 'isTTY' in stdin && stdin.isTTY) {
     io.stderr('inject: standard input is a terminal; pass -f FILE or pipe the manifests in (--help)');
     return EXIT_USAGE;
   }

@@ -36,7 +36,7 @@ const method = z.string().regex(/^[A-Z][A-Z0-9_-]{0,31}$/, 'methods are upper-ca
 
 const pin = z.string().refine(
   (p) => /^sha256:([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$/.test(p) || /^sha256:[0-9A-Fa-f]{64}$/.test(p) || /^spki:[A-Za-z0-9+/]{43}=$/.test(p),
-  { message: 'a pin is "sha256:AB:CD:..." (32 bytes) or "spki:<base64 of 32 bytes>"' },
+  { error: 'a pin is "sha256:AB:CD:..." (32 bytes) or "spki:<base64 of 32 bytes>"' },
 );
 
 const bucket = z.strictObject({
@@ -162,7 +162,7 @@ const shutdown = z.strictObject({ drainDelay: duration.default(5_000), timeout: 
 
 export const configSchema = z
   .strictObject({
-    version: z.literal(1, { message: 'version must be 1' }),
+    version: z.literal(1, { error: 'version must be 1' }),
     listen: listen.prefault({}),
     tls,
     identities: z.array(identity).default([]),

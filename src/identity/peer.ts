@@ -148,7 +148,6 @@ export function parseSubjectAltName(san: string | undefined): Array<[string, str
 
 /** Percent-encode every byte outside printable ASCII (and space), so no header can be split. */
 export function headerSafe(v: string): string {
-  // eslint-disable-next-line no-control-regex
   if (/^[\x21-\x7e]*$/.test(v)) return v;
   let out = '';
   for (const b of Buffer.from(v, 'utf8')) {

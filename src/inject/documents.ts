@@ -157,6 +157,7 @@ function applyToDocument(doc: Document.Parsed, base: readonly (string | number)[
       },
     });
   }
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set in the visitor callback, which TS does not follow
   if (aliased || !isMap(node)) {
     const fresh = doc.createNode(after);
     // File modes read best in octal, as they were most likely written.

@@ -40,6 +40,7 @@ export function rewriteAppProbes(containers: readonly Obj[], ports: { readonly a
         if (target === null) continue;
         const scheme = hg['scheme'] === undefined ? 'HTTP' : hg['scheme'];
         if (scheme !== 'HTTP' && scheme !== 'HTTPS') {
+          // eslint-disable-next-line @typescript-eslint/no-base-to-string -- any YAML value; printed as given
           warnings.push(`${where} has scheme ${String(scheme)}; left as is`);
           continue;
         }

@@ -19,7 +19,6 @@
  *   otherwise the old keys are kept and the error is reported through `onError`.
  */
 import { createPublicKey } from 'node:crypto';
-import type { JsonWebKey } from 'node:crypto';
 import { createLocalJWKSet, errors } from 'jose';
 import type { CompactJWSHeaderParameters, CryptoKey, FlattenedJWSInput, JSONWebKeySet, LocalJWKSet } from 'jose';
 import { JwtError, readJwtFile } from './errors.js';
@@ -100,7 +99,7 @@ export function parseJwks(text: string, label: string, configPath: JwtConfigKey,
     if (kty !== 'RSA' && kty !== 'EC' && kty !== 'OKP') continue;
     let bits: number | undefined;
     try {
-      bits = createPublicKey({ key: key as JsonWebKey, format: 'jwk' }).asymmetricKeyDetails?.modulusLength;
+      bits = createPublicKey({ key, format: 'jwk' }).asymmetricKeyDetails?.modulusLength;
     } catch (err) {
       throw fail(`keys[${i}] is not a valid ${kty} public key`, err);
     }

@@ -466,7 +466,8 @@ export class JwtMaterial {
     const s = this.settings;
     if ('file' in s.jwks) {
       // Never null for a file: loadJwtMaterial parsed it.
-      return FileKeySource.of(s.jwks.file, s.algorithms, this.#jwks!);
+      if (this.#jwks === null) throw new Error('invariant: JWT material for a JWKS file has no parsed keys');
+      return FileKeySource.of(s.jwks.file, s.algorithms, this.#jwks);
     }
     return new RemoteKeySource({
       url: s.jwks.url,

@@ -211,8 +211,11 @@ function validity(notBefore: Date | undefined, notAfter: Date | undefined, days:
   return { notBefore: nb, notAfter: na };
 }
 
+// Context-specific tag [0]; @types/node-forge types every tag as a universal asn1.Type (NONE is 0).
+const TAG_0 = T.NONE;
+
 // Public in node-forge (x509.js) but missing from @types/node-forge.
-const getTBSCertificate = (forge.pki as unknown as { getTBSCertificate(c: Forge.pki.Certificate): Forge.asn1.Asn1 })
+const getTBSCertificate = (forge.pki as unknown as { getTBSCertificate: (c: Forge.pki.Certificate) => Forge.asn1.Asn1 })
   .getTBSCertificate;
 
 /**
@@ -417,12 +420,12 @@ export function createCrl(issuer: IssuedCert, revoked: RevokedEntry[], opts: Crl
     );
   }
   tbsFields.push(
-    asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, [
+    asn1.create(asn1.Class.CONTEXT_SPECIFIC, TAG_0, true, [
       asn1.create(U, T.SEQUENCE, true, [
         extension(
           '2.5.29.35',
           asn1.create(U, T.SEQUENCE, true, [
-            asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, false, issuer.keyId),
+            asn1.create(asn1.Class.CONTEXT_SPECIFIC, TAG_0, false, issuer.keyId),
           ]),
         ),
         extension('2.5.29.20', asn1.create(U, T.INTEGER, false, integerBytes(crlNumber))),

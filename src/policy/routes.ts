@@ -83,7 +83,7 @@ export function validateRouteSpec(r: RouteSpec): string | null {
   if (r.methods !== undefined) {
     if (r.methods.length === 0) return `${label}: methods must list at least one method (omit it to allow any)`;
     for (const m of r.methods) {
-      if (typeof m !== 'string' || !METHOD_TOKEN.test(m)) return `${label}: method "${String(m)}" must be an upper-case token such as GET`;
+      if (typeof m !== 'string' || !METHOD_TOKEN.test(m)) return `${label}: method "${m}" must be an upper-case token such as GET`;
     }
   }
   return null;

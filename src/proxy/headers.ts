@@ -105,7 +105,7 @@ export function scanRequestHeaders(raw: readonly string[], connectionValue: stri
     if (lower.includes('_') && isProtectedAlias(lower)) continue;
     if (lower === 'cookie') {
       if (cookieAt !== -1) {
-        out[cookieAt] += `; ${value}`;
+        out[cookieAt] = `${out[cookieAt] as string}; ${value}`;
         continue;
       }
       cookieAt = out.length + 1;
@@ -176,6 +176,7 @@ export function responseHeaders(raw: readonly string[], requestId: string, secur
     else prev.push(value);
   }
   const named = connection === null ? null : connectionTokens(connection);
+  // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- the fields the client's Connection names are not forwarded
   if (named !== null) for (const n of named) delete out[n];
   out['x-request-id'] = requestId;
   if (securityHeaders) {

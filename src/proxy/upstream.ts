@@ -280,7 +280,7 @@ class Exchange implements UpstreamControl {
   // ---- request body --------------------------------------------------------------------------
 
   /** Made only for a request with a body, so a bodiless one allocates no listeners. */
-  #listeners: { data(chunk: Buffer): void; end(): void; error(err: Error): void } | null = null;
+  #listeners: { data: (chunk: Buffer) => void; end: () => void; error: (err: Error) => void } | null = null;
 
   pipeBody(body: Readable): void {
     const l = this.#listeners;
@@ -435,6 +435,7 @@ class UpstreamConnection implements ParserEvents {
       this.parser.resume();
       this.#parse(ex, held);
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- #parse may pause again
     if (!this.#readPaused && !this.socket.destroyed) this.socket.resume();
   }
 
@@ -690,6 +691,7 @@ class UpstreamConnection implements ParserEvents {
     // Trailers (chunked) land in a fresh list, never in the one handed on.
     const raw = this.#headers.take();
     if (keepAlive) this.#keepAliveHint(raw);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- onHeaders may end the exchange
     if (!ex.handler.onHeaders(status, raw) || ex.done) return -1;
     // A HEAD response has no body whatever its Content-Length says.
     return ex.req.method === 'HEAD' ? 1 : 0;
@@ -714,6 +716,7 @@ class UpstreamConnection implements ParserEvents {
     if (chunk.length === 0) return 0;
     if (ex.handler.onData(chunk)) return 0;
     // The client reads slower than the app writes: the parse stops here until it drains.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- onData may end the exchange
     return ex.done ? -1 : HPE_PAUSED;
   }
 

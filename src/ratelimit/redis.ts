@@ -361,6 +361,7 @@ export class RedisRateLimiter implements RateLimiter {
 
   #logCallError(detail: string): void {
     if (this.#closed) return;
+    // eslint-disable-next-line no-restricted-syntax -- a log throttle, not a rate decision (Redis's clock decides those)
     const now = Date.now();
     if (now - this.#lastScriptErrorLog < 10_000) return;
     this.#lastScriptErrorLog = now;
@@ -370,5 +371,6 @@ export class RedisRateLimiter implements RateLimiter {
 
 function describe(err: unknown): string | undefined {
   if (err === null || err === undefined) return undefined;
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- whatever ioredis rejected with, for a log line
   return err instanceof Error ? err.message : String(err);
 }

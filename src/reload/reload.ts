@@ -187,7 +187,7 @@ export class Reloader {
     for (const dir of dirs) {
       if (this.#watchers.has(dir)) continue;
       try {
-        const w = watch(dir, { persistent: false }, (_event, name) => this.#schedule(name === null ? dir : path.join(dir, name.toString())));
+        const w = watch(dir, { persistent: false }, (_event, name) => this.#schedule(name === null ? dir : path.join(dir, name)));
         w.on('error', (err) => this.#log.warn({ dir, err: err.message }, 'watch failed; SIGHUP still reloads'));
         this.#watchers.set(dir, w);
       } catch (err) {

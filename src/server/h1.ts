@@ -48,7 +48,7 @@ export interface H1Hooks {
    * the parse itself broke. The hook answers it (500, or a cut); the connection then ends, the
    * process and every other connection go on. Without a hook the connection is cut.
    */
-  onInternalError?(err: unknown, res: H1Response | null): void;
+  onInternalError?: (err: unknown, res: H1Response | null) => void;
 }
 
 /**
@@ -198,6 +198,7 @@ class H1Connection implements ParserEvents {
         return;
       }
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the parser's callbacks may halt
     while (rc === HPE_PAUSED_UPGRADE && !this.#halted) {
       // CONNECT: the bytes after its head would be a tunnel; the connection ends after the answer.
       if (this.#connect) {
@@ -589,7 +590,7 @@ function statusLine(status: number): string {
   let line = statusLines[status];
   if (line === undefined) {
     // node:http through getBuiltinModule: its ESM namespace would evaluate lazy getters that load Node's bundled undici.
-    statusCodes ??= (process.getBuiltinModule('node:http') as typeof import('node:http')).STATUS_CODES;
+    statusCodes ??= process.getBuiltinModule('node:http').STATUS_CODES;
     line = `HTTP/1.1 ${status} ${statusCodes[status] ?? 'Unknown'}\r\n`;
     if (status >= 100 && status < 600) statusLines[status] = line;
   }

@@ -31,9 +31,9 @@ export interface ListenerHooks {
   /** False: the connection was refused (and answered); the HTTP layer never sees it. */
   onSecureConnection(socket: TLSSocket): boolean;
   onTlsClientError(err: Error, socket: TLSSocket): void;
-  onRequest(req: InboundRequest, res: OutboundResponse): void;
+  onRequest: (req: InboundRequest, res: OutboundResponse) => void;
   /** HTTP/1.1 parse errors and time limits; `method`/`target` once the request line was read. */
-  onClientError(err: Error & { code?: string; method?: string; target?: string }, socket: TLSSocket): void;
+  onClientError: (err: Error & { code?: string; method?: string; target?: string }, socket: TLSSocket) => void;
   /**
    * An exception in request handling outside the pipeline's own guard (server/pipeline.ts): the
    * hook logs, counts and answers `res` (500, or a cut if its head went out); with no `res`, the

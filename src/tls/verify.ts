@@ -136,7 +136,8 @@ function isSubset(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
 
 /** Properties of the leaf alone: SPEC §3 EKU and the §4 protective defaults (validity is checked per handshake). */
 function checkLeafStatic(x509: X509Certificate): HandshakeReason | null {
-  const eku = x509.keyUsage;
+  // @types/node says string[]; Node gives undefined when the certificate has no EKU extension.
+  const eku = x509.keyUsage as string[] | undefined;
   if (eku !== undefined && eku.length > 0 && !eku.includes(EKU_CLIENT_AUTH) && !eku.includes(EKU_ANY)) return 'bad_eku';
   if (x509.ca) return 'ca_leaf';
   const key = x509.publicKey;

@@ -40,7 +40,7 @@ const file = z.string().min(1, 'a file path is required');
 
 export const webhookConfigSchema = z
   .strictObject({
-    version: z.literal(1, { message: 'version must be 1' }),
+    version: z.literal(1, { error: 'version must be 1' }),
     listen: z.strictObject({ address: z.string().min(1).default('0.0.0.0'), port: port.default(8443) }).prefault({}),
     tls: z.strictObject({
       cert: file,

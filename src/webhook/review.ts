@@ -27,20 +27,20 @@ export interface ReviewOutcome {
 const API_VERSION = 'admission.k8s.io/v1';
 
 const reviewSchema = z.object({
-  apiVersion: z.literal(API_VERSION, { message: `apiVersion must be ${API_VERSION}` }),
-  kind: z.literal('AdmissionReview', { message: 'kind must be AdmissionReview' }),
+  apiVersion: z.literal(API_VERSION, { error: `apiVersion must be ${API_VERSION}` }),
+  kind: z.literal('AdmissionReview', { error: 'kind must be AdmissionReview' }),
   request: z.object(
     {
-      uid: z.string({ message: 'request.uid must be a string' }).min(1, 'request.uid must not be empty').max(256),
-      kind: z.object({ group: z.string().optional(), version: z.string().optional(), kind: z.string() }, { message: 'request.kind must be a GroupVersionKind' }),
-      resource: z.object({ group: z.string().optional(), version: z.string().optional(), resource: z.string() }, { message: 'request.resource must be a GroupVersionResource' }),
+      uid: z.string({ error: 'request.uid must be a string' }).min(1, 'request.uid must not be empty').max(256),
+      kind: z.object({ group: z.string().optional(), version: z.string().optional(), kind: z.string() }, { error: 'request.kind must be a GroupVersionKind' }),
+      resource: z.object({ group: z.string().optional(), version: z.string().optional(), resource: z.string() }, { error: 'request.resource must be a GroupVersionResource' }),
       subResource: z.string().optional(),
       namespace: z.string().optional(),
       name: z.string().optional(),
-      operation: z.string({ message: 'request.operation must be a string' }),
+      operation: z.string({ error: 'request.operation must be a string' }),
       object: z.unknown().optional(),
     },
-    { message: 'request must be an object' },
+    { error: 'request must be an object' },
   ),
 });
 

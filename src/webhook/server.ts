@@ -175,22 +175,43 @@ export class WebhookServer {
     const url = req.url ?? '/';
     const p = url.split('?')[0];
     if (p === '/healthz' || p === '/metrics') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method_not_allowed' });
-      if (p === '/healthz') return json(res, 200, { status: 'ok' });
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        json(res, 405, { error: 'method_not_allowed' });
+        return;
+      }
+      if (p === '/healthz') {
+        json(res, 200, { status: 'ok' });
+        return;
+      }
       const body = await this.metrics.registry.metrics();
       res.writeHead(200, { 'content-type': this.metrics.registry.contentType, 'cache-control': 'no-store' });
       res.end(body);
       return;
     }
-    if (!api || p !== '/mutate') return json(res, 404, { error: 'not_found' });
-    if (req.method !== 'POST') return this.#reply(res, badRequest('use POST', 405), 0);
-    const type = String(req.headers['content-type'] ?? '');
-    if (!/^application\/json\s*(;|$)/i.test(type)) return this.#reply(res, badRequest('content-type must be application/json', 415), 0);
+    if (!api || p !== '/mutate') {
+      json(res, 404, { error: 'not_found' });
+      return;
+    }
+    if (req.method !== 'POST') {
+      this.#reply(res, badRequest('use POST', 405), 0);
+      return;
+    }
+    const type = req.headers['content-type'] ?? '';
+    if (!/^application\/json\s*(;|$)/i.test(type)) {
+      this.#reply(res, badRequest('content-type must be application/json', 415), 0);
+      return;
+    }
     const max = this.#config.limits.maxRequestSize;
     const declared = Number(req.headers['content-length'] ?? NaN);
-    if (declared > max) return this.#reply(res, badRequest(`the body is larger than ${max} bytes`, 413), 0, true);
+    if (declared > max) {
+      this.#reply(res, badRequest(`the body is larger than ${max} bytes`, 413), 0, true);
+      return;
+    }
     const body = await readBody(req, max);
-    if (body === null) return this.#reply(res, badRequest(`the body is larger than ${max} bytes`, 413), 0, true);
+    if (body === null) {
+      this.#reply(res, badRequest(`the body is larger than ${max} bytes`, 413), 0, true);
+      return;
+    }
     if (body === undefined) return; // the client went away
     const started = performance.now();
     const outcome = review(body, this.#config.inject);
@@ -252,7 +273,10 @@ function listen(server: http.Server | https.Server, address: string, port: numbe
 
 function closeServer(server: http.Server | https.Server): Promise<void> {
   return new Promise((resolve) => {
-    if (!server.listening) return resolve();
+    if (!server.listening) {
+      resolve();
+      return;
+    }
     server.close(() => resolve());
     server.closeAllConnections();
   });

@@ -18,6 +18,7 @@ let t: Target;
 beforeAll(async () => {
   t = await startTarget();
 });
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed
 afterAll(async () => t?.close());
 
 let seq = 0;

@@ -65,6 +65,7 @@ beforeAll(async () => {
     else echo(req, res, body);
   };
 });
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed
 afterAll(async () => t?.close());
 
 describe('slowloris (R. Hansen 2009; CWE-400) and slow bodies (R-U-Dead-Yet)', () => {

@@ -76,8 +76,9 @@ export function floodSuite(): (ctx: TestContext, attack: Attack, maxConnections:
       `${attack}: ${report.connections} attacking connections, ${report.sent} frames/requests, closed by server ${report.serverClosed}, ` +
       `GOAWAY ${JSON.stringify(report.goaways)}, app requests ${out.appRequests}; good client n=${stats.count} p50=${stats.p50.toFixed(1)} ` +
       `p99=${stats.p99.toFixed(1)} max=${stats.max.toFixed(1)} ms (information only: budgets are make flood-budgets)`;
+    // eslint-disable-next-line no-console -- the numbers are for whoever runs it (information only)
     console.info(line);
-    ctx.annotate(line);
+    await ctx.annotate(line);
     return out;
   };
 }

@@ -19,6 +19,7 @@ let t: Target;
 beforeAll(async () => {
   t = await startTarget({ limits: { idleTimeout: `${IDLE_MS}ms`, headersTimeout: '2s', requestTimeout: '3s' } });
 });
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed
 afterAll(async () => t?.close());
 
 const req = (lines: string[], body = ''): string => `${lines.join('\r\n')}\r\n\r\n${body}`;

@@ -34,6 +34,7 @@ beforeAll(async () => {
     else done();
   };
 });
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed
 afterAll(async () => t?.close());
 
 const tls = (): ReturnType<typeof tlsOptions> => tlsOptions(orders());
@@ -462,6 +463,7 @@ describe('upstream resources after reset streams (CVE-2023-44487 amplification)'
       res.once('close', () => held--);
     });
   });
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed
   afterAll(async () => u?.close());
 
   it.each([

@@ -325,8 +325,8 @@ export function connectH2(port: number, tlsOpts: tls.ConnectionOptions, opts: Ra
       conn.closed = true;
       wake();
     });
-    socket.once('error', (err) => {
-      if (socket.alpnProtocol === undefined || socket.alpnProtocol === false) reject(err);
+    socket.once('error', (err: Error) => {
+      if (socket.alpnProtocol === false) reject(err);
     });
   });
 }

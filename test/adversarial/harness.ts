@@ -232,7 +232,7 @@ export function rawConnect(port: number, c: ClientCreds, extra: tls.ConnectionOp
     });
     socket.once('secureConnect', () => resolve(conn));
     // After secureConnect this is a no-op: a reset shows up as the close above.
-    socket.on('error', (err) => reject(err));
+    socket.on('error', (err: Error) => reject(err));
   });
 }
 

@@ -35,6 +35,7 @@ beforeAll(async () => {
     echo(req, res, body);
   };
 });
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed
 afterAll(async () => t?.close());
 
 /** A request that must never be executed: it names /admin. */

@@ -135,6 +135,6 @@ describe('testssl.sh against the listener', () => {
     for (const id of ['ROBOT', 'CCS', 'SWEET32', 'FREAK', 'LOGJAM', 'BEAST', 'LUCKY13', 'RC4', 'CRIME_TLS', 'POODLE_SSL', 'secure_renego']) {
       expect(['OK', 'INFO'], `${id}: ${findings.find((f) => f.id === id)?.finding ?? 'missing'}`).toContain(sev(id));
     }
-    ctx.annotate(`testssl ran ${Math.round(run.ms / 1000)} s; ${findings.length} results; allowlisted: ${findings.filter((f) => ALLOWLIST[f.id] !== undefined && RATED_BAD.has(f.severity)).map((f) => f.id).join(', ') || 'none'}`);
+    await ctx.annotate(`testssl ran ${Math.round(run.ms / 1000)} s; ${findings.length} results; allowlisted: ${findings.filter((f) => ALLOWLIST[f.id] !== undefined && RATED_BAD.has(f.severity)).map((f) => f.id).join(', ') || 'none'}`);
   }, 2 * RUN_BOUND_MS + 30_000);
 });

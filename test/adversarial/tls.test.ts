@@ -27,6 +27,7 @@ let t: Target;
 beforeAll(async () => {
   t = await startTarget();
 });
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed
 afterAll(async () => t?.close());
 
 describe('client-initiated renegotiation is refused (CVE-2009-3555, CVE-2011-1473; RFC 5746; SPEC §4)', () => {

@@ -1,6 +1,7 @@
 /** The built binary, black-box: exit codes, one-line errors, serving, SIGTERM drain (SPEC §2, §7). */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,7 +48,7 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
 function spawnRun(file: string): { child: ReturnType<typeof spawn>; exited: Promise<number | null>; stderr: () => string; waitFor: (needle: string) => Promise<void> } {
   const child = spawn(process.execPath, [bin, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const waitFor = async (needle: string): Promise<void> => {
     await until(() => stderr.includes(needle), 10_000);
@@ -146,7 +147,7 @@ describe('run', () => {
     const net = await import('node:net');
     const blocker = net.createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
-    const taken = (blocker.address() as import('node:net').AddressInfo).port;
+    const taken = (blocker.address() as AddressInfo).port;
     try {
       const busy = await configFile('busy.yaml', baseConfig(pki, app.url, { listen: { address: '127.0.0.1', port: taken }, admin: { address: '127.0.0.1', port: 0 } }));
       const r = await cli(['run', '--config', busy]);

@@ -35,6 +35,7 @@ let t: Target;
 beforeAll(async () => {
   t = await startTarget({ limits: { maxConcurrentStreams: 20, maxHeaders: 50, maxHeaderSize: '8KiB', requestTimeout: '2s', headersTimeout: '1s' } });
 });
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed
 afterAll(async () => t?.close());
 
 // ---- what a case sends ----------------------------------------------------------------------------
@@ -427,8 +428,10 @@ describe(`HTTP/2 session fuzz on a real sidecar (${SEED_TAG})`, () => {
               const answered = (sid: number): boolean =>
                 c.frames.some((f) => f.streamId === sid && (f.type === F.FrameType.RST_STREAM || ((f.type === F.FrameType.DATA || f.type === F.FrameType.HEADERS) && (f.flags & F.Flag.END_STREAM) !== 0)));
               const deadline = Date.now() + 5000;
+              // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the socket's handlers set closed and goaway
               while (![...built.ended].every(answered) && !c.closed && c.goaway === null && Date.now() < deadline) await c.waitFrame(() => false, 50);
               const hanging = [...built.ended].filter((sid) => !answered(sid));
+              // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the socket's handlers set closed and goaway
               expect(c.closed || c.goaway !== null || hanging.length === 0, `streams ${hanging.join(', ')} ended by the client and never answered within 5 s: ${bytes.toString('hex')}`).toBe(true);
             }
             // Raw mutations may have changed what the windows were: then there is nothing to hold the server to.

@@ -27,6 +27,7 @@ export interface Reply {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   text: string;
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- a typed view of the parsed body, like Response.json
   json<T = Record<string, unknown>>(): T;
 }
 
@@ -38,15 +39,16 @@ export async function call(
 ): Promise<Reply> {
   const res = await request(`${origin}${path}`, {
     dispatcher: agent,
-    method: (opts.method ?? 'GET') as Dispatcher.HttpMethod,
+    method: opts.method ?? 'GET',
     ...(opts.headers ? { headers: opts.headers } : {}),
     ...(opts.body !== undefined ? { body: opts.body } : {}),
   });
   const text = await res.body.text();
   return {
     status: res.statusCode,
-    headers: res.headers as Reply['headers'],
+    headers: res.headers,
     text,
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- as Reply.json
     json: <T>() => JSON.parse(text) as T,
   };
 }
@@ -75,7 +77,7 @@ export function rawExchange(port: number, creds: ClientCreds, bytes: string, tim
       clearTimeout(timer);
       resolve(Buffer.concat(chunks).toString('latin1'));
     });
-    socket.on('error', (err) => {
+    socket.on('error', (err: Error) => {
       clearTimeout(timer);
       if (chunks.length > 0) resolve(Buffer.concat(chunks).toString('latin1'));
       else reject(err);

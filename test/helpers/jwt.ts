@@ -81,7 +81,7 @@ export function claimsFor(o: MintOptions = {}): Record<string, unknown> {
 /** A correctly signed token (whatever its claims say). */
 export async function mintToken(key: SigningKey, o: MintOptions = {}): Promise<string> {
   const { kid, ...rest } = o.header ?? {};
-  const header: JWTHeaderParameters = { alg: key.alg, typ: 'JWT', ...rest } as JWTHeaderParameters;
+  const header: JWTHeaderParameters = { alg: key.alg, typ: 'JWT', ...rest };
   if (kid !== null) header.kid = kid ?? key.kid;
   const crit: Record<string, boolean> = {};
   if (o.crit !== undefined) {

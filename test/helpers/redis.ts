@@ -113,7 +113,7 @@ export async function startRedis(args: readonly string[] | (() => Promise<readon
       { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';
-    proc.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child = proc;
     let gone = false;
     exited = new Promise<void>((resolve) => proc.once('exit', () => {
@@ -122,6 +122,7 @@ export async function startRedis(args: readonly string[] | (() => Promise<readon
     }));
     const deadline = Date.now() + 10_000;
     for (;;) {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the exit handler
       if (gone) throw new Error(`redis-server exited at start on port ${port}: ${stderr.trim()}`);
       try {
         if ((await rawCommand(port, ['PING'], 500)) === '+PONG') return;

@@ -1,6 +1,7 @@
 /** The admin port: metrics after real traffic, health, readiness, /config (SPEC §6, issue 5). */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -152,7 +153,10 @@ describe('metrics', () => {
       // a failure too, not only a format error (SPEC §6: promtool passes on the whole page).
       const out = await promisify(execFile)('bash', ['-c', `promtool check metrics < ${file}`]).then(
         (r) => ({ code: 0, text: `${r.stdout}${r.stderr}` }),
-        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, text: `${e.stdout}${e.stderr}` }),
+        (err: unknown) => {
+          const e = err as { code: number; stdout: string; stderr: string };
+          return { code: e.code, text: `${e.stdout}${e.stderr}` };
+        },
       );
       expect(out).toEqual({ code: 0, text: '' });
     } finally {
@@ -224,7 +228,7 @@ async function which(cmd: string): Promise<string | null> {
   }
 }
 
-async function startUpstreamOn(port: number): Promise<import('node:http').Server> {
+async function startUpstreamOn(port: number): Promise<http.Server> {
   const http = await import('node:http');
   const server = http.createServer((_req, res) => res.end('ok'));
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));

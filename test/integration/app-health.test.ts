@@ -23,7 +23,7 @@ let tlsSeen: string[] = [];
 let admin: http.Server;
 let adminUrl = '';
 let env = '';
-let rewritten: Record<string, string> = {};
+const rewritten: Record<string, string> = {};
 
 function manifest(appPort: number, tlsPort: number): string {
   return `apiVersion: apps/v1
@@ -99,7 +99,7 @@ beforeAll(async () => {
       const probe = c[kind];
       if (typeof probe === 'object' && probe.httpGet) {
         expect(probe.httpGet.port).toBe(9901);
-        rewritten[`${String(c['name'])}/${kind}`] = probe.httpGet.path;
+        rewritten[`${c['name'] as string}/${kind}`] = probe.httpGet.path;
       }
     }
   }

@@ -69,7 +69,7 @@ beforeAll(async () => {
 
 function find(base: string, kind: string, name?: unknown): Obj {
   const o = (rendered.get(base) ?? []).find((x) => x['kind'] === kind && (name === undefined || get(x, 'metadata', 'name') === name));
-  if (o === undefined) throw new Error(`${base}: no ${kind}${name !== undefined ? `/${String(name)}` : ''}`);
+  if (o === undefined) throw new Error(`${base}: no ${kind}${name !== undefined ? `/${typeof name === 'string' ? name : JSON.stringify(name)}` : ''}`);
   return o;
 }
 

@@ -225,7 +225,10 @@ describe('RedisRateLimiter', () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
-    cleanups.push(async () => void process.off('unhandledRejection', onUnhandled));
+    cleanups.push(() => {
+      process.off('unhandledRejection', onUnhandled);
+      return Promise.resolve();
+    });
     await untilAnswering(rl, take);
     const lag = loopLag();
 
@@ -303,7 +306,8 @@ describe('RedisRateLimiter', () => {
     const take = [{ key: 'id/x', bucket: { rps: 1000, burst: 1000 } }];
     await untilAnswering(rl, take);
     own.pause();
-    const waiting = Array.from({ length: 5 }, () => rl.take(take));
+    // Each is a Promise (checked next): queued behind the paused Redis.
+    const waiting = Array.from({ length: 5 }, () => rl.take(take) as Promise<RateDecision>);
     for (const w of waiting) expect(w).toBeInstanceOf(Promise);
     expect(rl.stats().inFlight).toBe(5);
     expect(rl.take(take)).toEqual({ kind: 'unavailable' }); // synchronously: nothing more is queued

@@ -93,12 +93,11 @@ async function setup(name: string, clientCAs: string[], debounceMs = 100): Promi
   const server = await issueLeaf(caA, { commonName: 'localhost', dnsNames: ['localhost'], ips: ['127.0.0.1'], eku: ['serverAuth'], days: 30 });
   await volume.write({ 'server.crt': server.certPem, 'server.key': server.keyPem, 'ca-a.crt': caA.certPem, 'ca-b.crt': caB.certPem });
   const configFile = path.join(dir, 'sidecar.yaml');
-  let current = config(volume.dir, clientCAs);
+  const current = config(volume.dir, clientCAs);
   await writeFile(configFile, stringify(current));
   const sc = await startSidecarFile(configFile);
   // Keep the ports the sidecar got: a rewritten config must not ask for new ones.
   const pin = (cfg: Record<string, unknown>): Record<string, unknown> => ({ ...cfg, listen: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } });
-  current = pin(current);
   const { log, lines } = memoryLog();
   const reloader = new Reloader(sc.sidecar, configFile, log, { debounceMs });
   reloader.start();

@@ -15,7 +15,6 @@ import { baseConfig, creds } from './config.js';
 
 const pki = inject('pki');
 const c = pki.clients;
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x1f\x7f]/;
 /**
  * SPEC §5: msg, reason, remote, certSha256?, subject? (plus the timestamp, a diagnostic, and the
@@ -37,8 +36,10 @@ beforeAll(async () => {
   ]);
 });
 afterAll(async () => {
+  /* eslint-disable @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed */
   await Promise.all([rootTrust, interTrust].filter((s) => s !== undefined).map((s) => s.close()));
   await app?.close();
+  /* eslint-enable @typescript-eslint/no-unnecessary-condition */
 });
 
 function expectCleanHandshakeLine(line: AuditLine, raw: string): void {
@@ -154,7 +155,7 @@ function readQuotedField(xfcc: string, name: string): { value: string; next: str
   if (start === -1) return null;
   let value = '';
   for (let i = start + name.length + 2; i < xfcc.length; i++) {
-    const ch = xfcc[i];
+    const ch = xfcc.charAt(i);
     if (ch === '\\') {
       value += xfcc[i + 1] ?? '';
       i++;

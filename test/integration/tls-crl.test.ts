@@ -101,9 +101,11 @@ beforeAll(async () => {
   reloader = new Reloader(sc.sidecar, configFile, silentLog());
 });
 afterAll(async () => {
+  /* eslint-disable @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed */
   reloader?.close();
   await sc?.close();
   await app?.close();
+  /* eslint-enable @typescript-eslint/no-unnecessary-condition */
   if (dir !== '') await rm(dir, { recursive: true, force: true });
 });
 

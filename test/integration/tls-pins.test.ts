@@ -33,8 +33,10 @@ beforeAll(async () => {
   ]);
 });
 afterAll(async () => {
+  /* eslint-disable @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed */
   await Promise.all([sha256Only, spkiOnly, caAndPin, pinnedButBad].filter((s) => s !== undefined).map((s) => s.close()));
   await app?.close();
+  /* eslint-enable @typescript-eslint/no-unnecessary-condition */
 });
 
 describe('pins only (no clientCAs)', () => {

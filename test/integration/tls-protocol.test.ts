@@ -30,8 +30,10 @@ beforeAll(async () => {
   ]);
 });
 afterAll(async () => {
+  /* eslint-disable @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed */
   await Promise.all([v12, v13].filter((s) => s !== undefined).map((s) => s.close()));
   await app?.close();
+  /* eslint-enable @typescript-eslint/no-unnecessary-condition */
 });
 
 describe('protocol versions', () => {

@@ -55,8 +55,10 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
+  /* eslint-disable @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed */
   await Promise.all([rootCrl, pinsOnly, nodeEngine, h1Only, deep].filter((s) => s !== undefined).map((s) => s.close()));
   await app?.close();
+  /* eslint-enable @typescript-eslint/no-unnecessary-condition */
 });
 
 interface Case {

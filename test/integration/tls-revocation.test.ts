@@ -53,7 +53,7 @@ function withSerial(leaf: IssuedCert, ca: IssuedCert, serialHex: string): { cert
   cert.serialNumber = serialHex;
   cert.sign(ca.key, forge.md.sha256.create());
   const der = Buffer.from(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes(), 'binary');
-  const hex = (forge.md.sha256.create().update(der.toString('binary')).digest().toHex() as string).toUpperCase();
+  const hex = (forge.md.sha256.create().update(der.toString('binary')).digest().toHex()).toUpperCase();
   return { certPem: forge.pki.certificateToPem(cert), sha256: hex.replace(/(..)(?!$)/g, '$1:') };
 }
 
@@ -89,8 +89,10 @@ beforeAll(async () => {
   sc = await startSidecar(baseConfig(pki, app.url, { tls: { clientCAs: [caFile], crls: [crlFile] } }));
 });
 afterAll(async () => {
+  /* eslint-disable @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed */
   await sc?.close();
   await app?.close();
+  /* eslint-enable @typescript-eslint/no-unnecessary-condition */
   if (dir !== '') await rm(dir, { recursive: true, force: true });
 });
 

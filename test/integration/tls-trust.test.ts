@@ -43,8 +43,10 @@ beforeAll(async () => {
   ]);
 });
 afterAll(async () => {
+  /* eslint-disable @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed */
   await Promise.all([base, withCrl, interOnly, deep].filter((s) => s !== undefined).map((s) => s.close()));
   await app?.close();
+  /* eslint-enable @typescript-eslint/no-unnecessary-condition */
 });
 
 describe('CA allowlist (clientCAs: [root])', () => {

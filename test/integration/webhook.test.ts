@@ -50,8 +50,10 @@ limits: {maxRequestSize: 256KiB}
 });
 
 afterAll(async () => {
+  /* eslint-disable @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed */
   await agent?.close();
   await server?.close();
+  /* eslint-enable @typescript-eslint/no-unnecessary-condition */
   if (dir !== '') await rm(dir, { recursive: true, force: true });
 });
 

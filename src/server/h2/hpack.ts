@@ -51,7 +51,7 @@ const MAX_INT = 2 ** 24;
 /** Request-side state of one connection: the dynamic table, as a ring of name/value pairs. */
 export class HpackDecoder {
   /** Entry i (0 = newest) is at ring[(head + i) % capacity]: names at 2k, values at 2k + 1. */
-  #ring: string[] = new Array(64);
+  #ring: string[] = new Array<string>(64);
   #head = 0;
   #count = 0;
   #size = 0;
@@ -220,7 +220,7 @@ export class HpackDecoder {
     let cap = this.#ring.length >> 1;
     if (this.#count === cap) {
       // Grow the ring, keeping entry order (newest first from index 0).
-      const next: string[] = new Array(cap * 4);
+      const next: string[] = new Array<string>(cap * 4);
       for (let i = 0; i < this.#count; i++) {
         const at = ((this.#head + i) % cap) << 1;
         next[i << 1] = this.#ring[at] as string;

@@ -26,7 +26,7 @@ const EOS = 256;
 /** The canonical codes (right-aligned), rebuilt from LENGTHS: by length, then by symbol. */
 export const HUFFMAN_CODES: readonly (readonly [code: number, bits: number])[] = (() => {
   const order = LENGTHS.map((_, s) => s).sort((a, b) => (LENGTHS[a] as number) - (LENGTHS[b] as number) || a - b);
-  const codes: [number, number][] = new Array(LENGTHS.length);
+  const codes: [number, number][] = new Array<[number, number]>(LENGTHS.length);
   let code = 0;
   let prev = LENGTHS[order[0] as number] as number;
   for (let k = 0; k < order.length; k++) {

@@ -260,6 +260,7 @@ export class H2Session {
         err = E_INTERNAL_ERROR;
       }
       if (err !== 0) return this.destroy(err);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the frame handler may close the session
       if (this.#closed) return;
     }
     if (p < buf.length) {
@@ -268,7 +269,7 @@ export class H2Session {
       this.#buf = buf.length < 4096 ? Buffer.from(buf) : buf;
       // Bytes still to come before the frame (or its header) is whole.
       const have = buf.length;
-      this.#need = have < FRAME_HEADER || !this.#preface ? 1 : FRAME_HEADER + ((buf[0]! << 16) | (buf[1]! << 8) | buf[2]!) - have;
+      this.#need = have < FRAME_HEADER ? 1 : FRAME_HEADER + ((buf[0]! << 16) | (buf[1]! << 8) | buf[2]!) - have;
     }
   }
 
@@ -851,11 +852,10 @@ export class H2ServerStream {
   }
 
   openBody(): void {
-    const stream = this;
     this.body = new Readable({
       highWaterMark: this.#recvInitial,
-      read() {
-        stream.#giveBack();
+      read: () => {
+        this.#giveBack();
       },
     });
     // A reset ends the body with an error; whoever reads it (a pipe) has its own listener.

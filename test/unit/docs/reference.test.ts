@@ -43,7 +43,7 @@ function srcFiles(dir: string = path.join(ROOT, 'src')): string[] {
  */
 function schemaPaths(schema: z.ZodType, at: string, out: Set<string>): Set<string> {
   if (schema instanceof z.ZodObject) {
-    for (const [key, value] of Object.entries(schema.shape as Record<string, z.ZodType>)) {
+    for (const [key, value] of Object.entries<z.ZodType>(schema.shape)) {
       const p = at === '' ? key : `${at}.${key}`;
       out.add(p);
       schemaPaths(value, p, out);

@@ -238,7 +238,7 @@ describe('IdentityMatcher order', () => {
   });
 
   it('an empty rule list matches nothing', () => {
-    expect(new IdentityMatcher([]).match(peer({ cn: ['x'] }))).toBeUndefined();
+    expect(new IdentityMatcher<{ match: IdentityMatch }>([]).match(peer({ cn: ['x'] }))).toBeUndefined();
   });
 
   it('stays linear on adversarial values, whatever pattern is allowed', () => {

@@ -183,7 +183,7 @@ describe('RouteTable semantics', () => {
   });
 
   it('an empty table matches nothing', () => {
-    expect(new RouteTable([]).match('GET', '/')).toBeUndefined();
+    expect(new RouteTable<RouteSpec>([]).match('GET', '/')).toBeUndefined();
   });
 });
 

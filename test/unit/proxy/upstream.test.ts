@@ -71,7 +71,7 @@ interface ScriptedApp {
 }
 
 async function scriptedApp(answer: (sock: net.Socket, request: string, index: number, conn: number) => void): Promise<ScriptedApp> {
-  const app: ScriptedApp = { port: 0, connections: 0, received: [], close: async () => undefined };
+  const app: ScriptedApp = { port: 0, connections: 0, received: [], close: () => Promise.resolve() };
   const sockets = new Set<net.Socket>();
   const server = net.createServer((sock) => {
     const conn = app.connections++;
@@ -144,12 +144,11 @@ describe('UpstreamPool', () => {
 
   it('sends a bodiless GET again on a new connection when the reused one was closed by the app (keep-alive race)', async () => {
     // The app answers the first request of each connection, and closes instead of answering the second.
-    const a = await app((s, _req, _i, conn) => {
+    const a = await app((s) => {
       if ((s as net.Socket & { n?: number }).n === undefined) {
         (s as net.Socket & { n?: number }).n = 1;
         s.write(OK);
       } else s.destroy();
-      void conn;
     });
     const p = pool(a.port);
     expect((await exchange(p, { path: '/1' })).status).toBe(200);

@@ -45,7 +45,7 @@ async function startH1(limits: H1Limits): Promise<number> {
 beforeAll(async () => {
   port = await startH1(LIMITS);
 });
-afterAll(async () => {
+afterAll(() => {
   for (const s of servers) {
     s.close();
   }
@@ -137,7 +137,7 @@ describe('H1Server review fixes', () => {
       // The server's side of the connection (a paused client does not notice the close).
       const closedAfter = await new Promise<number>((resolve) => {
         const poll = setInterval(() => {
-          const s = serverSide as tls.TLSSocket | null;
+          const s = serverSide;
           if (s !== null && s.destroyed) {
             clearInterval(poll);
             resolve(performance.now() - started);

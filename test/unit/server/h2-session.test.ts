@@ -257,7 +257,7 @@ describe('H2Session with Node\'s HTTP/2 client', () => {
     const c = connect(srv.port);
     const pending = fetch2(c, { ':path': '/later' });
     await arrived(srv, '/later');
-    const goaway = new Promise<number>((r) => c.once('goaway', (code, lastStreamId) => r(lastStreamId)));
+    const goaway = new Promise<number>((r) => c.once('goaway', (_code: number, lastStreamId: number) => r(lastStreamId)));
     srv.sessions[0]?.close();
     expect(await goaway).toBe(1);
     (answer as unknown as () => void)();
@@ -286,7 +286,7 @@ interface Frame {
 }
 
 /** A raw client: preface and SETTINGS sent, frames collected until the socket closes. */
-async function raw(port: number, halfOpen = false): Promise<{ send(b: Buffer): void; frames: Frame[]; closed: Promise<void>; waitFor(pred: (f: Frame) => boolean, timeoutMs?: number): Promise<Frame> }> {
+async function raw(port: number, halfOpen = false): Promise<{ send: (b: Buffer) => void; frames: Frame[]; closed: Promise<void>; waitFor(pred: (f: Frame) => boolean, timeoutMs?: number): Promise<Frame> }> {
   // halfOpen: the client never closes its side when the server ends its own.
   const tcp = net.connect({ port, host: '127.0.0.1', allowHalfOpen: halfOpen });
   const sock = tls.connect({ socket: tcp, ALPNProtocols: ['h2'], ...clientTls, ...(halfOpen ? { allowHalfOpen: true } : {}) } as tls.ConnectionOptions);
@@ -299,7 +299,10 @@ async function raw(port: number, halfOpen = false): Promise<{ send(b: Buffer): v
     for (const { type, flags, streamId, payload } of reader.push(d)) {
       const f = { type, flags, sid: streamId, payload };
       frames.push(f);
-      for (const w of waiters.splice(0)) (w[0](f) ? w[1](f) : waiters.push(w));
+      for (const w of waiters.splice(0)) {
+        if (w[0](f)) w[1](f);
+        else waiters.push(w);
+      }
     }
   });
   sock.on('error', () => undefined);

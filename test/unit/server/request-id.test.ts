@@ -17,6 +17,7 @@ describe('newRequestId', () => {
 
   it('uses every hex digit in every random position (no stuck nibble)', () => {
     const positions = Array.from({ length: 36 }, () => new Set<string>());
+    // eslint-disable-next-line @typescript-eslint/no-misused-spread -- request ids are ASCII
     for (let i = 0; i < 2000; i++) [...newRequestId()].forEach((c, j) => positions[j]?.add(c));
     for (let j = 0; j < 36; j++) {
       if ([8, 13, 18, 23].includes(j)) expect([...(positions[j] ?? [])]).toEqual(['-']);
