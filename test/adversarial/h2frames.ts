@@ -325,9 +325,9 @@ export function connectH2(port: number, tlsOpts: tls.ConnectionOptions, opts: Ra
       conn.closed = true;
       wake();
     });
-    socket.once('error', (err: Error) => {
-      if (socket.alpnProtocol === false) reject(err);
-    });
+    // Before the handshake ends (alpnProtocol is still null then) an error fails the connect;
+    // after it, the promise is settled and this changes nothing.
+    socket.once('error', reject);
   });
 }
 
