@@ -34,6 +34,14 @@ export class BodyMeter extends Transform {
   }
 }
 
+/** The client hung up or reset its stream: the exchange with the app is cancelled. */
+export class ClientGone extends Error {
+  readonly code = 'ERR_CLIENT_GONE';
+  constructor() {
+    super('the client went away');
+  }
+}
+
 export class RequestTimeout extends Error {
   readonly code = 'ERR_REQUEST_TIMEOUT';
   constructor() {
@@ -76,7 +84,7 @@ export class ForwardHandler implements UpstreamHandler {
     this.#control = control;
     // Closed before the request left: never hold an upstream connection for nobody.
     if (this.timedOut) this.#cancel(new RequestTimeout());
-    else if (this.gone) this.#cancel(new Error('client aborted'));
+    else if (this.gone) this.#cancel(new ClientGone());
   }
 
   onHeaders(statusCode: number, rawHeaders: string[]): boolean {
@@ -84,7 +92,7 @@ export class ForwardHandler implements UpstreamHandler {
     ctx.upstreamMs = performance.now() - ctx.upstreamStart;
     ctx.status = statusCode;
     if (this.gone || this.res.destroyed === true) {
-      this.#cancel(new Error('client went away'));
+      this.#cancel(new ClientGone());
       return false;
     }
     const out = responseHeaders(rawHeaders, ctx.requestId, this.securityHeaders);
@@ -96,7 +104,7 @@ export class ForwardHandler implements UpstreamHandler {
 
   onData(chunk: Buffer): boolean {
     if (this.gone) {
-      this.#cancel(new Error('client went away'));
+      this.#cancel(new ClientGone());
       return false;
     }
     this.ctx.bytesOut += chunk.length;
@@ -126,7 +134,7 @@ export class ForwardHandler implements UpstreamHandler {
   /** The client hung up: stop talking to the app. */
   abort(): void {
     this.gone = true;
-    if (!this.finished) this.#cancel(new Error('client aborted'));
+    if (!this.finished) this.#cancel(new ClientGone());
   }
 
   #cancel(err: Error): void {
@@ -151,7 +159,7 @@ export function classifyUpstreamError(err: Error, meter: BodyMeter | null): Requ
   if (err instanceof BodyTooLarge || code === 'ERR_BODY_TOO_LARGE' || (meter !== null && meter.bytes > 0 && meter.destroyed && meter.errored instanceof BodyTooLarge)) return 'body_too_large';
   if (err instanceof RequestTimeout || code === 'ERR_REQUEST_TIMEOUT') return 'request_timeout';
   if (code === 'ERR_UPSTREAM_HEADERS_TIMEOUT' || code === 'ERR_UPSTREAM_BODY_TIMEOUT') return 'upstream_timeout';
-  if (err.message === 'client aborted' || err.message === 'client went away') return 'client_aborted';
+  if (code === 'ERR_CLIENT_GONE') return 'client_aborted';
   if (UNREACHABLE.has(code)) return 'upstream_unreachable';
   return 'upstream_error';
 }
