@@ -11,7 +11,6 @@ import { appHealthFromEnv } from '../inject/app-health.js';
 import type { CommandIo } from './io.js';
 import { resolveConfigPath } from './io.js';
 import { delay, waitForSignal } from './signals.js';
-import { releaseYoungGeneration } from './young-gen.js';
 
 export const RUN_HELP = `Usage: mtls-sidecar run [--config PATH]
 
@@ -86,9 +85,6 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     await sidecar.close(0);
     await audit.close(AUDIT_FLUSH_MIN_MS);
     return EXIT_FAILURE;
-  } finally {
-    // Start-up is over: from here the young generation grows with the load (young-gen.ts).
-    releaseYoungGeneration();
   }
   reloader.start();
 
