@@ -58,9 +58,9 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
 const io: CommandIo = {
   stdout: (line) => process.stdout.write(`${line}\n`),
   stderr: (line) => process.stderr.write(`${line}\n`),
+  onSecondSignal: () => process.exit(EXIT_FAILURE),
 };
 
-process.on('mtls-sidecar:abort' as 'SIGTERM', () => process.exit(EXIT_FAILURE));
 main(process.argv.slice(2), io).then(
   (code) => {
     process.exitCode = code;

@@ -69,7 +69,7 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
   const sidecar = new Sidecar(s, { audit, log, appHealth: appHealth.handler });
   // Signals are ours before anyone can see "listening": SIGTERM and SIGHUP would otherwise still
   // have their default action (end the process) for as long as start-up takes.
-  const stopped = opts.stopSignal ?? waitForSignal();
+  const stopped = opts.stopSignal ?? waitForSignal(io.onSecondSignal);
   const reloader = new Reloader(sidecar, file, log);
   const onHup = (): void => void reloader.reload('SIGHUP');
   process.on('SIGHUP', onHup);
