@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NODE := node_modules/.bin/node
 CLI := $(NODE) dist/main.js
 
-.PHONY: all install build typecheck test test-deps run certs check clean bench flood-budgets
+.PHONY: all install build typecheck test test-deps test-h2-node test-node22 run certs check clean bench flood-budgets
 
 all: build
 
@@ -37,12 +37,44 @@ check: build
 test-deps:
 	@bash .ci/deps.sh
 
-# Type-check, then every test (unit, integration on real sockets, CLI), then one summary line.
+# vitest's console output, and its JSON report for .ci/summary.mjs.
+REPORT = --reporter=default --reporter=json --outputFile.json=$(1)
+
+# The HTTP/2 suites run once more on node:http2, the other supported engine (the integration
+# suite's h2-stream and internal-errors tests run on both by themselves).
+H2_NODE_TESTS := test/adversarial/h2.test.ts test/adversarial/floods-h2-control.test.ts \
+  test/adversarial/floods-h2-streams.test.ts test/integration/drain.test.ts
+H2_NODE_RUN = MTLS_SIDECAR_HTTP2=node npx vitest run $(H2_NODE_TESTS) $(call REPORT,.tmp/vitest-h2-node.json)
+
+# The oldest Node that package.json's engines allows, fetched from the npm registry into .tmp
+# (the project's node_modules is not touched), runs the integration suite, the built binary's
+# CLI tests and the HTTP/2 adversarial tests.
+NODE22_VERSION := 22.13.0
+NODE22 := .tmp/node22/node_modules/.bin/node
+NODE22_TESTS := test/integration test/cli test/adversarial/h2.test.ts
+NODE22_RUN = { [ "$$($(NODE22) --version 2>/dev/null)" = v$(NODE22_VERSION) ] || \
+    npm install --no-save --no-audit --no-fund --prefix .tmp/node22 node@$(NODE22_VERSION); } && \
+  $(NODE22) node_modules/vitest/vitest.mjs run $(NODE22_TESTS) $(call REPORT,.tmp/vitest-node22.json)
+
+# Type-check, then every test (unit, integration on real sockets, CLI) on Node 24, the HTTP/2
+# suites on node:http2, the integration suite on Node 22; a summary line for each run, and the
+# total last.
 test: build test-deps
 	npx tsc -p tsconfig.json --noEmit
-	@mkdir -p .tmp
-	@status=0; npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json || status=$$?; \
-	  $(NODE) .ci/summary.mjs .tmp/vitest.json; exit $$status
+	@mkdir -p .tmp && rm -f .tmp/vitest.json .tmp/vitest-h2-node.json .tmp/vitest-node22.json
+	@status=0; npx vitest run $(call REPORT,.tmp/vitest.json) || status=$$?; \
+	  $(H2_NODE_RUN) || status=$$?; \
+	  $(NODE22_RUN) || status=$$?; \
+	  $(NODE) .ci/summary.mjs "Node 24=.tmp/vitest.json" "node:http2 engine=.tmp/vitest-h2-node.json" \
+	    "Node $(NODE22_VERSION)=.tmp/vitest-node22.json"; exit $$status
+
+test-h2-node: build test-deps
+	@mkdir -p .tmp && rm -f .tmp/vitest-h2-node.json
+	@status=0; $(H2_NODE_RUN) || status=$$?; $(NODE) .ci/summary.mjs .tmp/vitest-h2-node.json; exit $$status
+
+test-node22: build test-deps
+	@mkdir -p .tmp && rm -f .tmp/vitest-node22.json
+	@status=0; $(NODE22_RUN) || status=$$?; $(NODE) .ci/summary.mjs .tmp/vitest-node22.json; exit $$status
 
 # Benchmark (issue 9): the sidecar vs nginx, HAProxy and a bare undici proxy, each on one pinned
 # core; installs nginx/haproxy from Debian if missing. Writes bench/RESULTS.md + bench/results.svg.

@@ -1,18 +1,36 @@
 // Prints vitest's JSON report as the closing line CI counts: "N passed, N failed[, N skipped]".
 // A suite that failed to load counts as a failure, so a broken run can never read as green.
+// Several reports ("label=file" each): a line per run, then their total as the closing line.
 import { readFileSync } from 'node:fs';
 
-const file = process.argv[2] ?? '.tmp/vitest.json';
-let report;
-try {
-  report = JSON.parse(readFileSync(file, 'utf8'));
-} catch {
-  console.log('0 passed, 1 failed');
-  process.exit(0);
+function count(file) {
+  let report;
+  try {
+    report = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    // No report: the run did not happen or crashed.
+    return { passed: 0, failed: 1, skipped: 0 };
+  }
+  const passed = report.numPassedTests ?? 0;
+  let failed = report.numFailedTests ?? 0;
+  if (failed === 0 && (report.numFailedTestSuites ?? 0) > 0) failed = report.numFailedTestSuites;
+  if (failed === 0 && report.success === false) failed = 1;
+  const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
+  return { passed, failed, skipped };
 }
-const passed = report.numPassedTests ?? 0;
-let failed = report.numFailedTests ?? 0;
-if (failed === 0 && (report.numFailedTestSuites ?? 0) > 0) failed = report.numFailedTestSuites;
-if (failed === 0 && report.success === false) failed = 1;
-const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
-console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`);
+
+const line = ({ passed, failed, skipped }) => `${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`;
+
+const runs = (process.argv.length > 2 ? process.argv.slice(2) : ['.tmp/vitest.json']).map((arg) => {
+  const eq = arg.indexOf('=');
+  return eq < 0 ? { label: arg, file: arg } : { label: arg.slice(0, eq), file: arg.slice(eq + 1) };
+});
+const total = { passed: 0, failed: 0, skipped: 0 };
+for (const run of runs) {
+  const c = count(run.file);
+  if (runs.length > 1) console.log(`${run.label}: ${line(c)}`);
+  total.passed += c.passed;
+  total.failed += c.failed;
+  total.skipped += c.skipped;
+}
+console.log(line(total));

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 /** The binary: argv -> command -> exit code. The only place that calls process.exit. */
 import type { Command, CommandIo } from './cli/io.js';
-import { holdYoungGeneration } from './cli/young-gen.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from './errors.js';
 
 const USAGE = `Usage: mtls-sidecar <command> [options]
@@ -19,10 +18,7 @@ Run "mtls-sidecar <command> --help" for the options of each. --debug prints stac
 // Each command is imported only when it runs: `run` must not carry node-forge (certs), the
 // Kubernetes inject/webhook code or their dependencies in its resident memory.
 const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
-  run: async () => {
-    holdYoungGeneration(); // released by runCommand once listening
-    return (await import('./cli/run.js')).runCommand;
-  },
+  run: async () => (await import('./cli/run.js')).runCommand,
   check: async () => (await import('./cli/check.js')).checkCommand,
   certs: async () => (await import('./cli/certs.js')).certsCommand,
   fingerprint: async () => (await import('./cli/fingerprint.js')).fingerprintCommand,
@@ -62,9 +58,9 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
 const io: CommandIo = {
   stdout: (line) => process.stdout.write(`${line}\n`),
   stderr: (line) => process.stderr.write(`${line}\n`),
+  onSecondSignal: () => process.exit(EXIT_FAILURE),
 };
 
-process.on('mtls-sidecar:abort' as 'SIGTERM', () => process.exit(EXIT_FAILURE));
 main(process.argv.slice(2), io).then(
   (code) => {
     process.exitCode = code;

@@ -2,6 +2,11 @@
 export interface CommandIo {
   stdout(line: string): void;
   stderr(line: string): void;
+  /**
+   * A second SIGTERM/SIGINT while `run` or `webhook` drains (SPEC §7): main.ts ends the process at
+   * once. Commands never exit themselves; in-process tests stop them with a promise instead.
+   */
+  readonly onSecondSignal?: () => void;
 }
 
 export type Command = (argv: string[], io: CommandIo) => Promise<number>;

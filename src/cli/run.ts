@@ -11,7 +11,6 @@ import { appHealthFromEnv } from '../inject/app-health.js';
 import type { CommandIo } from './io.js';
 import { resolveConfigPath } from './io.js';
 import { delay, waitForSignal } from './signals.js';
-import { releaseYoungGeneration } from './young-gen.js';
 
 export const RUN_HELP = `Usage: mtls-sidecar run [--config PATH]
 
@@ -70,7 +69,7 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
   const sidecar = new Sidecar(s, { audit, log, appHealth: appHealth.handler });
   // Signals are ours before anyone can see "listening": SIGTERM and SIGHUP would otherwise still
   // have their default action (end the process) for as long as start-up takes.
-  const stopped = opts.stopSignal ?? waitForSignal();
+  const stopped = opts.stopSignal ?? waitForSignal(io.onSecondSignal);
   const reloader = new Reloader(sidecar, file, log);
   const onHup = (): void => void reloader.reload('SIGHUP');
   process.on('SIGHUP', onHup);
@@ -86,9 +85,6 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     await sidecar.close(0);
     await audit.close(AUDIT_FLUSH_MIN_MS);
     return EXIT_FAILURE;
-  } finally {
-    // Start-up is over: from here the young generation grows with the load (young-gen.ts).
-    releaseYoungGeneration();
   }
   reloader.start();
 

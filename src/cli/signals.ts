@@ -1,16 +1,18 @@
 /** Process signals for the long-running commands (`run`, `webhook`). */
 
 /**
- * Resolves on the first SIGTERM or SIGINT. A second one ends the process at once (SPEC §7):
- * commands never exit themselves, so it is passed to main.ts as the `mtls-sidecar:abort` event.
+ * Resolves on the first SIGTERM or SIGINT. A second one calls `onSecondSignal` (main.ts ends the
+ * process there, SPEC §7). Either way a handler is in place, so neither signal takes its default
+ * action (ending the process without a drain).
  */
-export function waitForSignal(): Promise<string> {
+export function waitForSignal(onSecondSignal: (() => void) | undefined): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    const on = (sig: string): void => {
+    const second = (): void => onSecondSignal?.();
+    const on = (sig: NodeJS.Signals): void => {
       process.off('SIGTERM', on);
       process.off('SIGINT', on);
-      process.once('SIGTERM', () => process.emit('mtls-sidecar:abort' as 'SIGTERM'));
-      process.once('SIGINT', () => process.emit('mtls-sidecar:abort' as 'SIGINT'));
+      process.once('SIGTERM', second);
+      process.once('SIGINT', second);
       resolve(sig);
     };
     process.once('SIGTERM', on);

@@ -53,7 +53,7 @@ export async function webhookCommand(argv: string[], io: CommandIo, opts: Webhoo
   }
   log.info({ address: config.listen.address, port: server.port, admin: `${config.admin.address}:${server.adminPort}`, image: config.inject.image, mode: config.inject.mode }, 'webhook listening');
   opts.onListening?.({ port: server.port, adminPort: server.adminPort });
-  const signal = await (opts.stopSignal ?? waitForSignal());
+  const signal = await (opts.stopSignal ?? waitForSignal(io.onSecondSignal));
   log.info({ signal, drainDelayMs: config.shutdown.drainDelayMs }, 'draining');
   await new Promise((resolve) => setTimeout(resolve, config.shutdown.drainDelayMs));
   await server.close();

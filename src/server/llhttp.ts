@@ -5,16 +5,30 @@
  * conflicting Content-Length/Transfer-Encoding, bad chunk sizes, bare LF, obs-fold are errors),
  * while the per-request request/response stream objects node:http builds around it are skipped.
  *
- * undici has no "exports" map, so the file is reachable; an undici upgrade that moves it fails
- * at start-up (import), not per request.
+ * The wasm files are undici internals (undici has no "exports" map, so they are reachable), which
+ * is why package.json pins undici to an exact version. An undici that moved them, or whose wasm
+ * imports or exports other names than the ones bound here, fails at start-up with one line
+ * (ERR_LLHTTP_WASM), never per request; a changed callback signature (wasm does not describe
+ * its signatures) fails test/unit/server/llhttp.test.ts.
  */
 import { createRequire } from 'node:module';
+import { SidecarError } from '../errors.js';
 
 const require = createRequire(import.meta.url);
 
+interface WasmDescriptor {
+  readonly module?: string;
+  readonly name: string;
+  readonly kind: string;
+}
+
 /** The slice of the WebAssembly global used here (the project's lib settings do not declare it). */
 interface Wasm {
-  Module: new (bytes: Uint8Array) => object;
+  Module: {
+    new (bytes: Uint8Array): object;
+    imports(module: object): WasmDescriptor[];
+    exports(module: object): WasmDescriptor[];
+  };
   Instance: new (module: object, imports: Record<string, Record<string, (...args: number[]) => number>>) => { readonly exports: unknown };
 }
 const { Module, Instance } = (globalThis as unknown as { WebAssembly: Wasm }).WebAssembly;
@@ -104,13 +118,84 @@ export const HPE_OK = 0;
 export const HPE_PAUSED = 21;
 export const HPE_PAUSED_UPGRADE = 22;
 
-function loadModule(): object {
+/** The callbacks Engine binds (module "env"): the wasm must import exactly these. */
+const IMPORTS = [
+  'wasm_on_message_begin',
+  'wasm_on_url',
+  'wasm_on_status',
+  'wasm_on_header_field',
+  'wasm_on_header_value',
+  'wasm_on_headers_complete',
+  'wasm_on_body',
+  'wasm_on_message_complete',
+];
+
+/** What this file calls: the wasm must export at least these (LlhttpExports). */
+const EXPORTS = [
+  'memory',
+  'llhttp_alloc',
+  'llhttp_free',
+  'malloc',
+  'free',
+  'llhttp_execute',
+  'llhttp_get_method',
+  'llhttp_get_http_major',
+  'llhttp_get_http_minor',
+  'llhttp_get_error_pos',
+  'llhttp_errno_name',
+  'llhttp_method_name',
+  'llhttp_resume_after_upgrade',
+  'llhttp_finish',
+  'llhttp_resume',
+];
+
+/**
+ * Why a compiled llhttp module does not fit the bindings here, or null when it does: an import
+ * not bound here (instantiation would fail), a callback bound here that the wasm no longer
+ * calls (its events would silently go missing), or an export this file calls that is gone.
+ */
+export function llhttpMismatch(module: object): string | null {
+  const imports = Module.imports(module);
+  const exported = new Set(Module.exports(module).map((e) => e.name));
+  const unknown = imports.filter((i) => i.module !== 'env' || i.kind !== 'function' || !IMPORTS.includes(i.name)).map((i) => `${i.module ?? ''}.${i.name}`);
+  const uncalled = IMPORTS.filter((name) => !imports.some((i) => i.module === 'env' && i.name === name));
+  const missing = EXPORTS.filter((name) => !exported.has(name));
+  const problems: string[] = [];
+  if (unknown.length > 0) problems.push(`imports ${unknown.join(', ')}, which it does not bind`);
+  if (uncalled.length > 0) problems.push(`no longer imports ${uncalled.join(', ')}`);
+  if (missing.length > 0) problems.push(`does not export ${missing.join(', ')}`);
+  return problems.length === 0 ? null : problems.join('; ');
+}
+
+const PINNED = 'undici must be the exact version package.json pins';
+
+function compile(file: string): object {
+  let bytes: Buffer;
   try {
-    return new Module(require('undici/lib/llhttp/llhttp_simd-wasm.js') as Buffer);
-  } catch {
-    // No wasm SIMD on this CPU/runtime: the plain build (undici falls back the same way).
-    return new Module(require('undici/lib/llhttp/llhttp-wasm.js') as Buffer);
+    bytes = require(`undici/lib/llhttp/${file}`) as Buffer;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    throw new SidecarError('ERR_LLHTTP_WASM', `cannot load undici/lib/llhttp/${file} (${typeof code === 'string' ? code : 'not loadable'}): ${PINNED}`, {
+      cause: err,
+    });
   }
+  return new Module(bytes);
+}
+
+function loadModule(): object {
+  let module: object;
+  try {
+    module = compile('llhttp_simd-wasm.js');
+  } catch {
+    // No wasm SIMD on this CPU/runtime (or no such file): the plain build (undici falls back the same way).
+    module = compile('llhttp-wasm.js');
+  }
+  const mismatch = llhttpMismatch(module);
+  if (mismatch !== null) {
+    const version = (require('undici/package.json') as { version?: unknown }).version;
+    throw new SidecarError('ERR_LLHTTP_WASM', `the llhttp wasm of undici ${String(version)} ${mismatch}: ${PINNED}`);
+  }
+  return module;
 }
 
 const wasmModule = loadModule();

@@ -5,6 +5,7 @@
 import { constants } from 'node:crypto';
 import tls from 'node:tls';
 import type { Snapshot } from '../config/snapshot.js';
+import { SidecarError } from '../errors.js';
 
 /** TLS 1.2: ECDHE key exchange with AEAD ciphers only. TLS 1.3 suites are all AEAD. */
 export const TLS12_CIPHERS = [
@@ -47,9 +48,18 @@ export function serverTlsOptions(s: Snapshot): tls.TlsOptions {
   };
 }
 
+/** Node's own fields on a tls.Server (lib/_tls_wrap.js, the same in Node 22 and 24). */
 interface WithSharedCreds {
-  _sharedCreds?: tls.SecureContext;
+  /** The context every new TLSSocket of the server is made with; Server#setSecureContext assigns it. */
+  _sharedCreds?: unknown;
   sessionIdContext?: string;
+}
+
+function hookGone(what: string): SidecarError {
+  return new SidecarError(
+    'ERR_TLS_PARTIAL_CHAIN_HOOK',
+    `Node ${process.version} ${what}, so an intermediate alone in tls.clientCAs cannot be made a trust anchor (tls/context.ts); run the sidecar on the Node it supports`,
+  );
 }
 
 /**
@@ -57,19 +67,38 @@ interface WithSharedCreds {
  * context they were made with; new handshakes use the new one. A fresh context also brings
  * fresh session ticket keys, so tickets issued under withdrawn trust stop resuming.
  *
- * Node's Server#setSecureContext does not forward `allowPartialTrustChain` (needed so that
- * an intermediate alone in clientCAs is a trust anchor), so the context it built is replaced
- * with one that has it. The same object is what new TLS sockets are created with.
+ * An intermediate alone in clientCAs must be a trust anchor (`allowPartialTrustChain`), and
+ * Node gives a tls.Server no supported way to ask for it: Server#setSecureContext and the
+ * constructor pass createSecureContext a fixed list of options without it, and there is no
+ * `secureContext` server option. An SNICallback returning a prebuilt context is not called for a
+ * client that sends no SNI (one connecting by IP), and a net.Server wrapping sockets in
+ * `new TLSSocket({ secureContext })` would give up tls.Server's handshake timeout and
+ * node:http2's server. So the context setSecureContext built is replaced with one that has the
+ * flag, where Node keeps it (`_sharedCreds`, which it hands to every new TLSSocket). Each step is
+ * checked: if a Node upgrade keeps the context elsewhere, this throws ERR_TLS_PARTIAL_CHAIN_HOOK
+ * when the listener is made, so `run` stops with one line and exit 1 instead of refusing every
+ * client of such an intermediate as untrusted. test/integration/tls-trust.test.ts proves the
+ * flag on real handshakes, at start and after a reload.
  */
 export function applySecureContext(server: tls.Server, s: Snapshot): void {
   const opts = secureContextOptions(s);
-  server.setSecureContext(opts);
-  const internal = server as unknown as WithSharedCreds;
-  if (opts.ca !== undefined && typeof internal._sharedCreds === 'object') {
-    internal._sharedCreds = tls.createSecureContext({
-      ...opts,
-      allowPartialTrustChain: true,
-      ...(internal.sessionIdContext !== undefined ? { sessionIdContext: internal.sessionIdContext } : {}),
-    });
+  if (opts.ca === undefined) {
+    // Pins alone: no CA, no chain for OpenSSL to build.
+    server.setSecureContext(opts);
+    return;
   }
+  const internal = server as unknown as WithSharedCreds;
+  const partial = tls.createSecureContext({
+    ...opts,
+    allowPartialTrustChain: true,
+    ...(internal.sessionIdContext !== undefined ? { sessionIdContext: internal.sessionIdContext } : {}),
+  });
+  const SecureContext = partial.constructor;
+  const before = internal._sharedCreds;
+  if (!(before instanceof SecureContext)) throw hookGone('keeps no tls.Server#_sharedCreds');
+  server.setSecureContext(opts);
+  const built = internal._sharedCreds;
+  if (built === before || !(built instanceof SecureContext)) throw hookGone('no longer installs a new context in tls.Server#_sharedCreds');
+  internal._sharedCreds = partial;
+  if (internal._sharedCreds !== partial) throw hookGone('does not let tls.Server#_sharedCreds be replaced');
 }

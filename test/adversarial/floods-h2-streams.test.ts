@@ -9,31 +9,26 @@
  * frames/s, every attacking connection cut).
  */
 import { describe, expect, it } from 'vitest';
-import { RAPID_RESET_MIN } from '../../src/server/listener.js';
-import { MAX_STREAMS, floodSuite, goodClientServed } from './flood-budget.js';
-import type { Outcome } from './flood-budget.js';
-import { ErrorCode } from './h2frames.js';
+import { RAPID_RESET_MIN, http2Engine } from '../../src/server/listener.js';
+import { MAX_STREAMS, cut, floodSuite, goodClientServed } from './flood-budget.js';
 
 const flood = floodSuite();
-
-/** Every attacking connection closed by the server, which said why: GOAWAY ENHANCE_YOUR_CALM. */
-function cut(o: Outcome): void {
-  expect(o.report.serverClosed).toBeGreaterThanOrEqual(o.report.connections - 1);
-  expect(Object.keys(o.report.goaways)).toEqual([String(ErrorCode.ENHANCE_YOUR_CALM)]);
-}
+/** `make test` runs this file on both HTTP/2 engines (MTLS_SIDECAR_HTTP2). */
+const ENGINE = http2Engine();
 
 describe('HTTP/2 floods (streams and header lists), a well-behaved client served throughout', () => {
   it('HPACK bomb, a new stream each time (RFC 7541 §7.3)', async (ctx) => {
     const o = await flood(ctx, 'hpack-bomb', 200);
     goodClientServed(o);
-    cut(o);
+    // node:http2 refuses each such stream with RST_STREAM and keeps the connection (as h2.test.ts shows).
+    if (ENGINE === 'own') cut(o);
     expect(o.appRequests).toBe(0);
   });
 
   it('header list of 2,000 fields per request', async (ctx) => {
     const o = await flood(ctx, 'h2-many-headers', 200);
     goodClientServed(o);
-    cut(o);
+    if (ENGINE === 'own') cut(o); // node:http2: as for the HPACK bomb
     expect(o.appRequests).toBe(0);
   });
 

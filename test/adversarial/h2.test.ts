@@ -3,6 +3,7 @@
  * (h2frames.ts), each bounded by the settings and limits, and HTTP/2-to-HTTP/1.1 downgrade
  * smuggling. After each attack a well-behaved client on another connection is still served;
  * sustained floods are in floods-h2-*.test.ts (latency and memory under them: `make flood-budgets`).
+ * `make test` runs this file on both HTTP/2 engines (the own one, and MTLS_SIDECAR_HTTP2=node).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';

@@ -8,19 +8,22 @@ import os from 'node:os';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
 import { createCa, issueLeaf } from '../../src/pki/devca.js';
 import type { IssuedCert } from '../../src/pki/devca.js';
+import { silentLog } from '../../src/log.js';
 import { Reloader } from '../../src/reload/reload.js';
 import type { AuditSink } from '../helpers/audit-sink.js';
 import { parseProm, value } from '../helpers/prom.js';
-import { memoryLog, startSidecarFile, withEphemeralPorts } from '../helpers/sidecar.js';
+import { memoryLog, startSidecar, startSidecarFile, withEphemeralPorts } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
+import { attempt, presenting, refusedAttempt } from '../helpers/tls-probe.js';
 import { until } from '../helpers/wait.js';
+import { baseConfig } from './config.js';
 
 const URI = 'spiffe://cluster.local/ns/shop/sa/orders';
 let root = '';
@@ -383,6 +386,29 @@ describe('reload state (mtls_sidecar_config_last_reload_*)', () => {
       expect(await state(s)).toEqual(before);
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe('trust anchors after a reload (tls/context.ts: Node\'s setSecureContext drops allowPartialTrustChain)', () => {
+  it('clientCAs [root] reloaded to [intermediate] only: the intermediate is a trust anchor for new handshakes, the root no longer is', async () => {
+    const pki = inject('pki');
+    const sc = await startSidecar(baseConfig(pki, app.url));
+    try {
+      expect((await attempt(sc, presenting(pki, pki.clients.orders))).outcome).toEqual({ ok: true, status: 200 });
+      // The same file, same (ephemeral) ports: only the trust changes.
+      await writeFile(sc.configFile, stringify(withEphemeralPorts(baseConfig(pki, app.url, { tls: { clientCAs: [pki.intermediateCa.cert] } }))));
+      expect(await new Reloader(sc.sidecar, sc.configFile, silentLog()).reload('test')).toBe('applied');
+      // Without partial-chain trust in the reloaded context OpenSSL would look for the root and call both untrusted.
+      for (const leafOnly of [false, true]) {
+        const a = await attempt(sc, presenting(pki, pki.clients.interClient, { leafOnly }));
+        expect(a.outcome, `leafOnly: ${leafOnly}`).toEqual({ ok: true, status: 200 });
+        expect(a.rejections).toEqual([]);
+      }
+      const r = await refusedAttempt(sc, presenting(pki, pki.clients.orders));
+      expect(r.line).toMatchObject({ reason: 'untrusted' });
+    } finally {
+      await sc.close();
     }
   });
 });
