@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NODE := node_modules/.bin/node
 CLI := $(NODE) dist/main.js
 
-.PHONY: all install build typecheck test test-deps test-h2-node test-node22 run certs check clean bench flood-budgets
+.PHONY: all install build typecheck lint test test-deps test-h2-node test-node22 run certs check clean bench flood-budgets
 
 all: build
 
@@ -19,6 +19,10 @@ build: install
 
 typecheck: install
 	npx tsc -p tsconfig.json --noEmit
+
+# typescript-eslint with type information (eslint.config.js); zero warnings. Part of `make test`.
+lint: install
+	npm run lint --silent
 
 # Dev PKI into certs/ (CA, server cert, client certs orders and billing, empty CRL).
 certs: build
@@ -61,6 +65,7 @@ NODE22_RUN = { [ "$$($(NODE22) --version 2>/dev/null)" = v$(NODE22_VERSION) ] ||
 # total last.
 test: build test-deps
 	npx tsc -p tsconfig.json --noEmit
+	npm run lint --silent
 	@mkdir -p .tmp && rm -f .tmp/vitest.json .tmp/vitest-h2-node.json .tmp/vitest-node22.json
 	@status=0; npx vitest run $(call REPORT,.tmp/vitest.json) || status=$$?; \
 	  $(H2_NODE_RUN) || status=$$?; \

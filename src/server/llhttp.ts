@@ -88,7 +88,8 @@ export class HeaderPairs {
       this.#inValue = false;
       return true;
     }
-    list[list.length - 1] += part;
+    const last = list.length - 1;
+    list[last] = list[last]! + part;
     return false;
   }
 
@@ -98,7 +99,8 @@ export class HeaderPairs {
       list.push(part);
       this.#inValue = true;
     } else {
-      list[list.length - 1] += part;
+      const last = list.length - 1;
+      list[last] = list[last]! + part;
     }
   }
 
@@ -229,7 +231,7 @@ class Engine {
         wasm_on_body: (_p: number, at: number, len: number): number => ev().onBody(Buffer.from(this.view.subarray(at, at + len))),
         wasm_on_message_complete: (): number => ev().onMessageComplete(),
       },
-    }).exports as unknown as LlhttpExports;
+    }).exports as LlhttpExports;
   }
 
   execute(ptr: number, events: ParserEvents, chunk: Buffer): number {
