@@ -7,7 +7,7 @@ import { createLog } from '../log.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from '../errors.js';
 import { Sidecar } from '../server/sidecar.js';
 import { Reloader } from '../reload/reload.js';
-import { appHealthFromEnv } from '../inject/app-health.js';
+import { appHealthFromEnv } from '../admin/app-health.js';
 import type { CommandIo } from './io.js';
 import { resolveConfigPath } from './io.js';
 import { delay, waitForSignal } from './signals.js';

@@ -19,7 +19,7 @@ import { ConnInfo, attachConn, connOf } from './context.js';
 import { PeerMemo } from './peers.js';
 import { Metrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
-import type { AppHealthHandler } from '../inject/app-health.js';
+import type { AppHealthHandler } from '../admin/app-health.js';
 import { applyServerLimits, createListener } from './listener.js';
 import type { InternalErrorWhere, SidecarServer } from './listener.js';
 import { auditPath, handleRequest } from './pipeline.js';
