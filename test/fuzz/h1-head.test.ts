@@ -1,5 +1,5 @@
 /**
- * Seeded fuzz of the HTTP/1.1 request head: server/llhttp.ts (llhttp as the sidecar runs it) on
+ * Seeded fuzz of the HTTP/1.1 request head: http1/llhttp.ts (llhttp as the sidecar runs it) on
  * its own, then server/h1.ts behind a real sidecar over mTLS.
  *
  * Each case is a request as a client means it — method, target, header fields, and a body framed
@@ -15,8 +15,8 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HPE_OK, HeaderPairs, RequestParser } from '../../src/server/llhttp.js';
-import type { ParserEvents } from '../../src/server/llhttp.js';
+import { HPE_OK, HeaderPairs, RequestParser } from '../../src/http1/llhttp.js';
+import type { ParserEvents } from '../../src/http1/llhttp.js';
 import { orders, parseAll, rawConnect, startTarget } from '../adversarial/harness.js';
 import type { Target } from '../adversarial/harness.js';
 import { SEED_TAG, fuzzParams, fuzzTimeout, mutate, mutationArb } from './fuzz.js';
