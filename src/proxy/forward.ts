@@ -9,7 +9,7 @@ import type { TransformCallback } from 'node:stream';
 import type { RequestReason } from '../reasons.js';
 import { responseHeaders } from './headers.js';
 import type { RequestContext } from '../server/context.js';
-import type { OutboundResponse } from '../server/types.js';
+import type { OutboundResponse } from '../transport/types.js';
 import type { UpstreamControl, UpstreamHandler } from './upstream.js';
 
 export class BodyTooLarge extends Error {

@@ -2,7 +2,7 @@
 import { REFUSALS } from '../reasons.js';
 import type { RequestReason } from '../reasons.js';
 import { SECURITY_HEADERS } from '../proxy/headers.js';
-import type { OutboundResponse } from './types.js';
+import type { OutboundResponse } from '../transport/types.js';
 
 export type RefusalReason = Exclude<RequestReason, 'ok' | 'client_aborted'>;
 

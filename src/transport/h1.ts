@@ -1,7 +1,7 @@
 /**
  * HTTP/1.1 on the verified TLS socket, without node:http. Requests are parsed by llhttp (the
  * parser inside node:http, http1/llhttp.ts) and handed to the pipeline as small H1Request /
- * H1Response objects (the slice of request/response it uses, server/types.ts). node:http builds
+ * H1Response objects (the slice of request/response it uses, transport/types.ts). node:http builds
  * an IncomingMessage and a ServerResponse — two streams with their event machinery — for every
  * request and writes the head and body separately; here a request without a body has no stream
  * at all, a response head is one string written together with the first body bytes, the
