@@ -13,7 +13,7 @@
 import tls from 'node:tls';
 import { createRequire } from 'node:module';
 import { referenceTlsOptions } from './lib/server-tls.mjs';
-import { STATIC_TABLE } from '../dist/server/h2/hpack.js';
+import { STATIC_TABLE } from '../dist/transport/h2/hpack.js';
 
 const require = createRequire(import.meta.url);
 const Pool = require('undici/lib/dispatcher/pool.js');

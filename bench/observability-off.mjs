@@ -8,7 +8,7 @@
 // becomes a no-op, and each Sidecar's audit sink drops request lines (handshake lines, the
 // operational log and the admin port are untouched).
 import { Metrics } from '../dist/admin/metrics.js';
-import { Sidecar } from '../dist/server/sidecar.js';
+import { Sidecar } from '../dist/runtime/sidecar.js';
 
 Metrics.prototype.request = function request() {};
 

@@ -16,7 +16,7 @@ import type { Metric } from 'prom-client';
 import path from 'node:path';
 import type { CertSummary, CrlFileSummary } from '../config/snapshot.js';
 import type { HandshakeReason } from '../reasons.js';
-import type { InternalErrorWhere } from '../server/listener.js';
+import type { InternalErrorWhere } from '../transport/listener.js';
 
 /** From about 100 µs (a refusal) to 10 s (a slow app). */
 export const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

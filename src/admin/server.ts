@@ -7,13 +7,13 @@ import type { AddressInfo } from 'node:net';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Metrics } from './metrics.js';
 import { describeConfig } from './describe.js';
-import type { AppHealthHandler } from '../inject/app-health.js';
+import type { AppHealthHandler } from './app-health.js';
 import type { Audit } from '../audit/audit.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
 // Not `import http from 'node:http'`: on Node 24 building node:http's ESM namespace reads its lazy
 // WebSocket exports and loads Node's bundled undici, several MiB resident that `run` never uses
-// (see inject/app-health.ts).
+// (see admin/app-health.ts).
 const http = process.getBuiltinModule('node:http');
 
 export interface AdminHost {

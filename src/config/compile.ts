@@ -14,7 +14,7 @@ import { canonicalSerial, subjectNameDer } from '../pki/certinfo.js';
 import { normalizeSha256Thumbprint } from '../pki/thumbprint.js';
 import { loadJwtMaterial } from '../jwt/verify.js';
 import { JwtError } from '../jwt/errors.js';
-import { jwtSettingsFromConfig } from '../jwt/settings.js';
+import type { JwtSettings } from '../jwt/verify.js';
 import type { ConfigIssue, Locator } from './load.js';
 import { formatPath } from './load.js';
 import type { RawConfig } from './schema.js';
@@ -323,4 +323,20 @@ function oneLine(subject: string): string {
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+export type RawJwtConfig = NonNullable<RawConfig['jwt']>;
+
+/** The `jwt` config section (schema.ts) -> JwtSettings, with file paths resolved by the caller; here so jwt/ never reads raw config. */
+export function jwtSettingsFromConfig(jwt: RawJwtConfig, resolvePath: (file: string) => string): JwtSettings {
+  return {
+    issuer: jwt.issuer,
+    audience: jwt.audience,
+    algorithms: jwt.algorithms,
+    clockSkewMs: jwt.clockSkew,
+    requireJti: jwt.requireJti,
+    certificateBound: jwt.certificateBound,
+    jwks: 'file' in jwt.jwks ? { file: resolvePath(jwt.jwks.file) } : { url: jwt.jwks.url, cacheForMs: jwt.jwks.cacheFor },
+    denylistFile: jwt.denylist === undefined ? undefined : resolvePath(jwt.denylist),
+  };
 }

@@ -422,7 +422,7 @@ export class JwtVerifier {
  * A `jwt` section, loaded: the settings (paths absolute) with the JWKS file and the denylist read
  * and checked. Data only, no sockets, timers or caches, so a config snapshot can hold it; the
  * runtime makes the key source and the verifier from it, and keeps them across reloads while
- * `keysKey` / `verifierKey` say that nothing they depend on changed (server/sidecar.ts). Both keys
+ * `keysKey` / `verifierKey` say that nothing they depend on changed (runtime/sidecar.ts). Both keys
  * are over the loaded contents, not the file names: a JWKS file or denylist rewritten in place
  * gives new keys.
  */

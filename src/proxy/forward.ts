@@ -8,8 +8,7 @@ import { Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import type { RequestReason } from '../reasons.js';
 import { responseHeaders } from './headers.js';
-import type { RequestContext } from '../server/context.js';
-import type { OutboundResponse } from '../server/types.js';
+import type { OutboundResponse } from '../transport/types.js';
 import type { UpstreamControl, UpstreamHandler } from './upstream.js';
 
 export class BodyTooLarge extends Error {
@@ -49,19 +48,33 @@ export class RequestTimeout extends Error {
   }
 }
 
-export interface ForwardDone {
-  (ctx: RequestContext, res: OutboundResponse, failure: RequestReason | null): void;
+/**
+ * The fields of the pipeline's RequestContext (server/context.ts) the forward writes or reads,
+ * declared here so proxy/ does not import the pipeline above it; RequestContext satisfies it.
+ */
+export interface ForwardContext {
+  readonly requestId: string;
+  readonly extraHeaders: Record<string, string> | null;
+  status: number;
+  upstreamStart: number;
+  upstreamMs: number | null;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface ForwardDone<C extends ForwardContext = ForwardContext> {
+  (ctx: C, res: OutboundResponse, failure: RequestReason | null): void;
 }
 
 /** One per forwarded request: writes the upstream response straight into the client response. */
-export class ForwardHandler implements UpstreamHandler {
-  readonly ctx: RequestContext;
+export class ForwardHandler<C extends ForwardContext = ForwardContext> implements UpstreamHandler {
+  readonly ctx: C;
   readonly res: OutboundResponse;
   readonly meter: BodyMeter | null;
   readonly securityHeaders: boolean;
   /** For HTTP/1.1: once the sidecar is closing, tell the client this connection ends here. */
   readonly drain: { readonly closing: boolean } | null;
-  readonly done: ForwardDone;
+  readonly done: ForwardDone<C>;
   /** The exchange's abort/resume, from onConnect. */
   #control: UpstreamControl | null = null;
   aborted = false;
@@ -71,7 +84,7 @@ export class ForwardHandler implements UpstreamHandler {
   /** The request body did not arrive within requestTimeout (HTTP/2; HTTP/1.1 has the H1 server's). */
   timedOut = false;
 
-  constructor(ctx: RequestContext, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, drain: { readonly closing: boolean } | null, done: ForwardDone) {
+  constructor(ctx: C, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, drain: { readonly closing: boolean } | null, done: ForwardDone<C>) {
     this.ctx = ctx;
     this.res = res;
     this.meter = meter;

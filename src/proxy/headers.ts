@@ -4,6 +4,7 @@
  * ours. Because ours are added after the strip and the client's Connection header is never
  * forwarded, no client header can remove or replace them (SPEC §4).
  */
+import { SECURITY_HEADERS } from '../http/security-headers.js';
 
 /** Never forwarded upstream, whatever the client sends. */
 const DROP_REQUEST = new Set([
@@ -144,13 +145,6 @@ function connectionTokens(value: string): Set<string> | null {
   }
   return set;
 }
-
-export const SECURITY_HEADERS: ReadonlyArray<readonly [string, string]> = [
-  ['strict-transport-security', 'max-age=31536000'],
-  ['x-content-type-options', 'nosniff'],
-  ['x-frame-options', 'DENY'],
-  ['referrer-policy', 'no-referrer'],
-];
 
 /**
  * Upstream response headers, as raw name/value strings (latin1, as parsed), -> client headers: names

@@ -27,8 +27,8 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { HeaderPairs, ResponseParser, HPE_OK, HPE_PAUSED, llhttpErrorName } from '../server/llhttp.js';
-import type { ParserEvents } from '../server/llhttp.js';
+import { HeaderPairs, ResponseParser, HPE_OK, HPE_PAUSED, llhttpErrorName } from '../http1/llhttp.js';
+import type { ParserEvents } from '../http1/llhttp.js';
 
 export interface UpstreamOptions {
   readonly origin: string;

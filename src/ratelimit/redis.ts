@@ -117,7 +117,7 @@ export const SCRIPT_SHA1 = createHash('sha1').update(SCRIPT).digest('hex');
 let ioredis: typeof IORedis | undefined;
 
 /**
- * ioredis, loaded by the first limiter rather than by importing this module: server/sidecar.ts
+ * ioredis, loaded by the first limiter rather than by importing this module: runtime/sidecar.ts
  * imports it in every sidecar, and only `rateLimit.backend: redis` needs ioredis (~55 modules
  * resident). require() keeps the constructor synchronous; ioredis is CommonJS, so this is the
  * same module object a static import gives.

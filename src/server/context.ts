@@ -5,7 +5,7 @@ import type { PeerInfo } from '../identity/peer.js';
 import { AuditConn } from '../audit/audit.js';
 import type { RequestReason } from '../reasons.js';
 import type { JwtConnectionCache, JwtOk } from '../jwt/verify.js';
-import type { InboundRequest, OutboundResponse } from './types.js';
+import type { InboundRequest, OutboundResponse } from '../transport/types.js';
 
 const kConn = Symbol('mtls-sidecar.conn');
 

@@ -32,8 +32,8 @@ import type { ConnInfo } from './context.js';
 import { writeRefusal } from './respond.js';
 import { newRequestId } from './request-id.js';
 import type { RefusalReason } from './respond.js';
-import type { InboundRequest, OutboundResponse } from './types.js';
-import type { InternalErrorWhere } from './listener.js';
+import type { InboundRequest, OutboundResponse } from '../transport/types.js';
+import type { InternalErrorWhere } from '../transport/listener.js';
 import type { Readable } from 'node:stream';
 
 /** The rate limiter in force: planner per snapshot, limiter (with its buckets) per backend. */

@@ -14,7 +14,7 @@
  * close), and only then is the socket destroyed.
  */
 import type { TLSSocket } from 'node:tls';
-import { T_GOAWAY, frame, settingsFrame } from './h2/frames.js';
+import { T_GOAWAY, frame, settingsFrame } from '../transport/h2/frames.js';
 import { certificateRefusal, certificateRefusalBody } from './respond.js';
 
 /** How long a refused client has to read the refusal and close. */

@@ -1,8 +1,8 @@
 /** Sidecar-made responses: reason -> status, generic JSON body, extra headers (SPEC §4). */
 import { REFUSALS } from '../reasons.js';
 import type { RequestReason } from '../reasons.js';
-import { SECURITY_HEADERS } from '../proxy/headers.js';
-import type { OutboundResponse } from './types.js';
+import { SECURITY_HEADERS } from '../http/security-headers.js';
+import type { OutboundResponse } from '../transport/types.js';
 
 export type RefusalReason = Exclude<RequestReason, 'ok' | 'client_aborted'>;
 

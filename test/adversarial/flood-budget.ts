@@ -19,7 +19,7 @@ import { afterAll, afterEach, beforeEach, expect } from 'vitest';
 import type { TestContext } from 'vitest';
 import type { AgentReport, Attack } from './flood-agent.js';
 import { GoodClient, cleanupAgent, heavyLock, runAgent, startTarget } from './harness.js';
-import { http2Engine } from '../../src/server/listener.js';
+import { http2Engine } from '../../src/transport/listener.js';
 import { ErrorCode } from './h2frames.js';
 import type { ProbeStats, Target } from './harness.js';
 

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { h2Request, tlsOptions } from '../helpers/client.js';
 import { echo } from '../helpers/upstream.js';
-import { CONTROL_FRAMES_PER_SECOND, RAPID_RESET_MIN } from '../../src/server/listener.js';
+import { CONTROL_FRAMES_PER_SECOND, RAPID_RESET_MIN } from '../../src/transport/listener.js';
 import * as F from './h2frames.js';
 import { orders, sleep, startTarget, until } from './harness.js';
 import type { Target } from './harness.js';

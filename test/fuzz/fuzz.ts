@@ -10,8 +10,8 @@
  * every property's run count by N for longer local fuzzing.
  */
 import fc from 'fast-check';
-import { STATIC_TABLE } from '../../src/server/h2/hpack.js';
-import { huffmanEncode } from '../../src/server/h2/huffman.js';
+import { STATIC_TABLE } from '../../src/transport/h2/hpack.js';
+import { huffmanEncode } from '../../src/transport/h2/huffman.js';
 import { hpackInt } from '../adversarial/h2frames.js';
 
 function envInt(name: string): number | null {

@@ -1,5 +1,5 @@
 /**
- * Seeded fuzz of the sidecar's own HTTP/2 server (server/h2/session.ts) on real mTLS sockets.
+ * Seeded fuzz of the sidecar's own HTTP/2 server (transport/h2/session.ts) on real mTLS sockets.
  *
  * Frame sequences: each case is a new connection that sends the preface, then random frames —
  * requests with good and bad heads (HPACK from the model encoder, so Huffman and the dynamic
@@ -22,7 +22,7 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HPACK_OK, HpackDecoder } from '../../src/server/h2/hpack.js';
+import { HPACK_OK, HpackDecoder } from '../../src/transport/h2/hpack.js';
 import { h2Request, tlsOptions } from '../helpers/client.js';
 import type { SeenRequest } from '../helpers/upstream.js';
 import * as F from '../adversarial/h2frames.js';

@@ -1,5 +1,5 @@
 /**
- * Seeded fuzz of server/h2/hpack.ts and huffman.ts (RFC 7541): random bytes, blocks built from a
+ * Seeded fuzz of transport/h2/hpack.ts and huffman.ts (RFC 7541): random bytes, blocks built from a
  * grammar of HPACK representations (with overlong integers and lying lengths), and mutations of
  * valid blocks from a model encoder. Invariants: decode() returns one of its codes and never
  * throws, reads nothing outside [start, end), keeps within the header-list limits and the table
@@ -13,9 +13,9 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HPACK_BAD, HPACK_OK, HPACK_TOO_LARGE, HpackDecoder, STATIC_TABLE, encodeResponseHead } from '../../src/server/h2/hpack.js';
-import type { HpackResult } from '../../src/server/h2/hpack.js';
-import { huffmanDecode, huffmanEncode } from '../../src/server/h2/huffman.js';
+import { HPACK_BAD, HPACK_OK, HPACK_TOO_LARGE, HpackDecoder, STATIC_TABLE, encodeResponseHead } from '../../src/transport/h2/hpack.js';
+import type { HpackResult } from '../../src/transport/h2/hpack.js';
+import { huffmanDecode, huffmanEncode } from '../../src/transport/h2/huffman.js';
 import * as F from '../adversarial/h2frames.js';
 import { ModelEncoder, SEED_TAG, edgeByte, fieldRepArb, fuzzParams, fuzzTimeout, headerListArb, mutate, mutationArb } from './fuzz.js';
 import type { FieldRep, Header } from './fuzz.js';

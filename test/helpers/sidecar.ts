@@ -12,8 +12,8 @@ import { loadAndCompile } from '../../src/config/index.js';
 import { silentLog } from '../../src/log.js';
 import type { Log } from '../../src/log.js';
 import { pino } from 'pino';
-import { Sidecar } from '../../src/server/sidecar.js';
-import type { SidecarDeps } from '../../src/server/sidecar.js';
+import { Sidecar } from '../../src/runtime/sidecar.js';
+import type { SidecarDeps } from '../../src/runtime/sidecar.js';
 import { AuditSink } from './audit-sink.js';
 
 export interface RunningSidecar {

@@ -1,6 +1,6 @@
 /**
  * HTTP/2, the whole pipeline on real h2 streams over mTLS, on both engines: the sidecar's own
- * framing (server/h2/, the default) and node:http2's core stream API (server/h2.ts,
+ * framing (transport/h2/, the default) and node:http2's core stream API (transport/h2-node.ts,
  * MTLS_SIDECAR_HTTP2=node), with node:http2's compat layer provably out of the path.
  */
 import http2 from 'node:http2';

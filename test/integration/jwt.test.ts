@@ -10,7 +10,7 @@ import { request } from 'undici';
 import type { Agent } from 'undici';
 import { silentLog } from '../../src/log.js';
 import { createCa, issueLeaf } from '../../src/pki/devca.js';
-import { Reloader } from '../../src/reload/reload.js';
+import { Reloader } from '../../src/runtime/reload.js';
 import type { AuditLine } from '../helpers/audit-sink.js';
 import { agentFor, call } from '../helpers/client.js';
 import {

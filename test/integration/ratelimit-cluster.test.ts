@@ -14,7 +14,7 @@ import type { Dispatcher } from 'undici';
 import { stringify } from 'yaml';
 import { silentLog } from '../../src/log.js';
 import { RedisRateLimiter } from '../../src/ratelimit/redis.js';
-import { Reloader } from '../../src/reload/reload.js';
+import { Reloader } from '../../src/runtime/reload.js';
 import type { Bucket, RateDecision, Take } from '../../src/ratelimit/types.js';
 import { agentFor, call } from '../helpers/client.js';
 import { captureLog } from '../helpers/log.js';

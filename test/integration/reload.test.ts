@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import { createCa, issueLeaf } from '../../src/pki/devca.js';
 import type { IssuedCert } from '../../src/pki/devca.js';
 import { silentLog } from '../../src/log.js';
-import { Reloader } from '../../src/reload/reload.js';
+import { Reloader } from '../../src/runtime/reload.js';
 import type { AuditSink } from '../helpers/audit-sink.js';
 import { parseProm, value } from '../helpers/prom.js';
 import { memoryLog, startSidecar, startSidecarFile, withEphemeralPorts } from '../helpers/sidecar.js';

@@ -21,7 +21,7 @@ import { silentLog } from '../../src/log.js';
 import { parseCrlFile } from '../../src/pki/crl.js';
 import { createCa, createCrl, issueLeaf } from '../../src/pki/devca.js';
 import type { IssuedCert } from '../../src/pki/devca.js';
-import { Reloader } from '../../src/reload/reload.js';
+import { Reloader } from '../../src/runtime/reload.js';
 import type { PkiEntry } from '../helpers/pki.js';
 import { parseProm, value } from '../helpers/prom.js';
 import { startSidecarFile, withEphemeralPorts } from '../helpers/sidecar.js';

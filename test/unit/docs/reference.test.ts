@@ -17,7 +17,7 @@ import { configSchema } from '../../../src/config/schema.js';
 import { parseDuration, parseSize } from '../../../src/config/units.js';
 import type { CertSummary } from '../../../src/config/snapshot.js';
 import { APP_HEALTH_PREFIX } from '../../../src/inject/constants.js';
-import { SECURITY_HEADERS } from '../../../src/proxy/headers.js';
+import { SECURITY_HEADERS } from '../../../src/http/security-headers.js';
 import { HANDSHAKE_REASONS, REFUSALS, REQUEST_REASONS } from '../../../src/reasons.js';
 import { WebhookMetrics } from '../../../src/webhook/metrics.js';
 import { codeSpans, referenceMetricNames, referenceText, section, subsection, tableRows } from '../../helpers/reference.js';

@@ -1,6 +1,6 @@
 /** The recorded-probe format the injector writes and the admin port reads. */
 import { describe, expect, it } from 'vitest';
-import { appHealthFromEnv } from '../../../src/inject/app-health.js';
+import { appHealthFromEnv } from '../../../src/admin/app-health.js';
 import { parseAppProbes } from '../../../src/inject/app-probes.js';
 
 describe('parseAppProbes', () => {

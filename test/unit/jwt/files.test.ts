@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../../src/config/schema.js';
 import { parseDenylist } from '../../../src/jwt/denylist.js';
 import { isJwtError } from '../../../src/jwt/errors.js';
-import { jwtSettingsFromConfig, routeNeedsToken } from '../../../src/jwt/settings.js';
+import { jwtSettingsFromConfig } from '../../../src/config/compile.js';
+import { routeNeedsToken } from '../../../src/jwt/settings.js';
 
 describe('parseDenylist', () => {
   it('one id per line; blank lines, # lines and trailing # comments ignored; CRLF and BOM tolerated', () => {

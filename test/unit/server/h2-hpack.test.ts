@@ -1,5 +1,5 @@
 /**
- * server/h2/hpack.ts and huffman.ts: RFC 7541's own examples, the malformed blocks a decoder must
+ * transport/h2/hpack.ts and huffman.ts: RFC 7541's own examples, the malformed blocks a decoder must
  * refuse, and both directions against a real peer (Node's HTTP/2 client, i.e. nghttp2's encoder
  * and decoder with Huffman coding and the dynamic table) over a real loopback connection.
  */
@@ -7,8 +7,8 @@ import net from 'node:net';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HPACK_BAD, HPACK_OK, HPACK_TOO_LARGE, HpackDecoder, encodeResponseHead } from '../../../src/server/h2/hpack.js';
-import { HUFFMAN_CODES, huffmanDecode, huffmanEncode } from '../../../src/server/h2/huffman.js';
+import { HPACK_BAD, HPACK_OK, HPACK_TOO_LARGE, HpackDecoder, encodeResponseHead } from '../../../src/transport/h2/hpack.js';
+import { HUFFMAN_CODES, huffmanDecode, huffmanEncode } from '../../../src/transport/h2/huffman.js';
 import * as F from '../../adversarial/h2frames.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');

@@ -1,5 +1,5 @@
 /**
- * server/h2/session.ts on its own, over real mTLS sockets: a small app on H2Session, driven by
+ * transport/h2/session.ts on its own, over real mTLS sockets: a small app on H2Session, driven by
  * Node's HTTP/2 client (nghttp2) for the protocol's ordinary paths (concurrency, flow control
  * both ways, resets, graceful close), and by hand-built frames for what a well-behaved client
  * never sends (malformed heads, window overruns, floods).
@@ -12,8 +12,8 @@ import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { inject } from 'vitest';
-import { H2Session } from '../../../src/server/h2/session.js';
-import type { H2Limits, H2ServerStream } from '../../../src/server/h2/session.js';
+import { H2Session } from '../../../src/transport/h2/session.js';
+import type { H2Limits, H2ServerStream } from '../../../src/transport/h2/session.js';
 import { FrameReader, PREFACE, block, frame } from '../../adversarial/h2frames.js';
 import { until } from '../../helpers/wait.js';
 

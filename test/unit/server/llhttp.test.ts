@@ -1,13 +1,13 @@
 /**
- * server/llhttp.ts against the llhttp wasm of the undici that is installed: one request and one
+ * http1/llhttp.ts against the llhttp wasm of the undici that is installed: one request and one
  * response parsed through the callbacks bound by name, so an undici upgrade that renames the
  * wasm's imports, reorders a callback's arguments or changes what an export returns fails here
  * (package.json pins undici exactly; this is what an upgrade has to pass).
  */
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { HPE_OK, HPE_PAUSED, HPE_PAUSED_UPGRADE, HeaderPairs, RequestParser, ResponseParser, llhttpErrorName, llhttpMismatch } from '../../../src/server/llhttp.js';
-import type { ParserEvents } from '../../../src/server/llhttp.js';
+import { HPE_OK, HPE_PAUSED, HPE_PAUSED_UPGRADE, HeaderPairs, RequestParser, ResponseParser, llhttpErrorName, llhttpMismatch } from '../../../src/http1/llhttp.js';
+import type { ParserEvents } from '../../../src/http1/llhttp.js';
 
 interface Head {
   upgrade: boolean;

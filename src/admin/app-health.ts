@@ -12,9 +12,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { parseAppProbes } from './app-probes.js';
-import type { AppProbeMap, HttpAppProbe, TcpAppProbe } from './app-probes.js';
-import { APP_PROBES_ENV } from './constants.js';
+import { parseAppProbes } from '../inject/app-probes.js';
+import type { AppProbeMap, HttpAppProbe, TcpAppProbe } from '../inject/app-probes.js';
+import { APP_PROBES_ENV } from '../inject/constants.js';
 
 // Not `import http from 'node:http'`: on Node 24 building node:http's ESM namespace reads its lazy
 // WebSocket/CloseEvent/MessageEvent exports, which loads Node's bundled undici (~750 KB of

@@ -3,7 +3,7 @@
  * compat layer builds an Http2ServerRequest/Http2ServerResponse pair, re-processes the headers
  * and bridges every event for each stream; measured on the bench's HTTP/2 scenario a bare
  * proxy gets ~35 % more requests per second without it. These two small classes give the
- * pipeline the same slice of request/response it uses for HTTP/1.1 (server/types.ts), backed
+ * pipeline the same slice of request/response it uses for HTTP/1.1 (transport/types.ts), backed
  * directly by the ServerHttp2Stream.
  */
 import type { IncomingHttpHeaders } from 'node:http';

@@ -1,6 +1,6 @@
 /**
  * HPACK's static Huffman code (RFC 7541 Appendix B), decoding only: the sidecar's encoder
- * writes plain literals (server/h2/hpack.ts says why).
+ * writes plain literals (transport/h2/hpack.ts says why).
  *
  * The code is canonical, so it is fully given by each symbol's code length: the codes are
  * rebuilt from the lengths below at load time (and a test checks them against the RFC's

@@ -1,6 +1,6 @@
 /**
- * The slice of request/response the pipeline uses, common to HTTP/1.1 (server/h1.ts) and
- * HTTP/2 (server/h2/exchange.ts over the sidecar's own framing, or server/h2.ts over node:http2's
+ * The slice of request/response the pipeline uses, common to HTTP/1.1 (transport/h1.ts) and
+ * HTTP/2 (transport/h2/exchange.ts over the sidecar's own framing, or transport/h2-node.ts over node:http2's
  * core stream API).
  */
 import type { IncomingHttpHeaders } from 'node:http';

@@ -1,7 +1,7 @@
 /**
  * HTTP/1.1 on the verified TLS socket, without node:http. Requests are parsed by llhttp (the
- * parser inside node:http, server/llhttp.ts) and handed to the pipeline as small H1Request /
- * H1Response objects (the slice of request/response it uses, server/types.ts). node:http builds
+ * parser inside node:http, http1/llhttp.ts) and handed to the pipeline as small H1Request /
+ * H1Response objects (the slice of request/response it uses, transport/types.ts). node:http builds
  * an IncomingMessage and a ServerResponse — two streams with their event machinery — for every
  * request and writes the head and body separately; here a request without a body has no stream
  * at all, a response head is one string written together with the first body bytes, the
@@ -19,8 +19,8 @@ import type { Writable } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { HeaderPairs, HPE_OK, HPE_PAUSED_UPGRADE, RequestParser, llhttpErrorName } from './llhttp.js';
-import type { ParserEvents } from './llhttp.js';
+import { HeaderPairs, HPE_OK, HPE_PAUSED_UPGRADE, RequestParser, llhttpErrorName } from '../http1/llhttp.js';
+import type { ParserEvents } from '../http1/llhttp.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
 
 export interface H1Limits {

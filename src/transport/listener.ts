@@ -1,6 +1,6 @@
 /**
- * The TLS listener: HTTP/1.1 (server/h1.ts), or HTTP/2 (node:http2 on its core stream API,
- * server/h2.ts) with HTTP/1.1 for clients that negotiate it, or no protocol, over ALPN. Each
+ * The TLS listener: HTTP/1.1 (transport/h1.ts), or HTTP/2 (node:http2 on its core stream API,
+ * transport/h2-node.ts) with HTTP/1.1 for clients that negotiate it, or no protocol, over ALPN. Each
  * connection is judged once after its handshake (tls/verify) and its identity computed once
  * (identity/*); a refused connection never reaches the HTTP layer (server/refusal.ts answers it).
  */
@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Snapshot } from '../config/snapshot.js';
 import { serverTlsOptions, applySecureContext } from '../tls/context.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
-import { H2Request, H2Response } from './h2.js';
+import { H2Request, H2Response } from './h2-node.js';
 import { H1Server } from './h1.js';
 import type { H1Limits } from './h1.js';
 import { H2Session } from './h2/session.js';
@@ -46,8 +46,8 @@ export interface ListenerHooks {
 const h1Servers = new WeakMap<SidecarServer, H1Server>();
 
 /**
- * Which HTTP/2 implementation serves: the sidecar's own framing (server/h2/, the default) or
- * node:http2 (server/h2.ts), kept as a fallback an operator can choose with
+ * Which HTTP/2 implementation serves: the sidecar's own framing (transport/h2/, the default) or
+ * node:http2 (transport/h2-node.ts), kept as a fallback an operator can choose with
  * MTLS_SIDECAR_HTTP2=node while the own one is new. Read once, when a listener is created.
  */
 export type Http2Engine = 'own' | 'node';
@@ -71,7 +71,7 @@ function h2Limits(l: Snapshot['limits']): H2Limits {
     // As node:http2's maxHeaderListPairs: the pseudo-headers on top of maxHeaders.
     maxHeaderPairs: l.maxHeaders + 4,
     headersTimeoutMs: l.headersTimeoutMs,
-    // An idle session is told to go away; a stuck or half-closed one is cut (server/h2/session.ts).
+    // An idle session is told to go away; a stuck or half-closed one is cut (transport/h2/session.ts).
     idleTimeoutMs: l.idleTimeoutMs,
   };
 }
@@ -115,12 +115,12 @@ function selectAlpn({ protocols }: { protocols: string[] }): string | undefined 
  * RAPID_RESET_MIN streams, and more streams than it let complete, gets GOAWAY
  * ENHANCE_YOUR_CALM and is closed. A stream counts as reset when it closed before its response
  * was finished, whatever the RST_STREAM code (NO_ERROR included).
- * The own HTTP/2 implementation (server/h2/session.ts) applies the same rule and also counts
+ * The own HTTP/2 implementation (transport/h2/session.ts) applies the same rule and also counts
  * streams it refused and stream errors the client provoked.
  */
 export { RAPID_RESET_MIN, CONTROL_FRAMES_PER_SECOND } from './h2/guard.js';
 
-/** Per session: its reset accounting (server/h2/guard.ts). */
+/** Per session: its reset accounting (transport/h2/guard.ts). */
 interface ResetCounts {
   readonly session: http2.ServerHttp2Session;
   readonly guard: ResetGuard;
@@ -178,7 +178,7 @@ export function guardControlFlood(session: http2.ServerHttp2Session): void {
 }
 
 /**
- * HTTP/2 requests go to the pipeline as H2Request/H2Response (server/h2.ts), not through the
+ * HTTP/2 requests go to the pipeline as H2Request/H2Response (transport/h2-node.ts), not through the
  * compat layer, which node:http2 only sets up for a 'request' listener (none is added). Start-up
  * fails loudly if a future Node adds a 'stream' listener of its own (every stream would otherwise
  * be answered twice).

@@ -1,6 +1,6 @@
 /**
  * llhttp — the HTTP/1.1 parser inside Node's own http module — as the WebAssembly build that
- * undici ships, set up to parse requests (and, for the upstream client, responses). The sidecar's HTTP/1.1 server (server/h1.ts) uses it
+ * undici ships, set up to parse requests (and, for the upstream client, responses). The sidecar's HTTP/1.1 server (transport/h1.ts) uses it
  * instead of node:http: the parser is the same code with the same strictness (no lenient flags:
  * conflicting Content-Length/Transfer-Encoding, bad chunk sizes, bare LF, obs-fold are errors),
  * while the per-request request/response stream objects node:http builds around it are skipped.
@@ -9,7 +9,7 @@
  * is why package.json pins undici to an exact version. An undici that moved them, or whose wasm
  * imports or exports other names than the ones bound here, fails at start-up with one line
  * (ERR_LLHTTP_WASM), never per request; a changed callback signature (wasm does not describe
- * its signatures) fails test/unit/server/llhttp.test.ts.
+ * its signatures) fails test/unit/http1/llhttp.test.ts.
  */
 import { createRequire } from 'node:module';
 import { SidecarError } from '../errors.js';
@@ -338,7 +338,7 @@ export class RequestParser {
   }
 }
 
-/** One per upstream connection: parses the app's responses (server/llhttp's twin for the client side). */
+/** One per upstream connection: parses the app's responses (http1/llhttp's twin for the client side). */
 export class ResponseParser {
   #ptr: number;
   readonly #events: ParserEvents;

@@ -1,6 +1,6 @@
 /**
- * The pipeline's request/response slice (server/types.ts) over the sidecar's own HTTP/2 streams
- * (server/h2/session.ts), behaving as server/h2.ts does over node:http2, so one pipeline serves
+ * The pipeline's request/response slice (transport/types.ts) over the sidecar's own HTTP/2 streams
+ * (transport/h2/session.ts), behaving as transport/h2-node.ts does over node:http2, so one pipeline serves
  * both: the same head checks, the same refusals, the same audit.
  */
 import type { IncomingHttpHeaders } from 'node:http';

@@ -1,5 +1,5 @@
 /**
- * The sidecar's own HTTP/2 server side (RFC 9113) on a TLS socket, as server/h1.ts is for
+ * The sidecar's own HTTP/2 server side (RFC 9113) on a TLS socket, as transport/h1.ts is for
  * HTTP/1.1: frames read straight off the socket, HPACK (hpack.ts), flow control both ways, the
  * stream state machine, and the flood guards nghttp2 gives node:http2. It exists for speed:
  * node:http2 builds a Duplex per stream and crosses into C++ and back several times per request;

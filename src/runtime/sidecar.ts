@@ -15,24 +15,24 @@ import { ChainMemo } from '../tls/chain.js';
 import { keepPeerChain } from '../tls/peer-chain.js';
 import { applySecureContext } from '../tls/context.js';
 import type { RequestReason } from '../reasons.js';
-import { ConnInfo, attachConn, connOf } from './context.js';
-import { PeerMemo } from './peers.js';
+import { ConnInfo, attachConn, connOf } from '../server/context.js';
+import { PeerMemo } from '../server/peers.js';
 import { Metrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
-import type { AppHealthHandler } from '../inject/app-health.js';
-import { applyServerLimits, createListener } from './listener.js';
-import type { InternalErrorWhere, SidecarServer } from './listener.js';
-import { auditPath, handleRequest } from './pipeline.js';
-import type { PipelineHost, RateLimitState } from './pipeline.js';
+import type { AppHealthHandler } from '../admin/app-health.js';
+import { applyServerLimits, createListener } from '../transport/listener.js';
+import type { InternalErrorWhere, SidecarServer } from '../transport/listener.js';
+import { auditPath, handleRequest } from '../server/pipeline.js';
+import type { PipelineHost, RateLimitState } from '../server/pipeline.js';
 import { MemoryRateLimiter } from '../ratelimit/memory.js';
 import { RedisRateLimiter } from '../ratelimit/redis.js';
 import { RatePlanner } from '../ratelimit/plan.js';
 import type { RateLimiter } from '../ratelimit/types.js';
-import { rawRefusal, writeRefusal } from './respond.js';
+import { rawRefusal, writeRefusal } from '../server/respond.js';
 import { bugFacts } from '../errors.js';
-import { refuseCertificate } from './refusal.js';
-import { newRequestId } from './request-id.js';
-import type { InboundRequest, OutboundResponse } from './types.js';
+import { refuseCertificate } from '../server/refusal.js';
+import { newRequestId } from '../server/request-id.js';
+import type { InboundRequest, OutboundResponse } from '../transport/types.js';
 import type { JwtVerifier, JwtVerifierOptions } from '../jwt/verify.js';
 import type { KeySource } from '../jwt/keys.js';
 import { JwksReport } from '../jwt/report.js';
@@ -261,7 +261,7 @@ export class Sidecar implements PipelineHost {
     return 0;
   }
 
-  /** HTTP/1.1 parser errors and timeouts (server/h1.ts): there is no request object, so answer by hand. */
+  /** HTTP/1.1 parser errors and timeouts (transport/h1.ts): there is no request object, so answer by hand. */
   #onClientError(err: Error & { code?: string; method?: string; target?: string }, socket: TLSSocket): void {
     const conn = connOf(socket);
     if (conn?.answeredBodyPending === true) {
