@@ -45,6 +45,11 @@ export interface SidecarDeps {
   readonly now?: () => number;
   /** Monotonic clock (ms) of the in-memory rate limiter; injected so tests can step time exactly. */
   readonly rateClock?: () => number;
+  /**
+   * Deadline of one Redis rate-limit decision, ms (default 75). Tests that assert exact
+   * sequences through Redis on a loaded machine raise it, so a slow reply is not `unavailable`.
+   */
+  readonly redisTimeoutMs?: number;
   /** App probes forwarded on the admin port (from MTLS_SIDECAR_APP_PROBES, set by `inject`). */
   readonly appHealth?: AppHealthHandler | null;
   /** JWT clock, JWKS fetch (a test's, trusting its CA) and cache timings; failures go to the log and metrics. */
@@ -74,6 +79,7 @@ export class Sidecar implements PipelineHost {
   readonly appHealth: AppHealthHandler | null;
   readonly #now: () => number;
   readonly #rateClock: (() => number) | undefined;
+  readonly #redisTimeoutMs: number | undefined;
   readonly #sockets = new Set<Socket>();
   /** Connections past the handshake check. */
   readonly #accepted = new Set<TLSSocket>();
@@ -94,6 +100,7 @@ export class Sidecar implements PipelineHost {
     this.log = deps.log;
     this.#now = deps.now ?? Date.now;
     this.#rateClock = deps.rateClock;
+    this.#redisTimeoutMs = deps.redisTimeoutMs;
     this.appHealth = deps.appHealth ?? null;
     // The handshake check needs the intermediates each client presented (tls/peer-chain.ts).
     if (!keepPeerChain()) this.log.warn('cannot keep the chain clients present on this Node: clients that chain through intermediates not in tls.clientCAs may be refused (untrusted)');
@@ -341,7 +348,7 @@ export class Sidecar implements PipelineHost {
       limiter = prev.limiter;
     } else {
       if (prev !== null) void prev.limiter.close();
-      limiter = redis === undefined ? new MemoryRateLimiter(this.#rateClock === undefined ? {} : { now: this.#rateClock }) : new RedisRateLimiter({ url: redis.url, keyPrefix: redis.keyPrefix, cluster: redis.cluster, log: this.log });
+      limiter = redis === undefined ? new MemoryRateLimiter(this.#rateClock === undefined ? {} : { now: this.#rateClock }) : new RedisRateLimiter({ url: redis.url, keyPrefix: redis.keyPrefix, cluster: redis.cluster, log: this.log, ...(this.#redisTimeoutMs !== undefined ? { timeoutMs: this.#redisTimeoutMs } : {}) });
       this.#limiterKey = key;
     }
     return { planner: new RatePlanner(settings), limiter, onError: redis?.onError ?? 'allow' };

@@ -39,6 +39,8 @@ export async function writeConfig(config: ConfigObject): Promise<{ file: string;
 export interface StartOptions {
   /** Clock of the in-memory rate limiter (ms), for exact rate-limit tests. */
   readonly rateClock?: () => number;
+  /** Deadline of one Redis decision (default 75 ms); exact-sequence tests raise it. */
+  readonly redisTimeoutMs?: number;
   /** The operational log (default: silent); see memoryLog. */
   readonly log?: Log;
   /** JWT runtime options: a fetch that trusts the test CA for a JWKS URL, a clock. */
@@ -79,6 +81,7 @@ export async function startSidecarFile(file: string, cleanupDir: string | null =
     audit,
     log: opts.log ?? silentLog(),
     ...(opts.rateClock !== undefined ? { rateClock: opts.rateClock } : {}),
+    ...(opts.redisTimeoutMs !== undefined ? { redisTimeoutMs: opts.redisTimeoutMs } : {}),
     ...(opts.jwt !== undefined ? { jwt: opts.jwt } : {}),
     ...(opts.now !== undefined ? { now: opts.now } : {}),
   });

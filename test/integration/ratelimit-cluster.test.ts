@@ -55,6 +55,14 @@ function theCluster(): RedisCluster {
   return cluster;
 }
 
+/**
+ * These tests assert exact sequences (200 … 429, or 503 only where a node is gone): a decision
+ * past the default 75 ms deadline on a loaded machine would be `unavailable` and break them, so
+ * the sidecars here wait up to a second for Redis. The deadline itself is tested with the
+ * limiter alone.
+ */
+const EXACT = { redisTimeoutMs: 1000 };
+
 function freshPrefix(): string {
   return `c${process.pid}-${++prefixSeq}:`;
 }
@@ -157,7 +165,7 @@ describe('Redis Cluster backend', () => {
     // ~0 refill during the test: the counts below are exact.
     const slow = (burst: number): Bucket => ({ rps: 0.01, burst });
     const config = clusterConfig('deny', prefix, { orders: slow(8), payments: slow(4) }, slow(5));
-    const [a, b] = await Promise.all([startSidecar(config), startSidecar(config)]);
+    const [a, b] = await Promise.all([startSidecar(config, EXACT), startSidecar(config, EXACT)]);
     const orders = agentFor(creds(pki, 'orders'));
     const billing = agentFor(creds(pki, 'billing'));
     try {
@@ -204,7 +212,7 @@ describe('Redis Cluster backend', () => {
     expect(await c.ownerOf(`${prefix}id/orders`)).not.toBe(0);
     const config = (cluster: boolean): Record<string, unknown> =>
       withEphemeralPorts(clusterConfig('deny', prefix, { orders: { rps: 100, burst: 100 } }, undefined, undefined, cluster));
-    const sc = await startSidecar(config(false));
+    const sc = await startSidecar(config(false), EXACT);
     const orders = agentFor(creds(pki, 'orders'));
     try {
       expect((await call(orders, sc.origin, '/orders/1')).status).toBe(503);
@@ -225,8 +233,8 @@ describe('Redis Cluster backend', () => {
     // POST /orders has a small bucket of its own, to show exact decisions after the kill.
     const write: Bucket = { rps: 0.01, burst: 3 };
     const [deny, allow] = await Promise.all([
-      startSidecar(clusterConfig('deny', prefix, buckets, undefined, write)),
-      startSidecar(clusterConfig('allow', `${prefix}allow:`, buckets, undefined, write)),
+      startSidecar(clusterConfig('deny', prefix, buckets, undefined, write), EXACT),
+      startSidecar(clusterConfig('allow', `${prefix}allow:`, buckets, undefined, write), EXACT),
     ]);
     const orders = agentFor(creds(pki, 'orders'), { connections: 2 });
     const billing = agentFor(creds(pki, 'billing'), { connections: 2 });
