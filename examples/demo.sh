@@ -18,8 +18,9 @@ cat <<MSG
   Refused (billing may read but not write):
     curl --cacert certs/ca.crt --cert certs/billing.crt --key certs/billing.key -X POST https://localhost:8443/orders
 
-  Refused in the handshake (no client certificate):
-    curl --cacert certs/ca.crt https://localhost:8443/orders/42
+  Refused for its certificate (none here): a 400 {"error":"certificate_refused"} over HTTP/1.1
+  (over HTTP/2 a GOAWAY, which curl reports as "Error in the HTTP2 framing layer"):
+    curl --http1.1 --cacert certs/ca.crt https://localhost:8443/orders/42
 
   Audit lines appear below; Ctrl-C drains and stops.
 
