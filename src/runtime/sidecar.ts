@@ -14,6 +14,7 @@ import type { PeerJudge } from '../tls/verify.js';
 import { ChainMemo } from '../tls/chain.js';
 import { keepPeerChain } from '../tls/peer-chain.js';
 import { applySecureContext } from '../tls/context.js';
+import { REFUSALS } from '../reasons.js';
 import type { RequestReason } from '../reasons.js';
 import { ConnInfo, attachConn, connOf } from '../server/context.js';
 import { PeerMemo } from '../server/peers.js';
@@ -280,7 +281,7 @@ export class Sidecar implements PipelineHost {
     const reason: 'header_too_large' | 'request_timeout' | 'bad_request' =
       err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
     const requestId = newRequestId();
-    const status = reason === 'header_too_large' ? 431 : reason === 'request_timeout' ? 408 : 400;
+    const status = REFUSALS[reason].status;
     if (conn !== undefined) {
       this.metrics.request(conn.identity === null ? 'unknown' : conn.identity.name, 'unknown', err.method || 'OTHER', status, 'deny', 0, null);
       this.audit.request({

@@ -1,13 +1,18 @@
 /** Sidecar-made responses: reason -> status, generic JSON body, extra headers (SPEC §4). */
 import { REFUSALS } from '../reasons.js';
-import type { RequestReason } from '../reasons.js';
+import type { ErrorCode, RequestReason } from '../reasons.js';
 import { SECURITY_HEADERS } from '../http/security-headers.js';
 import type { OutboundResponse } from '../transport/types.js';
 
 export type RefusalReason = Exclude<RequestReason, 'ok' | 'client_aborted'>;
 
 export function refusalBody(reason: RefusalReason, requestId: string): string {
-  return `{"error":"${REFUSALS[reason].code}","requestId":"${requestId}"}`;
+  return errorBody(REFUSALS[reason].code, requestId);
+}
+
+/** The one shape of every sidecar-made error body (SPEC §4). */
+function errorBody(code: ErrorCode, requestId: string): string {
+  return `{"error":"${code}","requestId":"${requestId}"}`;
 }
 
 /**
@@ -53,7 +58,7 @@ export function certificateRefusal(requestId: string): string {
 }
 
 export function certificateRefusalBody(requestId: string): string {
-  return `{"error":"certificate_refused","requestId":"${requestId}"}`;
+  return errorBody('certificate_refused', requestId);
 }
 
 function rawResponse(status: number, body: string, requestId: string): string {
