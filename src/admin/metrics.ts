@@ -571,11 +571,14 @@ export class Metrics {
   }
 }
 
-/** `server` for the serving cert; `clientCA:<CN>` (or the thumbprint's head) for each CA. */
+/**
+ * `server` for the serving cert, `outbound` for the workload cert presented to destinations,
+ * `clientCA:<CN>` / `outboundCA:<CN>` (or the thumbprint's head) for each CA.
+ */
 export function certLabel(c: CertSummary): string {
-  if (c.role === 'server') return 'server';
+  if (c.role === 'server' || c.role === 'outbound') return c.role;
   const cn = /(?:^|, )CN=([^,]+)/.exec(c.subject)?.[1];
-  return `clientCA:${cn ?? c.sha256.slice(0, 23)}`;
+  return `${c.role}:${cn ?? c.sha256.slice(0, 23)}`;
 }
 
 /** The CRL file's name without its folder: bounded by the config, stable across mounts. */

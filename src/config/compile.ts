@@ -18,6 +18,7 @@ import type { JwtSettings } from '../jwt/verify.js';
 import type { ConfigIssue, Locator } from './load.js';
 import { formatPath } from './load.js';
 import type { RawConfig } from './schema.js';
+import { compileOutbound } from './outbound.js';
 import { TlsMaterial } from './snapshot.js';
 import type { Bucket, CertSummary, CrlFileSummary, CrlIndex, IdentityRule, PendingCrl, RouteRule, Snapshot } from './snapshot.js';
 
@@ -206,6 +207,24 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
     });
   }
 
+  const outbound =
+    raw.outbound === undefined
+      ? null
+      : await compileOutbound(
+          raw.outbound,
+          raw.tls,
+          { certPem, keyPem, caPems },
+          {
+            now,
+            resolve,
+            read: (file, p) => readOrIssue(file, p, issues),
+            parseCerts: (pem, p) => parseCerts(pem, p, issues),
+            summarize,
+            issue: (p, message) => issues.add(p, message),
+          },
+          certs,
+        );
+
   if (issues.list.length > 0 || key === null || certPem === null || keyPem === null) {
     return { ok: false, issues: issues.list };
   }
@@ -270,6 +289,7 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
     audit: Object.freeze({ file: raw.audit.file === 'stdout' || raw.audit.file === 'stderr' ? raw.audit.file : resolve(raw.audit.file), onFull: raw.audit.onFull }),
     admin: Object.freeze({ ...raw.admin }),
     shutdown: Object.freeze({ drainDelayMs: raw.shutdown.drainDelay, timeoutMs: raw.shutdown.timeout }),
+    outbound,
   };
   return { ok: true, snapshot: Object.freeze(snapshot) };
 }
