@@ -43,7 +43,7 @@ const METHOD_INDEX = new Map(METHOD_LABELS.slice(0, OTHER_INDEX).map((m, i) => [
 type Labels = Readonly<Record<string, string>>;
 
 /** Every `where` of mtls_sidecar_internal_errors_total, pre-created at 0. */
-const INTERNAL_ERROR_WHERE: readonly InternalErrorWhere[] = ['h1', 'h2', 'h2_frame'];
+const INTERNAL_ERROR_WHERE: readonly InternalErrorWhere[] = ['h1', 'h2', 'h2_frame', 'outbound'];
 
 /** One counter series, in prom-client's Counter value shape. */
 interface CounterSeries {

@@ -67,7 +67,8 @@ export interface HandshakeRecord {
 /** One request the app sent out through a destination (SPEC §5, `direction:"outbound"`). */
 export interface OutboundRecord {
   requestId: string;
-  destination: string;
+  /** null: refused before a destination was chosen (unknown authority, CONNECT). */
+  destination: string | null;
   /** The server's URI SAN and certificate thumbprint (lower-case hex); null when none was verified. */
   peerUri: string | null;
   peerSha256: string | null;
@@ -152,7 +153,7 @@ function lineTail(r: RequestRecord): string {
 /** The outbound request line, in the same fixed-shape way as requestLine (time first, msg last). */
 export function outboundLine(r: OutboundRecord): string {
   return (
-    `{"time":"${isoNow()}","direction":"outbound","destination":${JSON.stringify(r.destination)},"peerUri":${str(r.peerUri)},"peerSha256":${str(r.peerSha256)},` +
+    `{"time":"${isoNow()}","direction":"outbound","destination":${str(r.destination)},"peerUri":${str(r.peerUri)},"peerSha256":${str(r.peerSha256)},` +
     `"requestId":${JSON.stringify(r.requestId)},"method":${JSON.stringify(r.method)},"path":${JSON.stringify(r.path)},"status":${num(r.status)},"reason":"${r.reason}",` +
     `"durationMs":${ms(r.durationMs)},"bytesIn":${num(r.bytesIn)},"bytesOut":${num(r.bytesOut)},"protocol":${str(r.protocol)},"msg":"request"}\n`
   );

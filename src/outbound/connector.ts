@@ -34,7 +34,7 @@ export interface OutboundTls {
 
 export interface ConnectorHooks {
   /** A verified server: the connection is about to carry requests. */
-  onAccepted(peer: PeerInfo): void;
+  onAccepted(peer: PeerInfo, socket: TLSSocket): void;
   /** A refused server (or a TLS failure that is the server's): audited and counted by the caller. */
   onRejected(reason: OutboundHandshakeReason, peer: PeerInfo | null): void;
 }
@@ -90,7 +90,7 @@ export function outboundConnector(o: ConnectorOptions, hooks: ConnectorHooks, sl
         return;
       }
       slot.peer = verdict.peer;
-      hooks.onAccepted(verdict.peer);
+      hooks.onAccepted(verdict.peer, socket as TLSSocket);
       callback(null, socket);
     });
   };

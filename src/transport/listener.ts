@@ -25,7 +25,7 @@ export type SidecarServer = tls.Server | http2.Http2SecureServer;
  * mtls_sidecar_internal_errors_total): an HTTP/1.1 or HTTP/2 request, or the own HTTP/2
  * implementation's frame handling (which costs the connection).
  */
-export type InternalErrorWhere = 'h1' | 'h2' | 'h2_frame';
+export type InternalErrorWhere = 'h1' | 'h2' | 'h2_frame' | 'outbound';
 
 export interface ListenerHooks {
   /** False: the connection was refused (and answered); the HTTP layer never sees it. */
