@@ -496,7 +496,7 @@ export function loadCa(certPem: string, keyPem: string, names = { cert: 'the cer
     return fail(`${names.key} is not an unencrypted PEM private key`);
   }
   if (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'ec') {
-    fail(`${names.key} is a ${key.asymmetricKeyType ?? 'unknown'} key; the dev CA signs with rsa or ec keys only`);
+    fail(`${names.key}: the dev CA signs with rsa or ec keys, not ${key.asymmetricKeyType ?? 'this kind'}`);
   }
   if (!x509.checkPrivateKey(key)) fail(`${names.key} does not match ${names.cert}`);
   // The CA's own SKI, whatever made it, so its children's AKI names it exactly.
