@@ -309,7 +309,7 @@ function algorithmIdentifier(oid: string): Forge.asn1.Asn1 {
  * ones forge's cert.sign() would produce.
  */
 function tbsCertificate(cert: Forge.pki.Certificate, issuerName: Forge.asn1.Asn1, spki: Buffer, sigAlg: Forge.asn1.Asn1) {
-  return asn1.create(U, T.SEQUENCE, true, [
+  const fields = [
     asn1.create(asn1.Class.CONTEXT_SPECIFIC, TAG_0, true, [asn1.create(U, T.INTEGER, false, integerBytes('02'))]), // v3
     asn1.create(U, T.INTEGER, false, forge.util.hexToBytes(cert.serialNumber)),
     sigAlg,
@@ -317,8 +317,9 @@ function tbsCertificate(cert: Forge.pki.Certificate, issuerName: Forge.asn1.Asn1
     asn1.create(U, T.SEQUENCE, true, [timeAsn1(cert.validity.notBefore), timeAsn1(cert.validity.notAfter)]),
     forge.pki.distinguishedNameToAsn1(cert.subject),
     derToAsn1(spki),
-    certificateExtensionsToAsn1(cert.extensions),
-  ]);
+  ];
+  if (cert.extensions.length > 0) fields.push(certificateExtensionsToAsn1(cert.extensions));
+  return asn1.create(U, T.SEQUENCE, true, fields);
 }
 
 function derToAsn1(der: Buffer): Forge.asn1.Asn1 {
@@ -425,7 +426,7 @@ function leafExtensions(o: LeafOptions, km: KeyMaterial, sans: AltName[], author
       name: 'keyUsage',
       digitalSignature: true,
       // Key transport is RSA only: RFC 5480 §3 does not allow keyEncipherment on an EC key.
-      ...(km.key ? { keyEncipherment: true } : {}),
+      ...(km.keyObject.asymmetricKeyType === 'rsa' ? { keyEncipherment: true } : {}),
       ...(o.isCa ? { keyCertSign: true } : {}),
       critical: true,
     },

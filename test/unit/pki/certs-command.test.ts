@@ -232,6 +232,8 @@ describe('certs options', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^Usage: mtls-sidecar certs/);
     expect(r.out).toMatch(/--trust-domain/);
+    expect(r.out).toMatch(/--add a,b/);
+    expect(r.out).toMatch(/--key-type T +ecdsa \(P-256, the default\) or rsa/);
     expect(r.err).toBe('');
   });
 
