@@ -16,8 +16,9 @@ import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { HPACK_BAD, HPACK_TOO_LARGE, HpackDecoder, encodeResponseHead } from './hpack.js';
 import { ControlGuard, ResetGuard } from './guard.js';
+import { readHead, trailersOk } from './head.js';
 import {
-  CONNECTION_SPECIFIC, DEFAULT_WINDOW, E_CANCEL, E_INTERNAL_ERROR, E_COMPRESSION_ERROR, E_ENHANCE_YOUR_CALM, E_FLOW_CONTROL_ERROR, E_FRAME_SIZE_ERROR,
+  DEFAULT_WINDOW, E_CANCEL, E_INTERNAL_ERROR, E_COMPRESSION_ERROR, E_ENHANCE_YOUR_CALM, E_FLOW_CONTROL_ERROR, E_FRAME_SIZE_ERROR,
   E_NO_ERROR, E_PROTOCOL_ERROR, E_REFUSED_STREAM, E_STREAM_CLOSED, FRAME_HEADER, F_ACK, F_END_HEADERS, F_END_STREAM,
   F_PADDED, F_PRIORITY, MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE, PREFACE, SETTINGS_ACK, S_ENABLE_PUSH,
   S_INITIAL_WINDOW_SIZE, S_MAX_CONCURRENT_STREAMS, S_MAX_FRAME_SIZE, S_MAX_HEADER_LIST_SIZE,
@@ -72,19 +73,6 @@ const SOCKET_HIGH_WATER = 256 * 1024;
 // Stream states (RFC 9113 5.1), as bits: what each side may still send.
 const REMOTE_OPEN = 1;
 const LOCAL_OPEN = 2;
-
-/** Token characters of a lower-case field name (RFC 9110 5.6.2, RFC 9113 8.2.1): one lookup per character. */
-const NAME_CHAR = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") NAME_CHAR[c.charCodeAt(0)] = 1;
-/** A field value may not hold NUL, CR or LF, nor start or end with whitespace (RFC 9113 8.2.1). */
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$/;
-/** :path and :authority: visible characters only (no space, control or DEL). */
-const BAD_TARGET = /[\x00-\x20\x7f]/;
-const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*$/;
-const DIGITS = /^[0-9]{1,15}$/;
-/** A method is a token (RFC 9110 9.1), any case. */
-const METHOD_CHAR = new Uint8Array(128);
-for (let c = 0; c < 128; c++) METHOD_CHAR[c] = NAME_CHAR[c]! | (c >= 65 && c <= 90 ? 1 : 0);
 
 type Listener = () => void;
 /** Not a wire flag: marks a HEADERS whose priority names its own stream (kept with the block's flags). */
@@ -462,7 +450,7 @@ export class H2Session {
       return this.#strike();
     }
     const stream = new H2ServerStream(this, sid, this.#limits.streamWindow, this.peerInitialWindow);
-    if (!stream.readHead(fields)) {
+    if (!readHead(fields, stream)) {
       this.#sendRst(sid, E_PROTOCOL_ERROR);
       return this.#strike();
     }
@@ -805,52 +793,6 @@ export class H2ServerStream {
     return this.#ending || this.#finished;
   }
 
-  /** Validates and takes the request head (RFC 9113 8.2, 8.3.1); false when malformed. */
-  readHead(f: string[]): boolean {
-    let regular = false;
-    let method: string | null = null;
-    let path: string | null = null;
-    let scheme: string | null = null;
-    let authority: string | null = null;
-    const out: string[] = [];
-    for (let i = 0; i < f.length; i += 2) {
-      const name = f[i]!;
-      const value = f[i + 1]!;
-      if (name.charCodeAt(0) === 58 /* : */) {
-        if (regular) return false;
-        if (name === ':method' && method === null) method = value;
-        else if (name === ':path' && path === null) path = value;
-        else if (name === ':scheme' && scheme === null) scheme = value;
-        else if (name === ':authority' && authority === null) authority = value;
-        else return false; // unknown, duplicated, or a response pseudo-header
-        continue;
-      }
-      regular = true;
-      if (!regularFieldOk(name, value)) return false;
-      if (name === 'content-length') {
-        if (!DIGITS.test(value)) return false;
-        const n = Number(value);
-        if (this.contentLength !== -1 && this.contentLength !== n) return false;
-        this.contentLength = n;
-      }
-      out.push(name, value);
-    }
-    // CONNECT is not served; everything else needs all three (8.3.1), and a non-empty path.
-    if (method === null || scheme === null || path === null || path === '' || method === 'CONNECT') return false;
-    for (let j = 0; j < method.length; j++) {
-      const c = method.charCodeAt(j);
-      if (c >= 128 || METHOD_CHAR[c] === 0) return false;
-    }
-    if (authority !== null && BAD_TARGET.test(authority)) return false;
-    if (BAD_TARGET.test(path) || !SCHEME.test(scheme)) return false;
-    this.method = method;
-    this.path = path;
-    this.scheme = scheme;
-    this.authority = authority;
-    this.fields = out;
-    return true;
-  }
-
   openBody(): void {
     this.body = new Readable({
       highWaterMark: this.#recvInitial,
@@ -1087,25 +1029,4 @@ function ignoreError(): void {}
 function emit(list: Listener[] | null): void {
   if (list === null) return;
   for (let i = 0; i < list.length; i++) list[i]!();
-}
-
-/** A regular (non-pseudo) field of a request head or trailer section is well formed (8.2, 8.2.2). */
-function regularFieldOk(name: string, value: string): boolean {
-  if (name.length === 0) return false;
-  for (let j = 0; j < name.length; j++) {
-    const c = name.charCodeAt(j);
-    if (c >= 128 || NAME_CHAR[c] === 0) return false;
-  }
-  if (CONNECTION_SPECIFIC.has(name)) return false;
-  if (name === 'te' && value !== 'trailers') return false;
-  return value.length === 0 || !BAD_VALUE.test(value);
-}
-
-/** A trailer section holds regular fields only (8.1: pseudo-header fields are not allowed there). */
-function trailersOk(f: string[]): boolean {
-  for (let i = 0; i < f.length; i += 2) {
-    const name = f[i]!;
-    if (name.charCodeAt(0) === 58 /* : */ || !regularFieldOk(name, f[i + 1]!)) return false;
-  }
-  return true;
 }
