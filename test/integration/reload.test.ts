@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:f
 import os from 'node:os';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
+import http2 from 'node:http2';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Agent, request } from 'undici';
@@ -218,6 +219,42 @@ describe('trust withdrawal', () => {
       await s.sc.audit.waitFor((l) => l.msg === 'handshake_rejected' && l.reason === 'untrusted');
     } finally {
       await b.close();
+      await s.close();
+    }
+  });
+
+  // Each HTTP/2 connection reaches the runtime, which keeps it on the connection: that is how a
+  // withdrawal ends it, on either engine.
+  it.each(['own', 'node'] as const)('HTTP/2 (%s engine): the next request is refused and the connection gets GOAWAY', async (engine) => {
+    const before = process.env['MTLS_SIDECAR_HTTP2'];
+    process.env['MTLS_SIDECAR_HTTP2'] = engine;
+    let s: Setup;
+    try {
+      s = await setup(`withdraw-h2-${engine}`, ['ca-a.crt', 'ca-b.crt']);
+    } finally {
+      if (before === undefined) delete process.env['MTLS_SIDECAR_HTTP2'];
+      else process.env['MTLS_SIDECAR_HTTP2'] = before;
+    }
+    const session = http2.connect(s.sc.origin, { ca: caA.certPem, cert: clientB.certPem, key: clientB.keyPem, servername: 'localhost' });
+    let goaway = false;
+    session.on('goaway', () => (goaway = true));
+    session.on('error', () => undefined);
+    const get = (): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = session.request({ ':path': '/orders/1' });
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.on('error', reject);
+        req.resume();
+      });
+    try {
+      expect(await get()).toBe(200);
+      await s.writeConfig(config(s.volume.dir, ['ca-a.crt']));
+      expect(await s.reloader.reload('test')).toBe('applied');
+      expect(await get()).toBe(403);
+      await s.sc.audit.waitFor((l) => l.msg === 'request' && l.reason === 'trust_withdrawn');
+      expect(await until(() => goaway, 5000)).toBe(true);
+    } finally {
+      session.destroy();
       await s.close();
     }
   });
