@@ -127,7 +127,6 @@ export class RequestContext {
   readonly method: string;
   readonly req: InboundRequest;
   readonly res: OutboundResponse;
-  plan: ForwardPlan | null;
   /** The upstream exchange, once forwarded (the client leaving aborts it). */
   handler: { abort(): void } | null;
   /** Claims of a validated token, when the route needed one. */
@@ -153,7 +152,6 @@ export class RequestContext {
     this.method = method;
     this.req = req;
     this.res = res;
-    this.plan = null;
     this.handler = null;
     this.jwt = null;
     this.extraHeaders = null;

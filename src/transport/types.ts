@@ -30,6 +30,8 @@ export interface InboundRequest {
 
 export interface OutboundResponse {
   readonly req: InboundRequest;
+  /** 200 until a head is written, then its status (as on Node's response objects). */
+  readonly statusCode: number;
   readonly headersSent: boolean;
   readonly writableEnded: boolean;
   readonly destroyed?: boolean;
