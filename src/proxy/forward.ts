@@ -78,8 +78,8 @@ export class ForwardHandler<C extends ForwardContext = ForwardContext> implement
   readonly res: OutboundResponse;
   readonly meter: BodyMeter | null;
   readonly securityHeaders: boolean;
-  /** For HTTP/1.1: once the sidecar is closing, tell the client this connection ends here. */
-  readonly drain: { readonly closing: boolean } | null;
+  /** Once the sidecar is closing, the client is told this connection ends here (res.disableKeepAlive). */
+  readonly drain: { readonly closing: boolean };
   readonly done: ForwardDone<C>;
   /** The exchange's abort/resume, from onConnect. */
   #control: UpstreamControl | null = null;
@@ -90,7 +90,7 @@ export class ForwardHandler<C extends ForwardContext = ForwardContext> implement
   /** The request body did not arrive within requestTimeout (HTTP/2; HTTP/1.1 has the H1 server's). */
   timedOut = false;
 
-  constructor(ctx: C, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, drain: { readonly closing: boolean } | null, done: ForwardDone<C>) {
+  constructor(ctx: C, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, drain: { readonly closing: boolean }, done: ForwardDone<C>) {
     this.ctx = ctx;
     this.res = res;
     this.meter = meter;
@@ -116,7 +116,7 @@ export class ForwardHandler<C extends ForwardContext = ForwardContext> implement
     }
     const out = responseHeaders(rawHeaders, ctx.requestId, this.securityHeaders);
     if (ctx.extraHeaders !== null) Object.assign(out, ctx.extraHeaders);
-    if (this.drain !== null && this.drain.closing) out['connection'] = 'close';
+    if (this.drain.closing) this.res.disableKeepAlive();
     this.res.writeHead(statusCode, out);
     return true;
   }

@@ -26,11 +26,16 @@ export function connOf(socket: object | null | undefined): ConnInfo | undefined 
   return socket == null ? undefined : (socket as Carrier)[kConn];
 }
 
-export function connOfSession(session: { readonly socket: object }): ConnInfo | undefined {
-  const carrier = session as Carrier;
+/**
+ * The ConnInfo of a request's connection (InboundRequest.connection): on the TLS socket itself, or
+ * found once through a session's `socket` (node:http2's Proxy) and then kept on the session.
+ */
+export function connOfConnection(connection: object | null): ConnInfo | undefined {
+  if (connection === null) return undefined;
+  const carrier = connection as Carrier & { readonly socket?: object };
   let conn = carrier[kConn];
   if (conn === undefined) {
-    conn = connOf(session.socket);
+    conn = connOf(carrier.socket);
     if (conn !== undefined) carrier[kConn] = conn;
   }
   return conn;

@@ -28,7 +28,7 @@ import { routeNeedsToken } from '../jwt/settings.js';
 import { rateLimitHeaders } from '../ratelimit/headers.js';
 import type { RatePlan, RatePlanner } from '../ratelimit/plan.js';
 import type { RateDecision, RateLimiter } from '../ratelimit/types.js';
-import { ForwardPlan, RequestContext, connOf, connOfSession } from './context.js';
+import { ForwardPlan, RequestContext, connOfConnection } from './context.js';
 import type { ConnInfo } from './context.js';
 import { writeRefusal } from './respond.js';
 import { newRequestId } from './request-id.js';
@@ -68,22 +68,20 @@ const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const BAD_HOST = /[/\\@\s?#]/;
 
 export function handleRequest(rt: PipelineHost, req: InboundRequest, res: OutboundResponse): void {
-  const session = req.httpVersionMajor === 2 ? req.stream?.session : undefined;
-  const socket = session === undefined ? req.socket : session.socket;
-  const conn = session === undefined ? connOf(socket) : connOfSession(session);
-  if (conn === undefined || socket === null) {
+  const conn = connOfConnection(req.connection);
+  if (conn === undefined) {
     // Every accepted connection was registered in secureConnection; anything else is refused.
     res.destroy();
     return;
   }
   const s = rt.snapshot;
-  const ctx = new RequestContext(performance.now(), conn, req.httpVersionMajor === 2 ? 'HTTP/2' : 'HTTP/1.1', req.method ?? '', req, res);
+  const ctx = new RequestContext(performance.now(), conn, req.protocol, req.method ?? '', req, res);
   const incomingId = req.headers['x-request-id'];
   ctx.requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : newRequestId();
   const target = req.url ?? '';
   conn.inflight++;
   // One 'close' listener per request (on, not once: a response closes once, and once() wraps).
-  res.on('close', () => onClose(rt, ctx, req.httpVersionMajor === 1 ? socket : null));
+  res.on('close', () => onClose(rt, ctx));
   try {
     admit(rt, s, ctx, req, conn, target);
   } catch (err) {
@@ -109,8 +107,8 @@ function admit(rt: PipelineHost, s: Snapshot, ctx: RequestContext, req: InboundR
     if (withdrawn !== null) {
       ctx.path = auditPath(target);
       refuse(rt, ctx, 'trust_withdrawn', true, null);
-      // The connection itself is no longer trusted: end it once this answer is out.
-      if (req.httpVersionMajor === 2) conn.h2?.close();
+      // The connection itself is no longer trusted: it ends once this answer is out.
+      ctx.res.endConnectionAfter();
       return;
     }
   }
@@ -136,7 +134,7 @@ function admit(rt: PipelineHost, s: Snapshot, ctx: RequestContext, req: InboundR
   }
 
   // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400 (node:http refused it before the pipeline).
-  if (scan.host === null ? req.httpVersionMajor === 1 && req.httpVersionMinor === 1 : BAD_HOST.test(scan.host)) {
+  if (scan.host === null ? req.hostRequired : BAD_HOST.test(scan.host)) {
     ctx.path = auditPath(target);
     return refuse(rt, ctx, 'bad_request', true, null);
   }
@@ -256,7 +254,7 @@ function forward(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: Forwa
   const res = ctx.res;
   const conn = ctx.conn;
   // Only now may a client waiting on Expect: 100-continue send its body.
-  if (plan.expectContinue && req.httpVersionMajor === 1) res.writeContinue();
+  if (plan.expectContinue) res.writeContinue();
   const headers = plan.headers;
   if (plan.authority !== null) headers.push('host', plan.authority);
   headers.push('x-forwarded-proto', 'https', 'x-forwarded-for', conn.remote, 'x-request-id', ctx.requestId);
@@ -268,39 +266,31 @@ function forward(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: Forwa
     headers.push('x-jwt-scopes', jwt.scopesHeader);
   }
 
-  const hasBody =
-    req.httpVersionMajor === 2
-      ? req.stream?.endAfterHeaders !== true
-      : (plan.contentLength !== null && plan.contentLength > 0) || req.headers['transfer-encoding'] !== undefined;
-  // HTTP/1.1 with a Content-Length (checked against maxBodySize above, framed exactly by llhttp,
-  // and by the upstream client, which refuses to send more or less): the request's body stream goes as is.
-  // Everything else (chunked; HTTP/2, whose stream is also the
-  // response and must not be destroyed) runs through the BodyMeter, a Transform per request that
-  // costs ~20 % of throughput on 4 KiB POSTs.
+  const hasBody = req.hasBody;
+  // A body with a Content-Length (checked against maxBodySize above) in a stream of its own
+  // (HTTP/1.1: framed exactly by llhttp, and by the upstream client, which refuses to send more or
+  // less) goes as is. Everything else (chunked; HTTP/2, whose stream is also the response and
+  // must not be destroyed) runs through the BodyMeter, a Transform per request that costs ~20 % of
+  // throughput on 4 KiB POSTs.
   let meter: BodyMeter | null = null;
   let body: Readable | null = null;
   if (hasBody) {
-    if (plan.contentLength !== null && req.httpVersionMajor === 1 && req.body != null) {
-      body = req.body;
-    } else {
+    body = plan.contentLength === null ? null : req.bodyStream();
+    if (body === null) {
       meter = new BodyMeter(s.limits.maxBodySize);
       req.pipe(meter);
       body = meter;
     }
-  } else if (req.httpVersionMajor === 1) {
-    req.resume();
   }
-  // An HTTP/2 request that ended with its headers is left unread: Node dumps it when the stream
-  // closes. Read to its end here, it would let Node destroy the stream while the response's last
-  // write is still in flight, and Node 24 then builds an ERR_STREAM_DESTROYED error (stack trace
-  // and all) for every such response: ~5 % of the bench's HTTP/2 time.
+  // A request without a body is left unread. On HTTP/2 Node dumps it when the stream closes; read
+  // to its end here, it would let Node destroy the stream while the response's last write is
+  // still in flight, and Node 24 then builds an ERR_STREAM_DESTROYED error (stack trace and all)
+  // for every such response: ~5 % of the bench's HTTP/2 time.
   ctx.decision = 'allow';
-  const handler = new ForwardHandler(ctx, res, meter, s.securityHeaders, req.httpVersionMajor === 1 ? rt : null, (c, r, failure) =>
-    onForwardDone(rt, c, plan, r, failure),
-  );
+  const handler = new ForwardHandler(ctx, res, meter, s.securityHeaders, rt, (c, r, failure) => onForwardDone(rt, c, plan, r, failure));
   ctx.handler = handler; // aborted from onClose when the client leaves first
-  if (hasBody && req.httpVersionMajor === 2) {
-    // Node applies requestTimeout to HTTP/1.1 only; bound a slow HTTP/2 body the same way (SPEC §4).
+  if (hasBody && !req.bodyTimeLimited) {
+    // A transport that does not time the body itself (HTTP/2) has it bounded here the same way (SPEC §4).
     const left = Math.max(1, s.limits.requestTimeoutMs - (performance.now() - ctx.start));
     const timer = setTimeout(() => handler.timeout(), left);
     timer.unref();
@@ -345,10 +335,10 @@ function refuse(rt: PipelineHost, ctx: RequestContext, reason: RefusalReason, cl
   const res = ctx.res;
   ctx.decision = 'deny';
   ctx.reason = reason;
-  // HTTP/1.1 with a body still arriving after the answer: it is read and dropped; if it is so
-  // slow that requestTimeout fires, the connection is closed without a second response.
+  // A body the connection must still read after the answer (HTTP/1.1): it is read and dropped; if
+  // it is so slow that requestTimeout fires, the connection is closed without a second response.
   const req = ctx.req;
-  if (req.httpVersionMajor === 1 && !(req as { complete?: boolean }).complete && hasBody(req)) {
+  if (req.bodyHoldsConnection) {
     const conn = ctx.conn;
     conn.answeredBodyPending = true;
     req.once('end', () => (conn.answeredBodyPending = false));
@@ -359,18 +349,13 @@ function refuse(rt: PipelineHost, ctx: RequestContext, reason: RefusalReason, cl
   res.req.resume();
 }
 
-function hasBody(req: InboundRequest): boolean {
-  const cl = req.headers['content-length'];
-  return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
-}
-
-function onClose(rt: PipelineHost, ctx: RequestContext, h1socket: { end(): void; destroyed?: boolean } | null): void {
+function onClose(rt: PipelineHost, ctx: RequestContext): void {
   if (ctx.handler !== null) ctx.handler.abort();
   if (ctx.audited) return;
   ctx.audited = true;
   const res = ctx.res;
   ctx.conn.inflight--;
-  if (rt.closing) rt.requestEnded(ctx.conn, h1socket);
+  if (rt.closing) rt.requestEnded(ctx.conn, ctx.req.socket);
   if (!res.writableEnded && (ctx.reason === 'ok' || ctx.status === 0)) ctx.reason = 'client_aborted';
   if (ctx.status === 0) ctx.status = res.statusCode;
   const conn = ctx.conn;

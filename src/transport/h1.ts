@@ -523,7 +523,7 @@ class BodyStream extends Readable {
 }
 
 export class H1Request implements InboundRequest {
-  readonly httpVersionMajor = 1;
+  readonly protocol = 'HTTP/1.1';
   readonly httpVersionMinor: number;
   readonly method: string;
   readonly url: string;
@@ -537,6 +537,21 @@ export class H1Request implements InboundRequest {
   body: BodyStream | null = null;
   complete = false;
   res: H1Response | null = null;
+
+  get connection(): TLSSocket {
+    return this.socket;
+  }
+  get hostRequired(): boolean {
+    return this.httpVersionMinor === 1;
+  }
+  /** Answered before its body was all read, the rest still has to come off the connection. */
+  get bodyHoldsConnection(): boolean {
+    return this.hasBody && !this.complete;
+  }
+  /** The listener's sweep applies requestTimeout to the whole message. */
+  get bodyTimeLimited(): boolean {
+    return true;
+  }
 
   constructor(socket: TLSSocket, method: string, url: string, raw: string[], minor: number, keepAlive: boolean) {
     this.socket = socket;
@@ -561,6 +576,10 @@ export class H1Request implements InboundRequest {
     this.hasBody = h['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
     const expect = h['expect'];
     this.expectContinue = expect !== undefined && expect.toLowerCase() === '100-continue';
+  }
+
+  bodyStream(): BodyStream | null {
+    return this.body;
   }
 
   pipe<T extends Writable>(dest: T): T {
@@ -622,6 +641,8 @@ export class H1Response implements OutboundResponse {
   statusCode = 200;
   /** The connection ends after this response (requested, HTTP/1.0 without keep-alive, or a close-delimited body). */
   closeConnection = false;
+  /** disableKeepAlive() was called: the head says `Connection: close`. */
+  #closeAsked = false;
   readonly #conn: H1Connection;
   readonly #socket: TLSSocket;
   /** The head, until it goes out with the first body bytes. */
@@ -666,7 +687,7 @@ export class H1Response implements OutboundResponse {
     let connection = false;
     // A client told to wait for 100 Continue that never got it may still send its body, or not:
     // the connection cannot be reused either way (as in node:http).
-    let close = !req.keepAlive || (req.expectContinue && !this.#sentContinue);
+    let close = this.#closeAsked || !req.keepAlive || (req.expectContinue && !this.#sentContinue);
     if (headers !== undefined) {
       for (const name in headers) {
         const v = headers[name];
@@ -776,6 +797,14 @@ export class H1Response implements OutboundResponse {
     if (this.#headersSent || this.#destroyed || this.#sentContinue || this.req.httpVersionMinor === 0) return;
     this.#sentContinue = true;
     this.#socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+  }
+
+  disableKeepAlive(): void {
+    this.#closeAsked = true;
+  }
+
+  endConnectionAfter(): void {
+    this.#closeAsked = true;
   }
 
   /** HTTP/1.1 has no per-request reset: the connection goes. */
