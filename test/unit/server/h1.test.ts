@@ -9,8 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { inject } from 'vitest';
-import { H1Server } from '../../../src/transport/h1.js';
-import type { H1Limits, H1Request, H1Response } from '../../../src/transport/h1.js';
+import { H1Server } from '../../../src/transport/h1/connection.js';
+import type { H1Limits, H1Request, H1Response } from '../../../src/transport/h1/connection.js';
 
 const pki = inject('pki');
 const LIMITS: H1Limits = { maxHeaderSize: 16 * 1024, maxHeaders: 100, headersTimeoutMs: 10_000, requestTimeoutMs: 10_000, idleTimeoutMs: 10_000, pipelineDepth: 8 };

@@ -19,9 +19,9 @@ import type { Writable } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { HeaderPairs, HPE_OK, HPE_PAUSED_UPGRADE, RequestParser, llhttpErrorName } from '../http1/llhttp.js';
-import type { ParserEvents } from '../http1/llhttp.js';
-import type { InboundRequest, OutboundResponse } from './types.js';
+import { HeaderPairs, HPE_OK, HPE_PAUSED_UPGRADE, RequestParser, llhttpErrorName } from '../../http1/llhttp.js';
+import type { ParserEvents } from '../../http1/llhttp.js';
+import type { InboundRequest, OutboundResponse } from '../types.js';
 
 export interface H1Limits {
   readonly maxHeaderSize: number;
