@@ -1,5 +1,5 @@
 /**
- * The TLS listener: HTTP/1.1 (transport/h1.ts), or HTTP/2 (node:http2 on its core stream API,
+ * The TLS listener: HTTP/1.1 (transport/h1/), or HTTP/2 (node:http2 on its core stream API,
  * transport/h2-node.ts) with HTTP/1.1 for clients that negotiate it, or no protocol, over ALPN. Each
  * connection is judged once after its handshake (tls/verify) and its identity computed once
  * (identity/*); a refused connection never reaches the HTTP layer (server/refusal.ts answers it).
@@ -11,7 +11,7 @@ import type { Snapshot } from '../config/snapshot.js';
 import { serverTlsOptions, applySecureContext } from '../tls/context.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
 import { H2Request, H2Response } from './h2-node.js';
-import { H1Server } from './h1/connection.js';
+import { H1Server } from './h1/server.js';
 import type { H1Limits } from './h1/connection.js';
 import { H2Session } from './h2/session.js';
 import type { H2Limits } from './h2/session.js';
@@ -92,7 +92,7 @@ export function applyServerLimits(server: SidecarServer, s: Snapshot): void {
   const l = s.limits;
   server.maxConnections = l.maxConnections;
   h1Servers.get(server)?.setLimits(h1Limits(l));
-  // HTTP/2 sessions idle this long are closed (HTTP/1.1 sockets by their own timeout, h1.ts).
+  // HTTP/2 sessions idle this long are closed (HTTP/1.1 sockets by their own timeout, h1/connection.ts).
   const own = ownH2.get(server);
   if (own !== undefined) {
     own.limits = h2Limits(l);

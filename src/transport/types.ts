@@ -1,5 +1,5 @@
 /**
- * The slice of request/response the pipeline uses, common to HTTP/1.1 (transport/h1.ts) and
+ * The slice of request/response the pipeline uses, common to HTTP/1.1 (transport/h1/) and
  * HTTP/2 (transport/h2/exchange.ts over the sidecar's own framing, or transport/h2-node.ts over node:http2's
  * core stream API). The adapters answer the protocol's questions (is there a body, who times it,
  * what ends the connection), so the pipeline never asks which protocol it serves.
