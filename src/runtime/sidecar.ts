@@ -271,7 +271,7 @@ export class Sidecar implements PipelineHost {
     return 0;
   }
 
-  /** HTTP/1.1 parser errors and timeouts (transport/h1.ts): there is no request object, so answer by hand. */
+  /** HTTP/1.1 parser errors and timeouts (transport/h1/connection.ts): there is no request object, so answer by hand. */
   #onClientError(err: Error & { code?: string; method?: string; target?: string }, socket: TLSSocket): void {
     const conn = connOf(socket);
     if (conn?.answeredBodyPending === true) {

@@ -7,7 +7,7 @@
  * directly by the ServerHttp2Stream.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Http2Session, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Writable } from 'node:stream';
 import type { InboundRequest, OutboundResponse } from './types.js';
 import http2 from 'node:http2';
@@ -17,13 +17,13 @@ import { ControlGuard, ResetGuard } from './h2/guard.js';
 function ignoreStreamError(): void {}
 
 export class H2Request implements InboundRequest {
-  readonly httpVersionMajor = 2;
+  readonly protocol = 'HTTP/2';
   readonly method: string | undefined;
   readonly url: string | undefined;
   readonly headers: IncomingHttpHeaders;
   readonly rawHeaders: string[];
   readonly stream: ServerHttp2Stream;
-  /** The pipeline finds the connection through stream.session. */
+  /** The streams share the socket. */
   readonly socket = null;
   constructor(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]) {
     this.stream = stream;
@@ -35,8 +35,25 @@ export class H2Request implements InboundRequest {
     this.url = typeof path === 'string' ? path : undefined;
     stream.on('error', ignoreStreamError);
   }
-  get complete(): boolean {
-    return this.stream.readableEnded;
+  /** The session: it hands out only a Proxy of the TLS socket (server/context.ts finds the state through it once). */
+  get connection(): Http2Session | null {
+    return this.stream.session ?? null;
+  }
+  get hostRequired(): boolean {
+    return false;
+  }
+  get hasBody(): boolean {
+    return !this.stream.endAfterHeaders;
+  }
+  get bodyHoldsConnection(): boolean {
+    return false;
+  }
+  get bodyTimeLimited(): boolean {
+    return false;
+  }
+  /** The body is the stream the response is written to: read it through pipe(), never destroy it. */
+  bodyStream(): null {
+    return null;
   }
   pipe<T extends Writable>(dest: T): T {
     return this.stream.pipe(dest);
@@ -88,8 +105,14 @@ export class H2Response implements OutboundResponse {
     else this.#stream.end(chunk);
     return this;
   }
-  /** HTTP/2 clients do not wait for 100 (RFC 9113 8.1: the pipeline only sends it on HTTP/1.1). */
+  /** HTTP/2 clients do not wait for 100 (RFC 9113 8.1): nothing is sent. */
   writeContinue(): void {}
+  /** Streams are framed apart: an unread body cannot run into another request. */
+  disableKeepAlive(): void {}
+  /** GOAWAY: the session's open streams finish, no new one starts. */
+  endConnectionAfter(): void {
+    this.#stream.session?.close();
+  }
   destroy(err?: Error): this {
     this.#stream.destroy(err);
     return this;

@@ -1,5 +1,5 @@
 /**
- * The TLS listener: HTTP/1.1 (transport/h1.ts), or HTTP/2 (the own framing, transport/h2/, or
+ * The TLS listener: HTTP/1.1 (transport/h1/), or HTTP/2 (the own framing, transport/h2/, or
  * node:http2 on its core stream API, transport/h2-node.ts) with HTTP/1.1 for clients that
  * negotiate it, or no protocol, over ALPN. Each connection is judged once after its handshake
  * (tls/verify) and its identity computed once (identity/*); a refused connection never reaches the
@@ -12,8 +12,8 @@ import type { Snapshot } from '../config/snapshot.js';
 import { serverTlsOptions, applySecureContext } from '../tls/context.js';
 import type { InboundRequest, OutboundResponse } from './types.js';
 import { guardControlFlood, guardRapidReset, useStreamApi } from './h2-node.js';
-import { H1Server } from './h1.js';
-import type { H1Limits } from './h1.js';
+import { H1Server } from './h1/server.js';
+import type { H1Limits } from './h1/connection.js';
 import { H2Session } from './h2/session.js';
 import type { H2Limits } from './h2/session.js';
 import { H2StreamRequest, H2StreamResponse } from './h2/exchange.js';
@@ -199,7 +199,7 @@ export class Listener {
     const l = s.limits;
     this.server.maxConnections = l.maxConnections;
     this.#h1.setLimits(h1Limits(l));
-    // HTTP/2 sessions idle this long are closed (HTTP/1.1 sockets by their own timeout, h1.ts).
+    // HTTP/2 sessions idle this long are closed (HTTP/1.1 sockets by their own timeout, h1/connection.ts).
     const own = this.#ownH2;
     if (own !== null) {
       own.limits = h2Limits(l);

@@ -35,6 +35,8 @@ export interface StreamHost {
   block(stream: H2ServerStream): void;
   /** `stream` is closed both ways; `completed`: its response went out whole. */
   streamClosed(stream: H2ServerStream, completed: boolean): void;
+  /** GOAWAY: open streams finish, no new one starts (a connection whose trust was withdrawn). */
+  close(): void;
 }
 
 /**
