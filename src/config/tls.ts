@@ -4,6 +4,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
+import { parseSubjectAltName } from '../identity/peer.js';
 import { crlSignatureAlgorithm, parseCrlFile, verifyCrlSignature } from '../pki/crl.js';
 import { canonicalSerial, subjectNameDer } from '../pki/certinfo.js';
 import { normalizeSha256Thumbprint } from '../pki/thumbprint.js';
@@ -214,7 +215,8 @@ function summarize(c: X509Certificate, role: CertSummary['role'], file: string):
     file,
     subject: oneLine(c.subject),
     issuer: oneLine(c.issuer),
-    sans: c.subjectAltName === undefined ? [] : c.subjectAltName.split(', '),
+    // node:crypto quotes a value that holds a separator; parse it as the identity stage does.
+    sans: parseSubjectAltName(c.subjectAltName).map(([type, value]) => `${type}:${value}`),
     sha256: c.fingerprint256,
     notBefore: c.validFromDate.toISOString(),
     notAfter: c.validToDate.toISOString(),

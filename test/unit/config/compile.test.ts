@@ -12,8 +12,15 @@ import { jwksOf, makeSigningKey, TEST_AUDIENCE, TEST_ISSUER, writeDenylist, writ
 import { writeConfig, withEphemeralPorts } from '../../helpers/sidecar.js';
 import type { ConfigObject } from '../../helpers/sidecar.js';
 import { baseConfig } from '../../integration/config.js';
+import { openssl } from '../pki/util.js';
 
 const pki = inject('pki');
+const SAN_CNF = [
+  '[req]', 'distinguished_name = dn', 'x509_extensions = ext', 'prompt = no',
+  '[dn]', 'CN = localhost',
+  '[ext]', 'subjectAltName = @alt',
+  '[alt]', 'DNS.1 = localhost', 'URI.1 = spiffe://cluster.local/ns/a, b',
+].join('\n');
 const dirs: string[] = [];
 afterAll(async () => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
 
@@ -115,6 +122,19 @@ describe('compileConfig: a good config', () => {
     expect(s.audit).toEqual({ file: path.join(dir, 'audit.log'), onFull: 'refuse' });
     expect(s.limits.maxBodySize).toBe(1024 * 1024);
     expect(s.shutdown).toEqual({ drainDelayMs: 5000, timeoutMs: 25_000 });
+  });
+
+  it('a SAN that holds ", " is one entry in the certificate summary, decoded as identity/peer.ts reads it', async () => {
+    // devca refuses a space in a SAN, so openssl makes this one; node:crypto prints it JSON-quoted
+    // with the comma escaped: `URI:"spiffe://cluster.local/ns/a\u002c b"`.
+    const { s } = await snapshotOf(baseConfig(pki, 'http://127.0.0.1:1', { tls: { cert: 'san.crt', key: 'san.key' } }), {
+      pair: async (d) => {
+        await writeFile(path.join(d, 'san.cnf'), SAN_CNF);
+        const r = openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-config', path.join(d, 'san.cnf'), '-keyout', path.join(d, 'san.key'), '-out', path.join(d, 'san.crt')]);
+        expect(r.status, r.stderr).toBe(0);
+      },
+    });
+    expect(s.certs[0]?.sans).toEqual(['DNS:localhost', 'URI:spiffe://cluster.local/ns/a, b']);
   });
 
   it('without jwt and rateLimit sections: both null; audit stdout is kept as it is', async () => {
