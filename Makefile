@@ -24,7 +24,7 @@ typecheck: install
 lint: install
 	npm run lint --silent
 
-# Dev PKI into certs/ (CA, server cert, client certs orders and billing, empty CRL).
+# Dev PKI into certs/ (CA, server cert, workload certs orders and billing, empty CRL; ECDSA P-256).
 certs: build
 	$(CLI) certs --out certs $(CERTS_FLAGS)
 

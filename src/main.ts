@@ -8,7 +8,7 @@ const USAGE = `Usage: mtls-sidecar <command> [options]
 Commands:
   run          serve: verify, authorize, audit and proxy every request
   check        validate a config and every file it names
-  certs        generate a dev PKI (CA, server cert, client certs, CRL)
+  certs        generate a dev PKI (CA, server cert, workload certs, CRL)
   fingerprint  print the sha256: thumbprint and spki: pin of PEM certificates
   inject       add the sidecar to Kubernetes manifests (offline, like istioctl kube-inject)
   webhook      serve the Kubernetes mutating admission webhook that injects the sidecar

@@ -6,52 +6,57 @@
 import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { IdentityMatcher } from '../identity/match.js';
+import type { CompileContext } from './compile-context.js';
 import type { RawConfig } from './schema.js';
 import { TlsMaterial } from './snapshot.js';
-import type { CertSummary, OutboundDestination, OutboundSettings } from './snapshot.js';
+import type { CertSummary, OutboundDestination, OutboundSettings, Snapshot } from './snapshot.js';
+import { oneLine, parseCerts, summarize } from './tls.js';
 
 const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const EKU_ANY = '2.5.29.37.0';
 
-/** What a section compiler gets from compileConfig: file access that records issues and digests. */
-export interface SectionContext {
-  readonly now: number;
-  resolve(file: string): string;
-  read(file: string, p: readonly PropertyKey[]): Promise<Buffer | null>;
-  parseCerts(pem: Buffer, p: readonly PropertyKey[]): X509Certificate[];
-  summarize(c: X509Certificate, role: CertSummary['role'], file: string): CertSummary;
-  issue(p: readonly PropertyKey[], message: string): void;
-}
-
-/** The inbound TLS files, read already: the defaults of outbound.cert/key/trust. */
-export interface InboundTlsFiles {
-  readonly certPem: Buffer | null;
-  readonly keyPem: Buffer | null;
-  readonly caPems: readonly Buffer[];
-}
-
 type RawOutbound = NonNullable<RawConfig['outbound']>;
 
-export async function compileOutbound(raw: RawOutbound, tls: RawConfig['tls'], inbound: InboundTlsFiles, ctx: SectionContext, certs: CertSummary[]): Promise<OutboundSettings | null> {
+/**
+ * The `outbound` section -> the snapshot's outbound (and the summaries of its own certificates);
+ * null when absent or when a problem was reported. `inbound`: the compiled tls section (its
+ * certificate, key and client CAs are the defaults), null when it had problems of its own.
+ */
+export async function compileOutbound(
+  raw: RawConfig['outbound'],
+  tls: RawConfig['tls'],
+  inbound: Pick<Snapshot, 'tls'> | null,
+  ctx: CompileContext,
+): Promise<{ outbound: OutboundSettings; certs: CertSummary[] } | null> {
+  if (raw === undefined) return null;
+  const certs: CertSummary[] = [];
+  const outbound = await compile(raw, tls, inbound, ctx, certs);
+  return outbound === null ? null : { outbound, certs };
+}
+
+async function compile(raw: RawOutbound, tls: RawConfig['tls'], inbound: Pick<Snapshot, 'tls'> | null, ctx: CompileContext, certs: CertSummary[]): Promise<OutboundSettings | null> {
   const own = raw.cert !== undefined && raw.key !== undefined;
+  // The defaults come from the tls section; when it failed, its own problems say why.
+  if (inbound === null && (!own || raw.trust === undefined)) return null;
   const certPath = own ? ['outbound', 'cert'] : ['tls', 'cert'];
   const keyPath = own ? ['outbound', 'key'] : ['tls', 'key'];
   const certFile = ctx.resolve(raw.cert ?? tls.cert);
-  const certPem = own ? await ctx.read(certFile, certPath) : inbound.certPem;
-  const keyPem = own && raw.key !== undefined ? await ctx.read(ctx.resolve(raw.key), keyPath) : inbound.keyPem;
+  const material = inbound?.tls.material ?? null;
+  const certPem = own ? await ctx.read(certFile, certPath) : (material?.cert ?? null);
+  const keyPem = own && raw.key !== undefined ? await ctx.read(ctx.resolve(raw.key), keyPath) : (material?.key ?? null);
   let ok = certPem !== null && keyPem !== null;
 
-  const chain = certPem === null ? [] : own ? ctx.parseCerts(certPem, certPath) : parseQuietly(certPem);
+  const chain = certPem === null ? [] : own ? parseCerts(certPem, certPath, ctx) : parseQuietly(certPem);
   const leaf = chain[0];
   if (leaf !== undefined) {
     const eku = leaf.keyUsage as string[] | undefined;
     if (eku !== undefined && eku.length > 0 && !eku.includes(EKU_CLIENT_AUTH) && !eku.includes(EKU_ANY)) {
-      ctx.issue(own ? ['outbound', 'cert'] : ['outbound'], `the certificate presented to destinations (${own ? 'outbound.cert' : 'tls.cert, the default'}) lacks the clientAuth extended key usage: servers would refuse it`);
+      ctx.add(own ? ['outbound', 'cert'] : ['outbound'], `the certificate presented to destinations (${own ? 'outbound.cert' : 'tls.cert, the default'}) lacks the clientAuth extended key usage: servers would refuse it`);
       ok = false;
     }
     if (own) {
-      certs.push(ctx.summarize(leaf, 'outbound', certFile));
-      if (leaf.validToDate.getTime() < ctx.now) ctx.issue(certPath, `outbound certificate expired on ${leaf.validToDate.toISOString()}`);
+      certs.push(summarize(leaf, 'outbound', certFile));
+      if (leaf.validToDate.getTime() < ctx.now) ctx.add(certPath, `outbound certificate expired on ${leaf.validToDate.toISOString()}`);
     }
   } else {
     ok = false;
@@ -62,11 +67,11 @@ export async function compileOutbound(raw: RawOutbound, tls: RawConfig['tls'], i
       key = createPrivateKey(keyPem);
     } catch {
       // The key's own parse error could echo key bytes; say only what is wrong.
-      ctx.issue(keyPath, 'not a readable private key (PEM, unencrypted)');
+      ctx.add(keyPath, 'not a readable private key (PEM, unencrypted)');
       ok = false;
     }
     if (key !== null && !leaf.checkPrivateKey(key)) {
-      ctx.issue(keyPath, 'private key does not match the certificate in outbound.cert');
+      ctx.add(keyPath, 'private key does not match the certificate in outbound.cert');
       ok = false;
     }
   }
@@ -74,9 +79,9 @@ export async function compileOutbound(raw: RawOutbound, tls: RawConfig['tls'], i
   // Trust: outbound.trust, else the inbound client CAs (one mesh CA signs both directions).
   const caPems: Buffer[] = [];
   if (raw.trust === undefined) {
-    caPems.push(...inbound.caPems);
+    caPems.push(...(material?.ca ?? []));
     if (caPems.length === 0) {
-      ctx.issue(['outbound', 'trust'], 'give outbound.trust: tls.clientCAs is empty, so there is no CA to verify destinations against');
+      ctx.add(['outbound', 'trust'], 'give outbound.trust: tls.clientCAs is empty, so there is no CA to verify destinations against');
       ok = false;
     }
   } else {
@@ -88,21 +93,21 @@ export async function compileOutbound(raw: RawOutbound, tls: RawConfig['tls'], i
         ok = false;
         continue;
       }
-      for (const ca of ctx.parseCerts(pem, p)) {
+      for (const ca of parseCerts(pem, p, ctx)) {
         if (!ca.ca) {
-          ctx.issue(p, `"${oneLine(ca.subject)}" is not a CA certificate (basicConstraints CA:TRUE missing)`);
+          ctx.add(p, `"${oneLine(ca.subject)}" is not a CA certificate (basicConstraints CA:TRUE missing)`);
           ok = false;
           continue;
         }
-        if (ca.validToDate.getTime() < ctx.now) ctx.issue(p, `CA "${oneLine(ca.subject)}" expired on ${ca.validToDate.toISOString()}`);
+        if (ca.validToDate.getTime() < ctx.now) ctx.add(p, `CA "${oneLine(ca.subject)}" expired on ${ca.validToDate.toISOString()}`);
         caPems.push(Buffer.from(ca.toString()));
-        certs.push(ctx.summarize(ca, 'outboundCA', file));
+        certs.push(summarize(ca, 'outboundCA', file));
       }
     }
   }
   if (!ok || certPem === null || keyPem === null) return null;
 
-  const material = new TlsMaterial(certPem, keyPem, caPems);
+  const presented = new TlsMaterial(certPem, keyPem, caPems);
   const common = createHash('sha256');
   common.update(certPem).update('\0').update(keyPem).update('\0');
   for (const ca of caPems) common.update(ca).update('\0');
@@ -135,7 +140,7 @@ export async function compileOutbound(raw: RawOutbound, tls: RawConfig['tls'], i
   const byAuthority = new Map<string, OutboundDestination>();
   for (const d of destinations) for (const h of d.hosts) byAuthority.set(h, d);
   return Object.freeze({
-    material,
+    material: presented,
     minVersion: tls.minVersion,
     proxy: raw.proxy === undefined ? null : Object.freeze({ ...raw.proxy }),
     destinations: Object.freeze(destinations),
@@ -159,8 +164,4 @@ function parseQuietly(pem: Buffer): X509Certificate[] {
   } catch {
     return [];
   }
-}
-
-function oneLine(subject: string): string {
-  return subject.split('\n').join(', ');
 }

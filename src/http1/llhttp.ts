@@ -1,6 +1,6 @@
 /**
  * llhttp — the HTTP/1.1 parser inside Node's own http module — as the WebAssembly build that
- * undici ships, set up to parse requests (and, for the upstream client, responses). The sidecar's HTTP/1.1 server (transport/h1.ts) uses it
+ * undici ships, set up to parse requests (and, for the upstream client, responses). The sidecar's HTTP/1.1 server (transport/h1/) uses it
  * instead of node:http: the parser is the same code with the same strictness (no lenient flags:
  * conflicting Content-Length/Transfer-Encoding, bad chunk sizes, bare LF, obs-fold are errors),
  * while the per-request request/response stream objects node:http builds around it are skipped.

@@ -160,13 +160,14 @@ function onDone(rt: OutboundHost, ctx: OutboundContext, res: OutboundResponse, f
 
 function onClose(rt: OutboundHost, ctx: OutboundContext): void {
   if (ctx.audited) return;
-  // The app hung up first: stop the exchange; its line says so.
-  ctx.handler?.abort();
-  if (!ctx.audited) {
-    ctx.reason = 'client_aborted';
-    ctx.status = 499;
-    finish(rt, ctx);
+  // The app hung up first: the exchange stops, and its end (onDone) writes the line.
+  if (ctx.handler !== null) {
+    ctx.handler.abort();
+    return;
   }
+  ctx.reason = 'client_aborted';
+  ctx.status = 499;
+  finish(rt, ctx);
 }
 
 function finish(rt: OutboundHost, ctx: OutboundContext): void {

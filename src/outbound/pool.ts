@@ -10,7 +10,6 @@
  * app-bound and the outbound hop.
  */
 import type { Readable } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Client, Pool } from 'undici';
 import type { Dispatcher } from 'undici';
@@ -39,8 +38,8 @@ export interface ConnectionSlot extends PeerSlot {
 export interface OutboundRequest {
   readonly method: string;
   readonly path: string;
-  /** Flat name/value pairs, host included. */
-  readonly headers: readonly string[];
+  /** Flat name/value pairs, host included (handed to undici as they are). */
+  readonly headers: string[];
   readonly body: Readable | null;
 }
 
@@ -92,10 +91,10 @@ export class DestinationPool {
           { tls, serverName: dest.serverName, expect: dest.expectMatcher, connectTimeoutMs: dest.connectTimeoutMs, allowH2: dest.http2, now },
           {
             onAccepted: (peer, socket) => {
-              slot.protocol = (socket as TLSSocket).alpnProtocol === 'h2' ? 'HTTP/2' : 'HTTP/1.1';
+              slot.protocol = socket.alpnProtocol === 'h2' ? 'HTTP/2' : 'HTTP/1.1';
               hooks.onAccepted(peer, socket);
             },
-            onRejected: hooks.onRejected,
+            onRejected: (reason, peer) => hooks.onRejected(reason, peer),
           },
           slot,
         );
@@ -107,9 +106,9 @@ export class DestinationPool {
   dispatch(req: OutboundRequest, handler: UpstreamHandler, leg: OutboundLeg): void {
     const shim = new HandlerShim(handler, leg);
     const opts: LegDispatchOptions = {
-      method: req.method as Dispatcher.HttpMethod,
+      method: req.method,
       path: req.path,
-      headers: req.headers as string[],
+      headers: req.headers,
       body: req.body,
       leg,
     };

@@ -37,7 +37,7 @@ export function judgeServer(socket: TLSSocket, expect: ExpectMatcher, now: numbe
   const x509 = socket.getPeerX509Certificate();
   if (x509 === undefined) return { ok: false, reason: 'untrusted', peer: null };
   const peer = describePeer(x509);
-  const reason = serverReason(x509, chainErrorCode(socket.authorizationError as unknown), now) ?? (expect.match(peer.fields) === undefined ? 'identity_mismatch' : null);
+  const reason = serverReason(x509, chainErrorCode(socket.authorizationError), now) ?? (expect.match(peer.fields) === undefined ? 'identity_mismatch' : null);
   return reason === null ? { ok: true, peer } : { ok: false, reason, peer };
 }
 
@@ -47,7 +47,8 @@ function serverReason(x509: X509Certificate, chainError: string | null, now: num
   if (now > x509.validToDate.getTime()) return 'expired';
   if (chainError !== null) return OPENSSL_REASONS[chainError] ?? 'untrusted';
   // Belt and braces for OpenSSL's purpose check: an EKU that is present must allow serverAuth.
-  const eku = x509.keyUsage;
+  // Node types it as always present; it is undefined when the certificate has no EKU.
+  const eku = x509.keyUsage as string[] | undefined;
   if (eku !== undefined && eku.length > 0 && !eku.includes(EKU_SERVER_AUTH) && !eku.includes(EKU_ANY)) return 'bad_eku';
   return null;
 }

@@ -12,6 +12,7 @@ import {
   DerCursor,
   DerError,
   TAG,
+  contentBytes,
   contextTag,
   decodeBoolean,
   decodeIntegerHex,
@@ -42,6 +43,7 @@ export const OID = {
   ed448: '1.3.101.113',
   sha1: '1.3.14.3.2.26',
   basicConstraints: '2.5.29.19',
+  subjectKeyIdentifier: '2.5.29.14',
 } as const;
 
 const SHA1_SIGNATURES: ReadonlySet<string> = new Set([
@@ -185,22 +187,51 @@ export function namesEqual(a: Uint8Array, b: Uint8Array): boolean {
 
 /** basicConstraints cA flag (false when the extension is absent). */
 export function isCaCertificate(certDer: Buffer): boolean {
+  const value = extensionValue(certDer, OID.basicConstraints);
+  if (!value) return false;
+  try {
+    const bc = expectTag(readTlv(certDer, value.contentStart, value.end), TAG.SEQUENCE, 'bc');
+    const inner = new DerCursor(certDer, bc);
+    const ca = inner.optional(TAG.BOOLEAN);
+    return ca ? decodeBoolean(certDer, ca) : false;
+  } catch (e) {
+    if (e instanceof DerError) {
+      throw new PkiError('ERR_CERT', `malformed extensions: ${e.message}`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/**
+ * The subjectKeyIdentifier's key id (a view), or null when the extension is absent. A dev CA
+ * loaded from files names its children's authorityKeyIdentifier with exactly these bytes.
+ */
+export function subjectKeyIdentifier(certDer: Buffer): Buffer | null {
+  const value = extensionValue(certDer, OID.subjectKeyIdentifier);
+  if (!value) return null;
+  try {
+    return contentBytes(certDer, expectTag(readTlv(certDer, value.contentStart, value.end), TAG.OCTET_STRING, 'keyIdentifier'));
+  } catch (e) {
+    if (e instanceof DerError) {
+      throw new PkiError('ERR_CERT', `malformed extensions: ${e.message}`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/** The extnValue OCTET STRING of the extension `oid`, or null when the certificate has none. */
+function extensionValue(certDer: Buffer, oid: string): Tlv | null {
   const f = certFields(certDer);
-  if (!f.extensions) return false;
+  if (!f.extensions) return null;
   try {
     const exts = new DerCursor(certDer, f.extensions);
     while (!exts.done) {
       const ext = new DerCursor(certDer, exts.expect(TAG.SEQUENCE, 'Extension'));
-      const oid = decodeOid(certDer, ext.expect(TAG.OID, 'extnID'));
-      if (oid !== OID.basicConstraints) continue;
+      if (decodeOid(certDer, ext.expect(TAG.OID, 'extnID')) !== oid) continue;
       ext.optional(TAG.BOOLEAN); // critical
-      const value = ext.expect(TAG.OCTET_STRING, 'extnValue');
-      const bc = expectTag(readTlv(certDer, value.contentStart, value.end), TAG.SEQUENCE, 'bc');
-      const inner = new DerCursor(certDer, bc);
-      const ca = inner.optional(TAG.BOOLEAN);
-      return ca ? decodeBoolean(certDer, ca) : false;
+      return ext.expect(TAG.OCTET_STRING, 'extnValue');
     }
-    return false;
+    return null;
   } catch (e) {
     if (e instanceof DerError) {
       throw new PkiError('ERR_CERT', `malformed extensions: ${e.message}`, { cause: e });

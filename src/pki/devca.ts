@@ -4,17 +4,31 @@
  * Not for production CAs. It exists so `mtls-sidecar certs` and the test-suite can produce a
  * complete, realistic PKI (SKI/AKI, critical basicConstraints and keyUsage, EKU, SANs, v2 CRLs)
  * without an openssl binary, plus deliberately broken certificates for negative tests.
+ *
+ * Keys are RSA or ECDSA P-256. forge has no elliptic-curve keys, and its certificate encoder can
+ * only write an RSA public key, so the work is split: node:crypto makes every key, exports its
+ * SubjectPublicKeyInfo and makes every signature; forge encodes the names, extensions and the
+ * rest of the ASN.1 (see tbsCertificate).
  */
-import { createPrivateKey, generateKeyPair, randomBytes, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import {
+  X509Certificate,
+  createHash,
+  createPrivateKey,
+  generateKeyPair,
+  randomBytes,
+  sign as cryptoSign,
+  type KeyObject,
+} from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import type * as Forge from 'node-forge';
-import { serialNumberHex, subjectNameDer } from './certinfo.js';
+import { OID, serialNumberHex, subjectKeyIdentifier, subjectNameDer, subjectPublicKeyInfoDer } from './certinfo.js';
+import { children, decodeBitStringBytes, readRoot } from './der.js';
 import { PkiError } from './errors.js';
-import { encodePem } from './pem.js';
+import { encodePem, pemBlocks } from './pem.js';
 import { sha256Thumbprint } from './thumbprint.js';
 
 // node-forge is CommonJS and assigns its API at run time, so Node's ESM loader cannot see named
@@ -30,24 +44,34 @@ const T = asn1.Type;
 const BACKDATE_MS = 5 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-export interface IssuedCert {
+/** 'ecdsa' is ECDSA on P-256; 'rsa' is RSA with `keyBits` bits (default 2048). */
+export type KeyType = 'rsa' | 'ecdsa';
+
+/** What issuing needs of a CA: one made here (IssuedCert) or one read from files (loadCa). */
+export interface Issuer {
   certPem: string;
+  certDer: Buffer;
+  /** The private key for node:crypto, which makes every signature (see finish). */
+  privateKey: KeyObject;
+  /** subjectKeyIdentifier as a forge binary string, for children's authorityKeyIdentifier. */
+  keyId: string;
+  isCa: boolean;
+  /** forge's model of the certificate; absent for a CA read from files (forge cannot parse an EC one). */
+  cert?: Forge.pki.Certificate;
+  /** The issuing CA, or null when self-signed (or not known: a CA read from files). */
+  parent: Issuer | null;
+}
+
+export interface IssuedCert extends Issuer {
   /** PKCS#8 PEM. */
   keyPem: string;
   cert: Forge.pki.Certificate;
-  key: Forge.pki.rsa.PrivateKey;
-  /** The same private key for node:crypto (signing is done natively, see signCert). */
-  privateKey: KeyObject;
-  certDer: Buffer;
+  /** forge's copy of an RSA key (lets forge re-sign `cert`); null for ECDSA, which forge lacks. */
+  key: Forge.pki.rsa.PrivateKey | null;
   /** SHA-256 thumbprint, "AB:CD:..." (upper case, colon separated). */
   sha256: string;
   /** Serial as X509Certificate.serialNumber prints it (upper-case hex, no leading zeros). */
   serialHex: string;
-  /** subjectKeyIdentifier as a forge binary string, for children's authorityKeyIdentifier. */
-  keyId: string;
-  isCa: boolean;
-  /** The issuing CA, or null when self-signed. */
-  parent: IssuedCert | null;
 }
 
 export interface CaOptions {
@@ -55,9 +79,12 @@ export interface CaOptions {
   organization?: string;
   days: number;
   notBefore?: Date;
+  /** Default 'rsa'. */
+  keyType?: KeyType;
+  /** RSA only. */
   keyBits?: number;
   /** Issuing CA for an intermediate; omitted for a self-signed root. */
-  parent?: IssuedCert;
+  parent?: Issuer;
   pathLen?: number;
 }
 
@@ -81,6 +108,9 @@ export interface LeafOptions {
   eku?: ExtendedKeyUsage[];
   /** Marks a leaf CA:TRUE — only to test that such "leaves" are refused. */
   isCa?: boolean;
+  /** Default 'rsa'. */
+  keyType?: KeyType;
+  /** RSA only. */
   keyBits?: number;
   /** 'sha1' only to test that SHA-1 signed certs are refused. */
   signatureHash?: 'sha256' | 'sha1';
@@ -101,31 +131,63 @@ export interface CrlOptions {
 }
 
 interface KeyMaterial {
-  key: Forge.pki.rsa.PrivateKey;
-  publicKey: Forge.pki.rsa.PublicKey;
+  /** forge's view of an RSA key; null for ECDSA. */
+  key: Forge.pki.rsa.PrivateKey | null;
+  publicKey: Forge.pki.rsa.PublicKey | null;
   keyObject: KeyObject;
+  /** PKCS#8 PEM. */
   pem: string;
+  /** SubjectPublicKeyInfo DER, as node:crypto exports it. */
+  spki: Buffer;
+  /** subjectKeyIdentifier, forge binary string. */
+  keyId: string;
 }
 
 /**
- * RSA keys come from node:crypto and are imported into forge. forge.pki.rsa.generateKeyPair does
- * the same internally, but only when it detects Node and no custom prng; otherwise it silently
- * falls back to pure JS, which takes seconds per key. The async call also runs key generation on
- * the libuv pool, so the ~20 keys of the test PKI are generated in parallel.
+ * Keys come from node:crypto: forge has no EC keys, and forge.pki.rsa.generateKeyPair uses Node
+ * only when it detects Node and no custom prng, otherwise silently falls back to pure JS (seconds
+ * per key). The async call also runs key generation on the libuv pool, so the ~20 keys of the
+ * test PKI are generated in parallel. RSA keys are also imported into forge (IssuedCert.key).
  */
-async function generateRsa(bits: number): Promise<KeyMaterial> {
-  if (!Number.isInteger(bits) || bits < 1024 || bits > 8192) {
-    throw new PkiError('ERR_PKI_INPUT', `RSA key size must be 1024..8192 bits, got ${bits}`);
+async function generateKey(type: KeyType, bits: number | undefined): Promise<KeyMaterial> {
+  if (type === 'ecdsa') {
+    if (bits !== undefined) throw new PkiError('ERR_PKI_INPUT', 'keyBits applies to RSA keys only');
+    const { publicKey, privateKey } = await generateKeyPairAsync('ec', {
+      namedCurve: 'P-256',
+      publicKeyEncoding: { type: 'spki', format: 'der' },
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    });
+    return { key: null, publicKey: null, keyObject: createPrivateKey(privateKey), pem: privateKey, spki: publicKey, keyId: keyIdOf(publicKey) };
   }
-  const { privateKey } = await generateKeyPairAsync('rsa', {
-    modulusLength: bits,
+  const b = bits ?? 2048;
+  if (!Number.isInteger(b) || b < 1024 || b > 8192) {
+    throw new PkiError('ERR_PKI_INPUT', `RSA key size must be 1024..8192 bits, got ${b}`);
+  }
+  const { publicKey, privateKey } = await generateKeyPairAsync('rsa', {
+    modulusLength: b,
     publicExponent: 0x10001,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'der' },
     privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
   });
   const key = forge.pki.privateKeyFromPem(privateKey);
-  const publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
-  return { key, publicKey, keyObject: createPrivateKey(privateKey), pem: privateKey };
+  return {
+    key,
+    publicKey: forge.pki.setRsaPublicKey(key.n, key.e),
+    keyObject: createPrivateKey(privateKey),
+    pem: privateKey,
+    spki: publicKey,
+    keyId: keyIdOf(publicKey),
+  };
+}
+
+/**
+ * RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's bits — what forge
+ * (for RSA) and OpenSSL compute, so a CA's SKI and its children's AKI agree across tools.
+ */
+function keyIdOf(spki: Buffer): string {
+  const [, subjectPublicKey] = children(spki, readRoot(spki));
+  if (!subjectPublicKey) throw new PkiError('ERR_PKI_INPUT', 'SubjectPublicKeyInfo without a key');
+  return toBinary(createHash('sha1').update(decodeBitStringBytes(spki, subjectPublicKey)).digest());
 }
 
 /** 16 random bytes, forced positive and without a leading zero byte (which DER would strip). */
@@ -185,17 +247,18 @@ interface AltName {
   value: string;
 }
 
+/** URIs first (a workload's SPIFFE ID is its identity), then DNS names, then IP addresses. */
 function altNames(o: LeafOptions): AltName[] {
   const out: AltName[] = [];
+  for (const u of o.uris ?? []) {
+    if (!IA5_RE.test(u) || !u.includes(':')) throw new PkiError('ERR_PKI_INPUT', `invalid URI "${u}"`);
+    out.push({ type: 6, value: u });
+  }
   for (const d of o.dnsNames ?? []) {
     if (!IA5_RE.test(d)) throw new PkiError('ERR_PKI_INPUT', `invalid DNS name "${d}"`);
     out.push({ type: 2, value: d });
   }
   for (const ip of o.ips ?? []) out.push({ type: 7, value: ipBytes(ip) });
-  for (const u of o.uris ?? []) {
-    if (!IA5_RE.test(u) || !u.includes(':')) throw new PkiError('ERR_PKI_INPUT', `invalid URI "${u}"`);
-    out.push({ type: 6, value: u });
-  }
   return out;
 }
 
@@ -215,34 +278,87 @@ function validity(notBefore: Date | undefined, notAfter: Date | undefined, days:
 const TAG_0 = T.NONE;
 
 // Public in node-forge (x509.js) but missing from @types/node-forge.
-const getTBSCertificate = (forge.pki as unknown as { getTBSCertificate: (c: Forge.pki.Certificate) => Forge.asn1.Asn1 })
-  .getTBSCertificate;
+const certificateExtensionsToAsn1 = (
+  forge.pki as unknown as { certificateExtensionsToAsn1: (exts: unknown[]) => Forge.asn1.Asn1 }
+).certificateExtensionsToAsn1;
 
-/**
- * What forge's cert.sign() does, with the RSA operation done by node:crypto: forge's pure-JS
- * RSA takes ~50 ms per signature on a small CI box and blocks the event loop, which made the
- * test PKI (25 certificates) slow. forge still builds every byte of the certificate.
- */
-function signCert(cert: Forge.pki.Certificate, signer: KeyObject, hash: 'sha256' | 'sha1'): void {
-  const oid = forge.pki.oids[`${hash}WithRSAEncryption`];
-  if (!oid) throw new PkiError('ERR_PKI_INPUT', `unsupported hash ${hash}`);
-  cert.signatureOid = oid;
-  cert.siginfo.algorithmOid = oid;
-  cert.tbsCertificate = getTBSCertificate(cert);
-  const tbs = fromBinary(asn1.toDer(cert.tbsCertificate).getBytes());
-  cert.signature = toBinary(cryptoSign(hash, tbs, signer));
+/** The signature algorithm of a signature by `signer` (RSA PKCS#1 v1.5 or ECDSA). */
+function signatureOid(signer: KeyObject, hash: 'sha256' | 'sha1'): string {
+  const type = signer.asymmetricKeyType;
+  if (type === 'rsa') return hash === 'sha256' ? OID.sha256WithRSAEncryption : OID.sha1WithRSAEncryption;
+  if (type === 'ec') return hash === 'sha256' ? OID.ecdsaWithSHA256 : OID.ecdsaWithSHA1;
+  throw new PkiError('ERR_PKI_INPUT', `cannot sign with a ${type ?? 'unknown'} key (rsa or ec only)`);
 }
 
+/**
+ * AlgorithmIdentifier: NULL parameters for RSA (RFC 4055), none for ECDSA (RFC 5758 §3.2, where
+ * forge would write a NULL).
+ */
+function algorithmIdentifier(oid: string): Forge.asn1.Asn1 {
+  const fields = [asn1.create(U, T.OID, false, asn1.oidToDer(oid).getBytes())];
+  if (oid === OID.sha256WithRSAEncryption || oid === OID.sha1WithRSAEncryption) fields.push(asn1.create(U, T.NULL, false, ''));
+  return asn1.create(U, T.SEQUENCE, true, fields);
+}
+
+/**
+ * The TBSCertificate, in RFC 5280 §4.1 order. forge's getTBSCertificate cannot be used as is: it
+ * only writes RSA public keys and always a NULL signature parameter. So forge encodes the
+ * subject and the extensions from `cert`, node:crypto supplies the SubjectPublicKeyInfo, and the
+ * issuer Name is the issuer certificate's subject byte for byte (name chaining cannot be thrown
+ * off by re-encoding, and a CA read from files needs no forge model). For RSA the bytes are the
+ * ones forge's cert.sign() would produce.
+ */
+function tbsCertificate(cert: Forge.pki.Certificate, issuerName: Forge.asn1.Asn1, spki: Buffer, sigAlg: Forge.asn1.Asn1) {
+  const fields = [
+    asn1.create(asn1.Class.CONTEXT_SPECIFIC, TAG_0, true, [asn1.create(U, T.INTEGER, false, integerBytes('02'))]), // v3
+    asn1.create(U, T.INTEGER, false, forge.util.hexToBytes(cert.serialNumber)),
+    sigAlg,
+    issuerName,
+    asn1.create(U, T.SEQUENCE, true, [timeAsn1(cert.validity.notBefore), timeAsn1(cert.validity.notAfter)]),
+    forge.pki.distinguishedNameToAsn1(cert.subject),
+    derToAsn1(spki),
+  ];
+  if (cert.extensions.length > 0) fields.push(certificateExtensionsToAsn1(cert.extensions));
+  return asn1.create(U, T.SEQUENCE, true, fields);
+}
+
+function derToAsn1(der: Buffer): Forge.asn1.Asn1 {
+  return asn1.fromDer(forge.util.createBuffer(toBinary(der)));
+}
+
+/** The issuer's subject Name as it is encoded in its certificate (see tbsCertificate). */
+function issuerNameOf(issuer: Issuer): Forge.asn1.Asn1 {
+  return derToAsn1(subjectNameDer(issuer.certDer));
+}
+
+/**
+ * Signs and encodes the certificate. node:crypto signs (forge's pure-JS RSA took ~50 ms per
+ * signature and blocked the event loop; it has no ECDSA at all); an ECDSA signature comes out as
+ * the DER Ecdsa-Sig-Value X.509 wants (Node's default dsaEncoding). forge's model is kept in
+ * step (signature, OIDs), so for RSA forge can still re-sign it.
+ */
 function finish(
   cert: Forge.pki.Certificate,
   km: KeyMaterial,
+  issuerName: Forge.asn1.Asn1,
   signer: KeyObject,
   hash: 'sha256' | 'sha1',
   isCa: boolean,
-  parent: IssuedCert | null,
+  parent: Issuer | null,
 ): IssuedCert {
-  signCert(cert, signer, hash);
-  const certDer = fromBinary(asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes());
+  const sigOid = signatureOid(signer, hash);
+  const tbs = tbsCertificate(cert, issuerName, km.spki, algorithmIdentifier(sigOid));
+  const signature = toBinary(cryptoSign(hash, fromBinary(asn1.toDer(tbs).getBytes()), signer));
+  const certAsn1 = asn1.create(U, T.SEQUENCE, true, [
+    tbs,
+    algorithmIdentifier(sigOid),
+    asn1.create(U, T.BITSTRING, false, `\u0000${signature}`),
+  ]);
+  cert.tbsCertificate = tbs;
+  cert.signatureOid = sigOid;
+  cert.siginfo.algorithmOid = sigOid;
+  cert.signature = signature;
+  const certDer = fromBinary(asn1.toDer(certAsn1).getBytes());
   return {
     certPem: encodePem(certDer, 'CERTIFICATE'),
     keyPem: km.pem,
@@ -252,7 +368,7 @@ function finish(
     certDer,
     sha256: sha256Thumbprint(certDer),
     serialHex: serialNumberHex(certDer),
-    keyId: cert.generateSubjectKeyIdentifier().getBytes(),
+    keyId: km.keyId,
     isCa,
     parent,
   };
@@ -260,11 +376,17 @@ function finish(
 
 function newCert(km: KeyMaterial, serialHex: string, v: { notBefore: Date; notAfter: Date }) {
   const cert = forge.pki.createCertificate();
-  cert.publicKey = km.publicKey; // must precede setExtensions: forge derives the SKI from it
+  // Only forge's own cert.sign() reads it (RSA only); our encoder takes km.spki.
+  if (km.publicKey) cert.publicKey = km.publicKey;
   cert.serialNumber = serialHex;
   cert.validity.notBefore = v.notBefore;
   cert.validity.notAfter = v.notAfter;
   return cert;
+}
+
+/** subjectKeyIdentifier with an explicit value: forge's default derives it from an RSA cert.publicKey. */
+function skiExtension(keyId: string): Record<string, unknown> {
+  return { name: 'subjectKeyIdentifier', value: asn1.create(U, T.OCTETSTRING, false, keyId) };
 }
 
 /** A root CA (no parent) or an intermediate CA signed by `parent`. */
@@ -272,22 +394,24 @@ export async function createCa(opts: CaOptions): Promise<IssuedCert> {
   const parent = opts.parent ?? null;
   if (parent && !parent.isCa) throw new PkiError('ERR_PKI_INPUT', 'parent of a CA must be a CA');
   const v = validity(opts.notBefore, undefined, opts.days);
-  const km = await generateRsa(opts.keyBits ?? 2048);
+  const km = await generateKey(opts.keyType ?? 'rsa', opts.keyBits);
   const cert = newCert(km, randomSerialHex(), v);
   const subject = nameAttrs(opts);
   cert.setSubject(subject);
-  cert.setIssuer(parent ? parent.cert.subject.attributes : subject);
-  const selfKeyId = cert.generateSubjectKeyIdentifier().getBytes();
+  // forge's model only; the encoded issuer is the parent's subject as encoded (tbsCertificate).
+  if (!parent) cert.setIssuer(subject);
+  else if (parent.cert) cert.setIssuer(parent.cert.subject.attributes);
   const bc: Record<string, unknown> = { name: 'basicConstraints', cA: true, critical: true };
   if (opts.pathLen !== undefined) bc['pathLenConstraint'] = opts.pathLen;
   cert.setExtensions([
     bc,
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
+    skiExtension(km.keyId),
     // An explicit key id: forge's `keyIdentifier: true` would use the *subject's* key.
-    { name: 'authorityKeyIdentifier', keyIdentifier: parent ? parent.keyId : selfKeyId },
+    { name: 'authorityKeyIdentifier', keyIdentifier: parent ? parent.keyId : km.keyId },
   ]);
-  return finish(cert, km, parent ? parent.privateKey : km.keyObject, 'sha256', true, parent);
+  const issuerName = parent ? issuerNameOf(parent) : forge.pki.distinguishedNameToAsn1(cert.subject);
+  return finish(cert, km, issuerName, parent ? parent.privateKey : km.keyObject, 'sha256', true, parent);
 }
 
 function defaultEku(o: LeafOptions): ExtendedKeyUsage[] {
@@ -295,13 +419,14 @@ function defaultEku(o: LeafOptions): ExtendedKeyUsage[] {
   return hosts > 0 && !o.uris?.length ? ['serverAuth'] : ['clientAuth'];
 }
 
-function leafExtensions(o: LeafOptions, sans: AltName[], authorityKeyId: string): Record<string, unknown>[] {
+function leafExtensions(o: LeafOptions, km: KeyMaterial, sans: AltName[], authorityKeyId: string): Record<string, unknown>[] {
   const exts: Record<string, unknown>[] = [
     { name: 'basicConstraints', cA: o.isCa === true, critical: true },
     {
       name: 'keyUsage',
       digitalSignature: true,
-      keyEncipherment: true,
+      // Key transport is RSA only: RFC 5480 §3 does not allow keyEncipherment on an EC key.
+      ...(km.keyObject.asymmetricKeyType === 'rsa' ? { keyEncipherment: true } : {}),
       ...(o.isCa ? { keyCertSign: true } : {}),
       critical: true,
     },
@@ -313,40 +438,82 @@ function leafExtensions(o: LeafOptions, sans: AltName[], authorityKeyId: string)
     exts.push(e);
   }
   if (sans.length > 0) exts.push({ name: 'subjectAltName', altNames: sans });
-  exts.push({ name: 'subjectKeyIdentifier' });
+  exts.push(skiExtension(km.keyId));
   exts.push({ name: 'authorityKeyIdentifier', keyIdentifier: authorityKeyId });
   return exts;
 }
 
 /** An end-entity certificate signed by `issuer`. */
-export async function issueLeaf(issuer: IssuedCert, opts: LeafOptions): Promise<IssuedCert> {
+export async function issueLeaf(issuer: Issuer, opts: LeafOptions): Promise<IssuedCert> {
   if (!issuer.isCa) throw new PkiError('ERR_PKI_INPUT', 'issuer must be a CA');
   // Validate everything before spending time on a key.
   const v = validity(opts.notBefore, opts.notAfter, opts.days);
   const sans = altNames(opts);
-  const km = await generateRsa(opts.keyBits ?? 2048);
+  const km = await generateKey(opts.keyType ?? 'rsa', opts.keyBits);
   const cert = newCert(km, randomSerialHex(), v);
   cert.setSubject(nameAttrs(opts));
-  cert.setIssuer(issuer.cert.subject.attributes);
-  cert.setExtensions(leafExtensions(opts, sans, issuer.keyId));
-  return finish(cert, km, issuer.privateKey, opts.signatureHash ?? 'sha256', false, issuer);
+  // forge's model only; the encoded issuer is the issuer's subject as encoded (tbsCertificate).
+  if (issuer.cert) cert.setIssuer(issuer.cert.subject.attributes);
+  cert.setExtensions(leafExtensions(opts, km, sans, issuer.keyId));
+  return finish(cert, km, issuerNameOf(issuer), issuer.privateKey, opts.signatureHash ?? 'sha256', false, issuer);
 }
 
 /** A self-signed end-entity certificate (CA:FALSE), e.g. a pinned client. */
 export async function selfSigned(opts: LeafOptions): Promise<IssuedCert> {
   const v = validity(opts.notBefore, opts.notAfter, opts.days);
   const sans = altNames(opts);
-  const km = await generateRsa(opts.keyBits ?? 2048);
+  const km = await generateKey(opts.keyType ?? 'rsa', opts.keyBits);
   const cert = newCert(km, randomSerialHex(), v);
   const subject = nameAttrs(opts);
   cert.setSubject(subject);
   cert.setIssuer(subject);
-  cert.setExtensions(leafExtensions(opts, sans, cert.generateSubjectKeyIdentifier().getBytes()));
-  return finish(cert, km, km.keyObject, opts.signatureHash ?? 'sha256', false, null);
+  cert.setExtensions(leafExtensions(opts, km, sans, km.keyId));
+  const name = forge.pki.distinguishedNameToAsn1(cert.subject);
+  return finish(cert, km, name, km.keyObject, opts.signatureHash ?? 'sha256', false, null);
+}
+
+/**
+ * A CA read from its PEM certificate and private key (`certs --add` issues from it). `names`
+ * label the two files in errors. Refuses (ERR_CA_FILES) a file without a certificate, a
+ * certificate that is not a CA, a key that is not a usable private key or not this
+ * certificate's, and key types other than RSA and EC.
+ */
+export function loadCa(certPem: string, keyPem: string, names = { cert: 'the certificate', key: 'the key' }): Issuer {
+  const fail = (msg: string): never => {
+    throw new PkiError('ERR_CA_FILES', msg);
+  };
+  const certDer = pemBlocks(certPem, 'CERTIFICATE')[0] ?? fail(`${names.cert} holds no PEM certificate`);
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(certDer);
+  } catch {
+    return fail(`${names.cert}: the certificate does not parse`);
+  }
+  if (!x509.ca) fail(`${names.cert} is not a CA certificate (basicConstraints CA:TRUE)`);
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch {
+    return fail(`${names.key} is not an unencrypted PEM private key`);
+  }
+  if (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'ec') {
+    fail(`${names.key}: the dev CA signs with rsa or ec keys, not ${key.asymmetricKeyType ?? 'this kind'}`);
+  }
+  if (!x509.checkPrivateKey(key)) fail(`${names.key} does not match ${names.cert}`);
+  // The CA's own SKI, whatever made it, so its children's AKI names it exactly.
+  const ski = subjectKeyIdentifier(certDer);
+  return {
+    certPem: encodePem(certDer, 'CERTIFICATE'),
+    certDer,
+    privateKey: key,
+    keyId: ski ? toBinary(ski) : keyIdOf(subjectPublicKeyInfoDer(certDer)),
+    isCa: true,
+    parent: null,
+  };
 }
 
 /** Leaf followed by every intermediate up to (not including) the self-signed root, as PEM. */
-export function chainPem(ic: IssuedCert): string {
+export function chainPem(ic: Issuer): string {
   let out = ic.certPem;
   for (let p = ic.parent; p && p.parent; p = p.parent) out += p.certPem;
   return out;
@@ -377,23 +544,20 @@ function extension(oid: string, value: Forge.asn1.Asn1): Forge.asn1.Asn1 {
 }
 
 /**
- * A v2 CRL signed by `issuer` (sha256WithRSAEncryption), as PEM. forge has no CRL support, so
+ * A v2 CRL signed by `issuer` (SHA-256 with RSA or ECDSA, as its key), as PEM. forge has no CRL support, so
  * the structure is assembled with forge.asn1 (and signed natively, as certificates are); the issuer Name is copied byte for byte from the
  * CA certificate so that name matching (ours and OpenSSL's) cannot be thrown off.
  */
-export function createCrl(issuer: IssuedCert, revoked: RevokedEntry[], opts: CrlOptions = {}): string {
+export function createCrl(issuer: Issuer, revoked: RevokedEntry[], opts: CrlOptions = {}): string {
   if (!issuer.isCa) throw new PkiError('ERR_PKI_INPUT', 'only a CA can issue a CRL');
   const thisUpdate = opts.thisUpdate ?? new Date(Date.now() - BACKDATE_MS);
   const nextUpdate = opts.nextUpdate ?? new Date(thisUpdate.getTime() + (opts.days ?? 30) * DAY_MS);
   if (nextUpdate.getTime() <= thisUpdate.getTime()) {
     throw new PkiError('ERR_PKI_INPUT', 'CRL nextUpdate must be after thisUpdate');
   }
-  const sigAlg = () =>
-    asn1.create(U, T.SEQUENCE, true, [
-      asn1.create(U, T.OID, false, asn1.oidToDer(forge.pki.oids['sha256WithRSAEncryption']!).getBytes()),
-      asn1.create(U, T.NULL, false, ''),
-    ]);
-  const issuerName = asn1.fromDer(forge.util.createBuffer(toBinary(subjectNameDer(issuer.certDer))));
+  const sigOid = signatureOid(issuer.privateKey, 'sha256');
+  const sigAlg = () => algorithmIdentifier(sigOid);
+  const issuerName = issuerNameOf(issuer);
   const crlNumber = BigInt(opts.crlNumber ?? Math.floor(Date.now() / 1000));
 
   const tbsFields: Forge.asn1.Asn1[] = [

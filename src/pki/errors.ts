@@ -10,6 +10,7 @@ export type PkiErrorCode =
   | 'ERR_CRL_ALG' // a CRL signed with an algorithm we do not verify
   | 'ERR_CRL_UNSUPPORTED' // delta or indirect CRL, or an unknown critical extension
   | 'ERR_PKI_INPUT' // bad option given to the dev CA (name, IP, days...)
+  | 'ERR_CA_FILES' // a CA loaded from files that cannot issue (not a CA, key does not match...)
   | 'ERR_EXISTS'; // refusing to overwrite a file
 
 export class PkiError extends Error {

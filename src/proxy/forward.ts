@@ -62,8 +62,14 @@ export interface ForwardContext {
   bytesOut: number;
 }
 
+/** How a forward can fail: every one but `client_aborted` is a refusal the pipeline may still answer. */
+export type ForwardFailure = Extract<
+  RequestReason,
+  'body_too_large' | 'request_timeout' | 'upstream_timeout' | 'client_aborted' | 'upstream_unreachable' | 'upstream_error'
+>;
+
 export interface ForwardDone<C extends ForwardContext = ForwardContext> {
-  (ctx: C, res: OutboundResponse, failure: RequestReason | null): void;
+  (ctx: C, res: OutboundResponse, failure: ForwardFailure | null): void;
 }
 
 /** One per forwarded request: writes the upstream response straight into the client response. */
@@ -72,8 +78,8 @@ export class ForwardHandler<C extends ForwardContext = ForwardContext> implement
   readonly res: OutboundResponse;
   readonly meter: BodyMeter | null;
   readonly securityHeaders: boolean;
-  /** For HTTP/1.1: once the sidecar is closing, tell the client this connection ends here. */
-  readonly drain: { readonly closing: boolean } | null;
+  /** Once the sidecar is closing, the client is told this connection ends here (res.disableKeepAlive). */
+  readonly drain: { readonly closing: boolean };
   readonly done: ForwardDone<C>;
   /** The exchange's abort/resume, from onConnect. */
   #control: UpstreamControl | null = null;
@@ -84,7 +90,7 @@ export class ForwardHandler<C extends ForwardContext = ForwardContext> implement
   /** The request body did not arrive within requestTimeout (HTTP/2; HTTP/1.1 has the H1 server's). */
   timedOut = false;
 
-  constructor(ctx: C, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, drain: { readonly closing: boolean } | null, done: ForwardDone<C>) {
+  constructor(ctx: C, res: OutboundResponse, meter: BodyMeter | null, securityHeaders: boolean, drain: { readonly closing: boolean }, done: ForwardDone<C>) {
     this.ctx = ctx;
     this.res = res;
     this.meter = meter;
@@ -110,7 +116,7 @@ export class ForwardHandler<C extends ForwardContext = ForwardContext> implement
     }
     const out = responseHeaders(rawHeaders, ctx.requestId, this.securityHeaders);
     if (ctx.extraHeaders !== null) Object.assign(out, ctx.extraHeaders);
-    if (this.drain !== null && this.drain.closing) out['connection'] = 'close';
+    if (this.drain.closing) this.res.disableKeepAlive();
     this.res.writeHead(statusCode, out);
     return true;
   }
@@ -157,7 +163,7 @@ export class ForwardHandler<C extends ForwardContext = ForwardContext> implement
     control.abort(err);
   }
 
-  private finish(failure: RequestReason | null): void {
+  private finish(failure: ForwardFailure | null): void {
     if (this.finished) return;
     this.finished = true;
     if (this.meter !== null) this.ctx.bytesIn = this.meter.bytes;
@@ -167,7 +173,7 @@ export class ForwardHandler<C extends ForwardContext = ForwardContext> implement
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'ERR_UPSTREAM_CONNECT_TIMEOUT', 'ERR_UPSTREAM_CLOSED', 'ERR_UPSTREAM_POOL_CLOSED']);
 
-export function classifyUpstreamError(err: Error, meter: BodyMeter | null): RequestReason {
+export function classifyUpstreamError(err: Error, meter: BodyMeter | null): ForwardFailure {
   const code = (err as { code?: string }).code ?? '';
   if (err instanceof BodyTooLarge || code === 'ERR_BODY_TOO_LARGE' || (meter !== null && meter.bytes > 0 && meter.destroyed && meter.errored instanceof BodyTooLarge)) return 'body_too_large';
   if (err instanceof RequestTimeout || code === 'ERR_REQUEST_TIMEOUT') return 'request_timeout';

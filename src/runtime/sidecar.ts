@@ -21,7 +21,7 @@ import { PeerMemo } from '../server/peers.js';
 import { Metrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { AppHealthHandler } from '../admin/app-health.js';
-import { applyServerLimits, createListener } from '../transport/listener.js';
+import { Listener } from '../transport/listener.js';
 import type { InternalErrorWhere, SidecarServer } from '../transport/listener.js';
 import { auditPath, handleRequest } from '../server/pipeline.js';
 import type { PipelineHost, RateLimitState } from '../server/pipeline.js';
@@ -76,6 +76,7 @@ export class Sidecar implements PipelineHost {
   readonly log: Log;
   readonly metrics: Metrics;
   readonly server: SidecarServer;
+  readonly #listener: Listener;
   readonly admin: AdminServer;
   /** The app's calls out (the `outbound` section); null without one. */
   outbound: Outbound | null = null;
@@ -119,24 +120,25 @@ export class Sidecar implements PipelineHost {
     this.admin = new AdminServer(this);
     this.pool = new UpstreamPool(snapshot.upstream);
     if (snapshot.outbound !== null) this.outbound = this.#outboundFor(snapshot.outbound, snapshot);
-    this.server = createListener(snapshot, {
+    this.#listener = new Listener(snapshot, {
       onSecureConnection: (socket) => this.#onSecureConnection(socket),
       onTlsClientError: (err, socket) => this.#onTlsClientError(err, socket),
       onRequest: (req, res) => handleRequest(this, req, res),
       onClientError: (err, socket) => this.#onClientError(err, socket),
       onInternalError: (err, where, res) => void this.internalError(err, where, res, null),
+      onSession: (session) => {
+        const conn = connOf(session.socket);
+        if (conn !== undefined) {
+          conn.h2 = session;
+          // A session opened while draining is told to go away at once.
+          if (this.closing) session.close();
+        }
+      },
     });
+    this.server = this.#listener.server;
     this.server.on('connection', (socket: Socket) => {
       this.#sockets.add(socket);
       socket.on('close', () => this.#sockets.delete(socket));
-    });
-    this.server.on('session', (session: { socket: object; close(): void }) => {
-      const conn = connOf(session.socket);
-      if (conn !== undefined) {
-        conn.h2 = session;
-        // A session opened while draining is told to go away at once.
-        if (this.closing) session.close();
-      }
     });
   }
 
@@ -219,7 +221,7 @@ export class Sidecar implements PipelineHost {
       // In-flight requests finish on the old pool; close() waits for them.
       old.close().catch(() => undefined);
     }
-    applyServerLimits(this.server, applied);
+    this.#listener.applyLimits(applied);
     this.rate = this.#rateFor(applied);
     // Requests already past the token check hold their own result; new ones use this verifier.
     this.jwt = this.#jwtFor(applied);
@@ -292,7 +294,7 @@ export class Sidecar implements PipelineHost {
     return 0;
   }
 
-  /** HTTP/1.1 parser errors and timeouts (transport/h1.ts): there is no request object, so answer by hand. */
+  /** HTTP/1.1 parser errors and timeouts (transport/h1/connection.ts): there is no request object, so answer by hand. */
   #onClientError(err: Error & { code?: string; method?: string; target?: string }, socket: TLSSocket): void {
     const conn = connOf(socket);
     if (conn?.answeredBodyPending === true) {

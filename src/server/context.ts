@@ -26,11 +26,16 @@ export function connOf(socket: object | null | undefined): ConnInfo | undefined 
   return socket == null ? undefined : (socket as Carrier)[kConn];
 }
 
-export function connOfSession(session: { readonly socket: object }): ConnInfo | undefined {
-  const carrier = session as Carrier;
+/**
+ * The ConnInfo of a request's connection (InboundRequest.connection): on the TLS socket itself, or
+ * found once through a session's `socket` (node:http2's Proxy) and then kept on the session.
+ */
+export function connOfConnection(connection: object | null): ConnInfo | undefined {
+  if (connection === null) return undefined;
+  const carrier = connection as Carrier & { readonly socket?: object };
   let conn = carrier[kConn];
   if (conn === undefined) {
-    conn = connOf(session.socket);
+    conn = connOf(carrier.socket);
     if (conn !== undefined) carrier[kConn] = conn;
   }
   return conn;
@@ -127,7 +132,6 @@ export class RequestContext {
   readonly method: string;
   readonly req: InboundRequest;
   readonly res: OutboundResponse;
-  plan: ForwardPlan | null;
   /** The upstream exchange, once forwarded (the client leaving aborts it). */
   handler: { abort(): void } | null;
   /** Claims of a validated token, when the route needed one. */
@@ -153,7 +157,6 @@ export class RequestContext {
     this.method = method;
     this.req = req;
     this.res = res;
-    this.plan = null;
     this.handler = null;
     this.jwt = null;
     this.extraHeaders = null;

@@ -18,6 +18,7 @@ import type { Log } from '../log.js';
 import { normalizeTarget } from '../policy/normalize.js';
 import { scanRequestHeaders } from '../proxy/headers.js';
 import { BodyMeter, ForwardHandler } from '../proxy/forward.js';
+import type { ForwardFailure } from '../proxy/forward.js';
 import type { RequestReason } from '../reasons.js';
 import { headerSafe } from '../identity/peer.js';
 import { misdirected } from '../tls/authority.js';
@@ -27,7 +28,7 @@ import { routeNeedsToken } from '../jwt/settings.js';
 import { rateLimitHeaders } from '../ratelimit/headers.js';
 import type { RatePlan, RatePlanner } from '../ratelimit/plan.js';
 import type { RateDecision, RateLimiter } from '../ratelimit/types.js';
-import { ForwardPlan, RequestContext, connOf, connOfSession } from './context.js';
+import { ForwardPlan, RequestContext, connOfConnection } from './context.js';
 import type { ConnInfo } from './context.js';
 import { writeRefusal } from './respond.js';
 import { newRequestId } from './request-id.js';
@@ -66,27 +67,25 @@ const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 /** A Host (or :authority) is a host and an optional port: no path, userinfo or spaces (RFC 9110 7.2). */
 const BAD_HOST = /[/\\@\s?#]/;
 
-export function handleRequest(host: PipelineHost, req: InboundRequest, res: OutboundResponse): void {
-  const session = req.httpVersionMajor === 2 ? req.stream?.session : undefined;
-  const socket = session === undefined ? req.socket : session.socket;
-  const conn = session === undefined ? connOf(socket) : connOfSession(session);
-  if (conn === undefined || socket === null) {
+export function handleRequest(rt: PipelineHost, req: InboundRequest, res: OutboundResponse): void {
+  const conn = connOfConnection(req.connection);
+  if (conn === undefined) {
     // Every accepted connection was registered in secureConnection; anything else is refused.
     res.destroy();
     return;
   }
-  const s = host.snapshot;
-  const ctx = new RequestContext(performance.now(), conn, req.httpVersionMajor === 2 ? 'HTTP/2' : 'HTTP/1.1', req.method ?? '', req, res);
+  const s = rt.snapshot;
+  const ctx = new RequestContext(performance.now(), conn, req.protocol, req.method ?? '', req, res);
   const incomingId = req.headers['x-request-id'];
   ctx.requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : newRequestId();
   const target = req.url ?? '';
   conn.inflight++;
   // One 'close' listener per request (on, not once: a response closes once, and once() wraps).
-  res.on('close', () => onClose(host, ctx, req.httpVersionMajor === 1 ? socket : null));
+  res.on('close', () => onClose(rt, ctx));
   try {
-    admit(host, s, ctx, req, conn, target);
+    admit(rt, s, ctx, req, conn, target);
   } catch (err) {
-    internalError(host, ctx, err);
+    internalError(rt, ctx, err);
   }
 }
 
@@ -96,20 +95,20 @@ export function handleRequest(host: PipelineHost, req: InboundRequest, res: Outb
  * under this guard: handleRequest's own call, and the continuations after an asynchronous token
  * check or rate-limit decision, where an exception would otherwise be an unhandled rejection.
  */
-function internalError(host: PipelineHost, ctx: RequestContext, err: unknown): void {
+function internalError(rt: PipelineHost, ctx: RequestContext, err: unknown): void {
   ctx.reason = 'internal_error';
-  ctx.bytesOut += host.internalError(err, ctx.protocol === 'HTTP/2' ? 'h2' : 'h1', ctx.res, ctx.requestId);
+  ctx.bytesOut += rt.internalError(err, ctx.protocol === 'HTTP/2' ? 'h2' : 'h1', ctx.res, ctx.requestId);
 }
 
 /** 1-5: what the head alone decides, then the token check. */
-function admit(host: PipelineHost, s: Snapshot, ctx: RequestContext, req: InboundRequest, conn: ConnInfo, target: string): void {
+function admit(rt: PipelineHost, s: Snapshot, ctx: RequestContext, req: InboundRequest, conn: ConnInfo, target: string): void {
   if (conn.generation !== s.generation) {
-    const withdrawn = host.refreshConnection(conn);
+    const withdrawn = rt.refreshConnection(conn);
     if (withdrawn !== null) {
       ctx.path = auditPath(target);
-      refuse(host, ctx, 'trust_withdrawn', true, null);
-      // The connection itself is no longer trusted: end it once this answer is out.
-      if (req.httpVersionMajor === 2) conn.h2?.close();
+      refuse(rt, ctx, 'trust_withdrawn', true, null);
+      // The connection itself is no longer trusted: it ends once this answer is out.
+      ctx.res.endConnectionAfter();
       return;
     }
   }
@@ -117,34 +116,34 @@ function admit(host: PipelineHost, s: Snapshot, ctx: RequestContext, req: Inboun
   // audit.onFull: refuse, and the audit destination is full or failing: nothing is served that
   // could not be audited. This refusal's own line is kept if the buffer has room, else counted
   // as dropped (audit/sink.ts); it never waits.
-  if (host.audit.refusing) {
+  if (rt.audit.refusing) {
     ctx.path = auditPath(target);
-    return refuse(host, ctx, 'audit_unavailable', false, null);
+    return refuse(rt, ctx, 'audit_unavailable', false, null);
   }
 
   // 1. Header sanity (duplicates that enable smuggling or auth confusion) and the header-count limit.
   if (req.rawHeaders.length > s.limits.maxHeaders * 2 + 8) {
     ctx.path = auditPath(target);
-    return refuse(host, ctx, 'header_too_large', true, null);
+    return refuse(rt, ctx, 'header_too_large', true, null);
   }
   const connection = req.headers['connection'];
   const scan = scanRequestHeaders(req.rawHeaders, typeof connection === 'string' ? connection : undefined, s.jwt !== null);
   if (!scan.ok) {
     ctx.path = auditPath(target);
-    return refuse(host, ctx, 'bad_request', true, null);
+    return refuse(rt, ctx, 'bad_request', true, null);
   }
 
   // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400 (node:http refused it before the pipeline).
-  if (scan.host === null ? req.httpVersionMajor === 1 && req.httpVersionMinor === 1 : BAD_HOST.test(scan.host)) {
+  if (scan.host === null ? req.hostRequired : BAD_HOST.test(scan.host)) {
     ctx.path = auditPath(target);
-    return refuse(host, ctx, 'bad_request', true, null);
+    return refuse(rt, ctx, 'bad_request', true, null);
   }
   // A request for another origin than this connection serves (RFC 9110 15.5.20, RFC 6066 11.1).
   // Judged once per Host value per connection: the next request naming it costs one compare.
   if (conn.sni !== null && scan.host !== null && scan.host !== conn.servedHost) {
     if (misdirected(conn.sni, scan.host, s.tls.serverLeaf)) {
       ctx.path = auditPath(target);
-      return refuse(host, ctx, 'misdirected', false, null);
+      return refuse(rt, ctx, 'misdirected', false, null);
     }
     conn.servedHost = scan.host;
   }
@@ -153,96 +152,95 @@ function admit(host: PipelineHost, s: Snapshot, ctx: RequestContext, req: Inboun
   const norm = normalizeTarget(target);
   if (!norm.ok) {
     ctx.path = auditPath(target);
-    return refuse(host, ctx, 'bad_path', false, null);
+    return refuse(rt, ctx, 'bad_path', false, null);
   }
   ctx.path = norm.path;
 
   // 3. Route (default deny).
   const route = s.routeTable.match(ctx.method, norm.path);
-  if (route === undefined) return refuse(host, ctx, 'no_route', false, null);
+  if (route === undefined) return refuse(rt, ctx, 'no_route', false, null);
   ctx.route = route;
 
   // 4. Identity and scopes. A public route admits any trusted certificate.
   if (!route.public) {
     const identity = conn.identity;
-    if (identity === null) return refuse(host, ctx, 'no_identity', false, null);
-    for (let i = 0; i < route.scopes.length; i++) {
-      if (!identity.scopeSet.has(route.scopes[i] as string)) return refuse(host, ctx, 'scope_missing', false, null);
+    if (identity === null) return refuse(rt, ctx, 'no_identity', false, null);
+    for (const scope of route.scopes) {
+      if (!identity.scopeSet.has(scope)) return refuse(rt, ctx, 'scope_missing', false, null);
     }
   }
 
   // 5. Body limit known up front.
-  if (scan.contentLength !== null && scan.contentLength > s.limits.maxBodySize) return refuse(host, ctx, 'body_too_large', true, null);
+  if (scan.contentLength !== null && scan.contentLength > s.limits.maxBodySize) return refuse(rt, ctx, 'body_too_large', true, null);
 
   const authorization = req.headers['authorization'];
-  ctx.plan = new ForwardPlan(scan.headers, scan.host, scan.contentLength, norm.path + norm.query, scan.expectContinue, authorization);
-  checkToken(host, s, ctx);
+  checkToken(rt, s, ctx, new ForwardPlan(scan.headers, scan.host, scan.contentLength, norm.path + norm.query, scan.expectContinue, authorization));
 }
 
 /** 6. JWT, where the route needs one (SPEC §3 jwt, §4). */
-function checkToken(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
-  const jwt = host.jwt;
+function checkToken(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: ForwardPlan): void {
+  const jwt = rt.jwt;
   const route = ctx.route;
-  if (jwt === null || route === null || !routeNeedsToken(route, jwt.required)) return checkRate(host, s, ctx);
+  if (jwt === null || route === null || !routeNeedsToken(route, jwt.required)) return checkRate(rt, s, ctx, plan);
   const conn = ctx.conn;
   if (conn.jwtThumbprint === null) conn.jwtThumbprint = certThumbprintB64url(conn.x509.raw);
   if (conn.jwtCache === null) conn.jwtCache = jwt.verifier.newConnectionCache();
-  const result = jwt.verifier.verify(ctx.plan?.authorization, conn.jwtThumbprint, route.tokenScopes, conn.jwtCache);
+  const result = jwt.verifier.verify(plan.authorization, conn.jwtThumbprint, route.tokenScopes, conn.jwtCache);
   if (result instanceof Promise) {
     result
       .then(
-        (r) => afterToken(host, s, ctx, r),
-        () => afterToken(host, s, ctx, { ok: false, reason: 'jwt_invalid' }),
+        (r) => afterToken(rt, s, ctx, plan, r),
+        () => afterToken(rt, s, ctx, plan, { ok: false, reason: 'jwt_invalid' }),
       )
-      .catch((err: unknown) => internalError(host, ctx, err));
+      .catch((err: unknown) => internalError(rt, ctx, err));
   } else {
-    afterToken(host, s, ctx, result);
+    afterToken(rt, s, ctx, plan, result);
   }
 }
 
-function afterToken(host: PipelineHost, s: Snapshot, ctx: RequestContext, r: JwtResult): void {
+function afterToken(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: ForwardPlan, r: JwtResult): void {
   if (ctx.audited) return; // the client left while the token was being checked
-  if (!r.ok) return refuse(host, ctx, r.reason, false, { 'www-authenticate': wwwAuthenticate(r.reason) });
+  if (!r.ok) return refuse(rt, ctx, r.reason, false, { 'www-authenticate': wwwAuthenticate(r.reason) });
   ctx.jwt = r;
-  checkRate(host, s, ctx);
+  checkRate(rt, s, ctx, plan);
 }
 
 /** 7. Rate limit per identity (after authorization: a refused request spends no token). */
-function checkRate(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
-  const rate = host.rate;
+function checkRate(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: ForwardPlan): void {
+  const rate = rt.rate;
   const route = ctx.route;
-  if (rate === null || route === null) return forward(host, s, ctx);
+  if (rate === null || route === null) return forward(rt, s, ctx, plan);
   const conn = ctx.conn;
-  const plan = rate.planner.plan(conn.identity === null ? null : conn.identity.name, conn.peer.sha256Hex, route);
-  if (plan === null) return forward(host, s, ctx);
-  const decision = rate.limiter.take(plan.takes);
+  const ratePlan = rate.planner.plan(conn.identity === null ? null : conn.identity.name, conn.peer.sha256Hex, route);
+  if (ratePlan === null) return forward(rt, s, ctx, plan);
+  const decision = rate.limiter.take(ratePlan.takes);
   if (decision instanceof Promise) {
     decision
       .then(
-        (d) => afterRate(host, s, ctx, rate, plan, d),
-        () => afterRate(host, s, ctx, rate, plan, { kind: 'unavailable' }),
+        (d) => afterRate(rt, s, ctx, plan, rate, ratePlan, d),
+        () => afterRate(rt, s, ctx, plan, rate, ratePlan, { kind: 'unavailable' }),
       )
-      .catch((err: unknown) => internalError(host, ctx, err));
+      .catch((err: unknown) => internalError(rt, ctx, err));
   } else {
-    afterRate(host, s, ctx, rate, plan, decision);
+    afterRate(rt, s, ctx, plan, rate, ratePlan, decision);
   }
 }
 
-function afterRate(host: PipelineHost, s: Snapshot, ctx: RequestContext, rate: RateLimitState, plan: RatePlan, d: RateDecision): void {
+function afterRate(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: ForwardPlan, rate: RateLimitState, ratePlan: RatePlan, d: RateDecision): void {
   if (ctx.audited) return;
   const identity = ctx.conn.identity === null ? 'unknown' : ctx.conn.identity.name;
   switch (d.kind) {
     case 'allow':
-      ctx.extraHeaders = rateLimitHeaders(d, plan.names[d.index] ?? 'default');
-      return forward(host, s, ctx);
+      ctx.extraHeaders = rateLimitHeaders(d, ratePlan.names[d.index] ?? 'default');
+      return forward(rt, s, ctx, plan);
     case 'deny':
-      host.metrics.rateLimited(identity);
-      return refuse(host, ctx, 'rate_limited', false, rateLimitHeaders(d, plan.names[d.index] ?? 'default'));
+      rt.metrics.rateLimited(identity);
+      return refuse(rt, ctx, 'rate_limited', false, rateLimitHeaders(d, ratePlan.names[d.index] ?? 'default'));
     case 'unavailable':
-      host.metrics.rateLimitBackendError(rate.onError);
-      if (rate.onError === 'deny') return refuse(host, ctx, 'ratelimit_unavailable', false, null);
+      rt.metrics.rateLimitBackendError(rate.onError);
+      if (rate.onError === 'deny') return refuse(rt, ctx, 'ratelimit_unavailable', false, null);
       ctx.reason = 'ratelimit_unavailable'; // allowed, but the audit line says the limit was not applied
-      return forward(host, s, ctx);
+      return forward(rt, s, ctx, plan);
     default: {
       const never: never = d;
       return never;
@@ -251,13 +249,12 @@ function afterRate(host: PipelineHost, s: Snapshot, ctx: RequestContext, rate: R
 }
 
 /** 8. Authorized and within limits: forward to the app. */
-function forward(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
-  const plan = ctx.plan as ForwardPlan;
+function forward(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: ForwardPlan): void {
   const req = ctx.req;
   const res = ctx.res;
   const conn = ctx.conn;
   // Only now may a client waiting on Expect: 100-continue send its body.
-  if (plan.expectContinue && req.httpVersionMajor === 1) res.writeContinue();
+  if (plan.expectContinue) res.writeContinue();
   const headers = plan.headers;
   if (plan.authority !== null) headers.push('host', plan.authority);
   headers.push('x-forwarded-proto', 'https', 'x-forwarded-for', conn.remote, 'x-request-id', ctx.requestId);
@@ -269,39 +266,31 @@ function forward(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
     headers.push('x-jwt-scopes', jwt.scopesHeader);
   }
 
-  const hasBody =
-    req.httpVersionMajor === 2
-      ? req.stream?.endAfterHeaders !== true
-      : (plan.contentLength !== null && plan.contentLength > 0) || req.headers['transfer-encoding'] !== undefined;
-  // HTTP/1.1 with a Content-Length (checked against maxBodySize above, framed exactly by llhttp,
-  // and by the upstream client, which refuses to send more or less): the request's body stream goes as is.
-  // Everything else (chunked; HTTP/2, whose stream is also the
-  // response and must not be destroyed) runs through the BodyMeter, a Transform per request that
-  // costs ~20 % of throughput on 4 KiB POSTs.
+  const hasBody = req.hasBody;
+  // A body with a Content-Length (checked against maxBodySize above) in a stream of its own
+  // (HTTP/1.1: framed exactly by llhttp, and by the upstream client, which refuses to send more or
+  // less) goes as is. Everything else (chunked; HTTP/2, whose stream is also the response and
+  // must not be destroyed) runs through the BodyMeter, a Transform per request that costs ~20 % of
+  // throughput on 4 KiB POSTs.
   let meter: BodyMeter | null = null;
   let body: Readable | null = null;
   if (hasBody) {
-    if (plan.contentLength !== null && req.httpVersionMajor === 1 && req.body != null) {
-      body = req.body;
-    } else {
+    body = plan.contentLength === null ? null : req.bodyStream();
+    if (body === null) {
       meter = new BodyMeter(s.limits.maxBodySize);
       req.pipe(meter);
       body = meter;
     }
-  } else if (req.httpVersionMajor === 1) {
-    req.resume();
   }
-  // An HTTP/2 request that ended with its headers is left unread: Node dumps it when the stream
-  // closes. Read to its end here, it would let Node destroy the stream while the response's last
-  // write is still in flight, and Node 24 then builds an ERR_STREAM_DESTROYED error (stack trace
-  // and all) for every such response: ~5 % of the bench's HTTP/2 time.
+  // A request without a body is left unread. On HTTP/2 Node dumps it when the stream closes; read
+  // to its end here, it would let Node destroy the stream while the response's last write is
+  // still in flight, and Node 24 then builds an ERR_STREAM_DESTROYED error (stack trace and all)
+  // for every such response: ~5 % of the bench's HTTP/2 time.
   ctx.decision = 'allow';
-  const handler = new ForwardHandler(ctx, res, meter, s.securityHeaders, req.httpVersionMajor === 1 ? host : null, (c, r, failure) =>
-    onForwardDone(host, c, r, failure),
-  );
+  const handler = new ForwardHandler(ctx, res, meter, s.securityHeaders, rt, (c, r, failure) => onForwardDone(rt, c, plan, r, failure));
   ctx.handler = handler; // aborted from onClose when the client leaves first
-  if (hasBody && req.httpVersionMajor === 2) {
-    // Node applies requestTimeout to HTTP/1.1 only; bound a slow HTTP/2 body the same way (SPEC §4).
+  if (hasBody && !req.bodyTimeLimited) {
+    // A transport that does not time the body itself (HTTP/2) has it bounded here the same way (SPEC §4).
     const left = Math.max(1, s.limits.requestTimeoutMs - (performance.now() - ctx.start));
     const timer = setTimeout(() => handler.timeout(), left);
     timer.unref();
@@ -309,13 +298,13 @@ function forward(host: PipelineHost, s: Snapshot, ctx: RequestContext): void {
     res.once('close', () => clearTimeout(timer));
   }
   ctx.upstreamStart = performance.now();
-  host.pool.dispatch({ method: ctx.method, path: plan.pathAndQuery, headers, body }, handler);
+  rt.pool.dispatch({ method: ctx.method, path: plan.pathAndQuery, headers, body }, handler);
 }
 
-function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundResponse, failure: RequestReason | null): void {
+function onForwardDone(rt: PipelineHost, ctx: RequestContext, plan: ForwardPlan, res: OutboundResponse, failure: ForwardFailure | null): void {
   if (failure === null) {
     // Unmetered body (it had a Content-Length): the exchange completed, so the declared length went up.
-    if (ctx.bytesIn === 0 && ctx.plan !== null && ctx.plan.contentLength !== null) ctx.bytesIn = ctx.plan.contentLength;
+    if (ctx.bytesIn === 0 && plan.contentLength !== null) ctx.bytesIn = plan.contentLength;
     if (ctx.reason !== 'ratelimit_unavailable') ctx.reason = 'ok';
     return; // audited on close
   }
@@ -328,13 +317,13 @@ function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundRes
     if (failure === 'body_too_large' || failure === 'request_timeout') ctx.decision = 'deny';
     ctx.bytesOut = writeRefusal(
       res,
-      failure as RefusalReason,
+      failure,
       ctx.requestId,
-      host.snapshot.securityHeaders,
+      rt.snapshot.securityHeaders,
       null,
-      failure === 'body_too_large' || failure === 'request_timeout' || host.closing,
+      failure === 'body_too_large' || failure === 'request_timeout' || rt.closing,
     );
-    ctx.status = statusOf(res, ctx.status);
+    ctx.status = res.statusCode;
   } else {
     // Headers already went out: the only honest signal left is to cut the stream.
     ctx.reason = failure;
@@ -342,46 +331,36 @@ function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundRes
   }
 }
 
-function refuse(host: PipelineHost, ctx: RequestContext, reason: RefusalReason, close: boolean, extra: Record<string, string> | null): void {
+function refuse(rt: PipelineHost, ctx: RequestContext, reason: RefusalReason, close: boolean, extra: Record<string, string> | null): void {
   const res = ctx.res;
   ctx.decision = 'deny';
   ctx.reason = reason;
-  // HTTP/1.1 with a body still arriving after the answer: it is read and dropped; if it is so
-  // slow that requestTimeout fires, the connection is closed without a second response.
+  // A body the connection must still read after the answer (HTTP/1.1): it is read and dropped; if
+  // it is so slow that requestTimeout fires, the connection is closed without a second response.
   const req = ctx.req;
-  if (req.httpVersionMajor === 1 && !(req as { complete?: boolean }).complete && hasBody(req)) {
+  if (req.bodyHoldsConnection) {
     const conn = ctx.conn;
     conn.answeredBodyPending = true;
     req.once('end', () => (conn.answeredBodyPending = false));
   }
-  ctx.bytesOut = writeRefusal(res, reason, ctx.requestId, host.snapshot.securityHeaders, extra, close || host.closing);
-  ctx.status = statusOf(res, 0);
+  ctx.bytesOut = writeRefusal(res, reason, ctx.requestId, rt.snapshot.securityHeaders, extra, close || rt.closing);
+  ctx.status = res.statusCode;
   // Unread request bodies are discarded (HTTP/2) or the connection is closed (HTTP/1.1, `close`).
   res.req.resume();
 }
 
-function hasBody(req: InboundRequest): boolean {
-  const cl = req.headers['content-length'];
-  return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
-}
-
-function statusOf(res: OutboundResponse, fallback: number): number {
-  const code = (res as { statusCode?: number }).statusCode;
-  return typeof code === 'number' ? code : fallback;
-}
-
-function onClose(host: PipelineHost, ctx: RequestContext, h1socket: { end(): void; destroyed?: boolean } | null): void {
+function onClose(rt: PipelineHost, ctx: RequestContext): void {
   if (ctx.handler !== null) ctx.handler.abort();
   if (ctx.audited) return;
   ctx.audited = true;
   const res = ctx.res;
   ctx.conn.inflight--;
-  if (host.closing) host.requestEnded(ctx.conn, h1socket);
+  if (rt.closing) rt.requestEnded(ctx.conn, ctx.req.socket);
   if (!res.writableEnded && (ctx.reason === 'ok' || ctx.status === 0)) ctx.reason = 'client_aborted';
-  if (ctx.status === 0) ctx.status = statusOf(res, 0);
+  if (ctx.status === 0) ctx.status = res.statusCode;
   const conn = ctx.conn;
   const durationMs = performance.now() - ctx.start;
-  host.metrics.request(
+  rt.metrics.request(
     conn.identity === null ? 'unknown' : conn.identity.name,
     ctx.route === null ? 'unknown' : ctx.route.name,
     ctx.method,
@@ -390,7 +369,7 @@ function onClose(host: PipelineHost, ctx: RequestContext, h1socket: { end(): voi
     durationMs / 1000,
     ctx.upstreamMs === null ? null : ctx.upstreamMs / 1000,
   );
-  host.audit.request({
+  rt.audit.request({
     requestId: ctx.requestId,
     conn: conn.audit,
     method: ctx.method,

@@ -37,7 +37,7 @@ export function writeRefusal(
   };
   if (securityHeaders) for (const [k, v] of SECURITY_HEADERS) headers[k] = v;
   if (extra !== null) Object.assign(headers, extra);
-  if (close && res.req.httpVersionMajor === 1) headers['connection'] = 'close';
+  if (close) res.disableKeepAlive();
   res.writeHead(status, headers);
   res.end(body);
   return Buffer.byteLength(body);

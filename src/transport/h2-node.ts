@@ -7,21 +7,23 @@
  * directly by the ServerHttp2Stream.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Http2Session, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Writable } from 'node:stream';
 import type { InboundRequest, OutboundResponse } from './types.js';
+import http2 from 'node:http2';
+import { ControlGuard, ResetGuard } from './h2/guard.js';
 
 /** Stream errors (a client's RST_STREAM, a write after reset) end in 'close', which audits the request. */
 function ignoreStreamError(): void {}
 
 export class H2Request implements InboundRequest {
-  readonly httpVersionMajor = 2;
+  readonly protocol = 'HTTP/2';
   readonly method: string | undefined;
   readonly url: string | undefined;
   readonly headers: IncomingHttpHeaders;
   readonly rawHeaders: string[];
   readonly stream: ServerHttp2Stream;
-  /** The pipeline finds the connection through stream.session. */
+  /** The streams share the socket. */
   readonly socket = null;
   constructor(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]) {
     this.stream = stream;
@@ -33,8 +35,25 @@ export class H2Request implements InboundRequest {
     this.url = typeof path === 'string' ? path : undefined;
     stream.on('error', ignoreStreamError);
   }
-  get complete(): boolean {
-    return this.stream.readableEnded;
+  /** The session: it hands out only a Proxy of the TLS socket (server/context.ts finds the state through it once). */
+  get connection(): Http2Session | null {
+    return this.stream.session ?? null;
+  }
+  get hostRequired(): boolean {
+    return false;
+  }
+  get hasBody(): boolean {
+    return !this.stream.endAfterHeaders;
+  }
+  get bodyHoldsConnection(): boolean {
+    return false;
+  }
+  get bodyTimeLimited(): boolean {
+    return false;
+  }
+  /** The body is the stream the response is written to: read it through pipe(), never destroy it. */
+  bodyStream(): null {
+    return null;
   }
   pipe<T extends Writable>(dest: T): T {
     return this.stream.pipe(dest);
@@ -86,8 +105,14 @@ export class H2Response implements OutboundResponse {
     else this.#stream.end(chunk);
     return this;
   }
-  /** HTTP/2 clients do not wait for 100 (RFC 9113 8.1: the pipeline only sends it on HTTP/1.1). */
+  /** HTTP/2 clients do not wait for 100 (RFC 9113 8.1): nothing is sent. */
   writeContinue(): void {}
+  /** Streams are framed apart: an unread body cannot run into another request. */
+  disableKeepAlive(): void {}
+  /** GOAWAY: the session's open streams finish, no new one starts. */
+  endConnectionAfter(): void {
+    this.#stream.session?.close();
+  }
   destroy(err?: Error): this {
     this.#stream.destroy(err);
     return this;
@@ -100,4 +125,102 @@ export class H2Response implements OutboundResponse {
     this.#stream.once(event, fn);
     return this;
   }
+}
+
+// ---- the node:http2 engine's flood guards and stream listener (transport/listener.ts installs them) ----
+
+/** Per session: its reset accounting (transport/h2/guard.ts). */
+interface ResetCounts {
+  readonly session: http2.ServerHttp2Session;
+  readonly guard: ResetGuard;
+}
+const kResetCounts = Symbol('resetCounts');
+/** The counts ride on the stream: stream.session is gone by the time 'close' fires. */
+type CountedStream = http2.ServerHttp2Stream & { [kResetCounts]?: ResetCounts };
+
+/** One shared listener (no closure per stream): 'close' comes once per stream. */
+function countStreamClose(this: CountedStream): void {
+  const c = this[kResetCounts];
+  if (c === undefined) return;
+  // A closed stream someone still holds must not keep its session alive through the counts.
+  this[kResetCounts] = undefined;
+  // Completed: closed cleanly after its whole response. A client's RST_STREAM NO_ERROR before
+  // that is a reset like any other (it still cost an upstream request).
+  // (Node ends the writable side of a reset stream too; `aborted` tells the two apart.)
+  if (this.rstCode === http2.constants.NGHTTP2_NO_ERROR && !this.aborted) {
+    c.guard.completed();
+    return;
+  }
+  if (c.guard.strike(Date.now()) && !c.session.destroyed) {
+    c.session.destroy(new Error('rapid reset: too many streams reset by the peer'), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  }
+}
+
+function countStream(this: ResetCounts, stream: CountedStream): void {
+  stream[kResetCounts] = this;
+  stream.on('close', countStreamClose);
+}
+
+/**
+ * Rapid reset (CVE-2023-44487): every stream a client opens is authorized and forwarded to the
+ * app at once, so a client that opens and resets streams in a loop turns each RST_STREAM into
+ * an upstream request that is started and then aborted, without ever holding a concurrency
+ * slot. Node/nghttp2 only trip on extreme bursts. Like Envoy's premature-reset guard
+ * (overload.premature_reset_total_stream_count), a session whose peer has reset at least
+ * RAPID_RESET_MIN streams, and more streams than it let complete, gets GOAWAY
+ * ENHANCE_YOUR_CALM and is closed. A stream counts as reset when it closed before its response
+ * was finished, whatever the RST_STREAM code (NO_ERROR included).
+ * The own HTTP/2 implementation (transport/h2/session.ts) applies the same rule and also counts
+ * streams it refused and stream errors the client provoked.
+ */
+export function guardRapidReset(session: http2.ServerHttp2Session): void {
+  const counts: ResetCounts = { session, guard: new ResetGuard() };
+  session.on('stream', countStream.bind(counts));
+}
+
+/**
+ * PING and SETTINGS floods (SPEC §4; CVE-2019-9512, CVE-2019-9515). Node and nghttp2 only stop a
+ * flood whose ACKs pile up unsent (a client that does not read). A client that reads its ACKs can
+ * keep a core busy with them indefinitely. More than CONTROL_FRAMES_PER_SECOND PING or SETTINGS
+ * frames on one session within a second gets GOAWAY ENHANCE_YOUR_CALM and the session closed.
+ * Keep-alive pings come every few seconds and SETTINGS a handful of times per connection; gRPC's
+ * BDP pings are one in flight at a time: all far below the bound.
+ */
+export function guardControlFlood(session: http2.ServerHttp2Session): void {
+  const guard = new ControlGuard();
+  const onFrame = (): void => {
+    if (guard.frame(Date.now()) && !session.destroyed) {
+      session.destroy(new Error('PING/SETTINGS flood'), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    }
+  };
+  session.on('ping', onFrame);
+  session.on('remoteSettings', onFrame);
+}
+
+/** What the stream listener needs of the listener's hooks (transport/listener.ts: ListenerHooks). */
+export interface NodeStreamHooks {
+  onRequest(req: InboundRequest, res: OutboundResponse): void;
+  onInternalError(err: unknown, where: 'h2', res: OutboundResponse | null): void;
+}
+
+/**
+ * HTTP/2 requests go to the pipeline as H2Request/H2Response (above), not through the
+ * compat layer, which node:http2 only sets up for a 'request' listener (none is added). Start-up
+ * fails loudly if a future Node adds a 'stream' listener of its own (every stream would otherwise
+ * be answered twice).
+ */
+export function useStreamApi(server: http2.Http2SecureServer, hooks: NodeStreamHooks): void {
+  if (server.listenerCount('stream') !== 0) throw new Error('unexpected HTTP/2 stream listeners: cannot bypass the compat layer');
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    let res: H2Response | null = null;
+    try {
+      const req = new H2Request(stream, headers, rawHeaders);
+      res = new H2Response(req);
+      hooks.onRequest(req, res);
+    } catch (err) {
+      // Thrown out of a 'stream' listener, it would be an uncaught exception: the process.
+      hooks.onInternalError(err, 'h2', res);
+      if (res === null && !stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
+  });
 }

@@ -82,7 +82,7 @@ describe('slowloris (R. Hansen 2009; CWE-400) and slow bodies (R-U-Dead-Yet)', (
     c.destroy();
     expect(statusLines(c.received())).toEqual([408]);
     expect(c.received()).toContain('"error":"request_timeout"');
-    // headersTimeout plus at most one connections-checking sweep (transport/h1.ts checkingIntervalMs).
+    // headersTimeout plus at most one connections-checking sweep (transport/h1/server.ts checkingIntervalMs).
     expect(cutAfter).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_MS - 50);
     expect(cutAfter).toBeLessThan(HEADERS_TIMEOUT_MS + 1000);
     await t.sc.audit.waitFor((l) => t.sc.audit.lines.indexOf(l) >= mark && l.reason === 'request_timeout' && l.status === 408);
@@ -107,7 +107,7 @@ describe('slowloris (R. Hansen 2009; CWE-400) and slow bodies (R-U-Dead-Yet)', (
   // The 403 (an unrouted path) is sent before the body arrives; when requestTimeout then fires,
   // a 408 written after it would be a second response to one request, which a pipelining client
   // would take for the answer to its next request (response desync). Two guards prevent it
-  // (transport/h1.ts answers a timeout only while the response is unsent; Sidecar #onClientError
+  // (transport/h1/connection.ts answers a timeout only while the response is unsent; Sidecar #onClientError
   // checks again): this fails only with both gone.
   it('a timeout after the response was already sent closes the connection without a second response or audit line', async () => {
     const mark = t.sc.audit.lines.length;
@@ -229,7 +229,7 @@ describe('header counts and sizes (RFC 6585 §5 431; SPEC limits.maxHeaders/maxH
 });
 
 describe('pipelining without reading (SPEC §4: "a client that sends without reading is cut off, not buffered")', () => {
-  // Regression test for the pipelining bound (now in transport/h1.ts): node:http parsed every pipelined request it had read and
+  // Regression test for the pipelining bound (now in transport/h1/connection.ts): node:http parsed every pipelined request it had read and
   // emitted each at once, so 2,000 pipelined GETs in one write were all authorized and forwarded
   // to the app concurrently (with 20 such connections: ~400 MB RSS and multi-second stalls).
   // Now one runs at a time and at most maxConcurrentStreams wait behind it.

@@ -33,7 +33,7 @@ describe('HTTP/1.1 and connection floods, a well-behaved client served throughou
   it('pipelining without reading: 20 connections writing GETs as fast as they can', async (ctx) => {
     const o = await flood(ctx, 'h1-pipeline', 20);
     goodClientServed(o);
-    // One request at a time per connection reaches the app (transport/h1.ts: the rest wait, and
+    // One request at a time per connection reaches the app (transport/h1/connection.ts: the rest wait, and
     // past maxConcurrentStreams waiting the connection is cut off).
     expect(o.appRequests).toBeLessThan(10 * o.report.connections);
     expect(o.report.serverClosed).toBeGreaterThan(0);

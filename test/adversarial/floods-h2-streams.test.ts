@@ -9,7 +9,8 @@
  * frames/s, every attacking connection cut).
  */
 import { describe, expect, it } from 'vitest';
-import { RAPID_RESET_MIN, http2Engine } from '../../src/transport/listener.js';
+import { RAPID_RESET_MIN } from '../../src/transport/h2/guard.js';
+import { http2Engine } from '../../src/transport/listener.js';
 import { MAX_STREAMS, cut, floodSuite, goodClientServed } from './flood-budget.js';
 
 const flood = floodSuite();

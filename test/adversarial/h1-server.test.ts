@@ -1,5 +1,5 @@
 /**
- * The sidecar's own HTTP/1.1 server (transport/h1.ts, llhttp on the TLS socket instead of
+ * The sidecar's own HTTP/1.1 server (transport/h1/, llhttp on the TLS socket instead of
  * node:http), over real mTLS sockets with raw bytes: what node:http used to do for it (framing of
  * responses, HTTP/1.0, timeouts, protocol negotiation) and what it now answers and audits itself
  * (missing Host, CONNECT, unknown expectations). Smuggling and parsing strictness are in

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { h2Request, tlsOptions } from '../helpers/client.js';
 import { echo } from '../helpers/upstream.js';
-import { CONTROL_FRAMES_PER_SECOND, RAPID_RESET_MIN } from '../../src/transport/listener.js';
+import { CONTROL_FRAMES_PER_SECOND, RAPID_RESET_MIN } from '../../src/transport/h2/guard.js';
 import * as F from './h2frames.js';
 import { orders, sleep, startTarget, until } from './harness.js';
 import type { Target } from './harness.js';
@@ -72,9 +72,9 @@ describe('rapid reset (CVE-2023-44487)', () => {
     await othersServed();
   });
 
-  // Regression test for the listener.ts premature-reset guard: paced so that nghttp2/Node's own
-  // burst limits never trip, every reset stream used to become an upstream request (1,200 resets
-  // -> ~1,240 app requests) until something else gave way.
+  // Regression test for the premature-reset guard (h2/guard.ts; node:http2's in h2-node.ts): paced
+  // so that nghttp2/Node's own burst limits never trip, every reset stream used to become an
+  // upstream request (1,200 resets -> ~1,240 app requests) until something else gave way.
   it('a paced reset loop (never more than a few streams open) gets GOAWAY ENHANCE_YOUR_CALM after RAPID_RESET_MIN resets', async () => {
     const before = t.app.seen.length;
     const c = await F.connectH2(t.sc.port, tls());
@@ -182,8 +182,9 @@ describe('control-frame floods (CVE-2019-9512 ping, CVE-2019-9515 settings, CVE-
     await othersServed();
   }, 30_000);
 
-  // Regression test for the listener.ts control-frame guard: a client that reads its ACKs was
-  // never cut off (nghttp2's limit is on ACKs queued unsent) and could send PINGs forever.
+  // Regression test for the control-frame guard (h2/guard.ts; node:http2's in h2-node.ts): a client
+  // that reads its ACKs was never cut off (nghttp2's limit is on ACKs queued unsent) and could
+  // send PINGs forever.
   it.each([
     ['PING', () => F.ping()],
     ['SETTINGS', () => F.settings([[F.Setting.INITIAL_WINDOW_SIZE, 65_535]])],

@@ -142,6 +142,43 @@ describe('check', () => {
   });
 });
 
+describe('certs', () => {
+  it('writes the dev PKI, then --add issues one more workload cert from its CA and leaves the rest alone', async () => {
+    const out = path.join(dir, 'pki');
+    const r = await cli(['certs', '--out', out]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').map((l) => path.basename(l.split('  ')[0] ?? ''))).toEqual(['ca.crt', 'server.crt', 'orders.crt', 'billing.crt']);
+    const ca = await readFile(path.join(out, 'ca.crt'));
+    const caKey = await readFile(path.join(out, 'ca.key'));
+    const add = await cli(['certs', '--out', out, '--add', 'payments']);
+    expect(add.stderr).toBe('');
+    expect(add.code).toBe(0);
+    expect(add.stdout).toMatch(/^\S+\/payments\.crt {2}sha256:(?:[0-9A-F]{2}:){31}[0-9A-F]{2}\n$/);
+    expect((await readFile(path.join(out, 'ca.crt'))).equals(ca)).toBe(true);
+    expect((await readFile(path.join(out, 'ca.key'))).equals(caKey)).toBe(true);
+    const fp = await cli(['fingerprint', path.join(out, 'payments.crt')]);
+    expect(fp.stdout).toContain('URI:spiffe://cluster.local/ns/default/sa/payments, DNS:payments, ');
+  });
+
+  it('--add without a CA in --out: exit 2, one line', async () => {
+    const r = await cli(['certs', '--out', path.join(dir, 'no-pki'), '--add', 'payments']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^certs: --add issues from the CA in \S+, but \S+ca\.crt does not exist \(create the PKI first: mtls-sidecar certs --out \S+\)\n$/);
+  });
+
+  it('examples/sidecar.yaml (the `make run` demo) checks ok against the dev PKI `certs` writes', async () => {
+    const out = path.join(dir, 'demo-certs');
+    expect((await cli(['certs', '--out', out])).code).toBe(0);
+    const example = await readFile(path.join(root, 'examples/sidecar.yaml'), 'utf8');
+    expect(example).toContain('../certs/');
+    const file = await configFile('demo.yaml', example.replaceAll('../certs/', `${out}/`));
+    const r = await cli(['check', '--config', file]);
+    expect({ code: r.code, stdout: r.stdout.trim(), stderr: r.stderr }).toEqual({ code: 0, stdout: 'ok', stderr: '' });
+  });
+});
+
 describe('run', () => {
   it('exits 1 with one line when the port is taken or the audit file cannot be opened', async () => {
     const net = await import('node:net');

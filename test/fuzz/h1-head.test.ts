@@ -1,6 +1,6 @@
 /**
  * Seeded fuzz of the HTTP/1.1 request head: http1/llhttp.ts (llhttp as the sidecar runs it) on
- * its own, then transport/h1.ts behind a real sidecar over mTLS.
+ * its own, then transport/h1/ behind a real sidecar over mTLS.
  *
  * Each case is a request as a client means it — method, target, header fields, and a body framed
  * by Content-Length or chunked that carries a second, smuggled request — written out with zero or
@@ -194,7 +194,7 @@ interface Message {
   complete: boolean;
 }
 
-/** Runs llhttp over `parts` (the reads), as transport/h1.ts does; stops at the first error or upgrade. */
+/** Runs llhttp over `parts` (the reads), as transport/h1/connection.ts does; stops at the first error or upgrade. */
 function parse(parts: readonly Buffer[]): { messages: Message[]; rc: number } {
   const messages: Message[] = [];
   const pairs = new HeaderPairs();
@@ -348,7 +348,7 @@ describe(`HTTP/1.1 request heads fuzz on a real sidecar (${SEED_TAG})`, () => {
             // A bad head is refused before anything is forwarded (a bad body can only show once the
             // head has gone on, as bodies stream: the forwarded request is then cut, never completed).
             // Where a Transfer-Encoding other than chunked alone (te-gzip, te-xchunked, te-quoted,
-            // te-chunked-gzip) shows: llhttp refuses it only after the head is complete, so transport/h1.ts
+            // te-chunked-gzip) shows: llhttp refuses it only after the head is complete, so transport/h1/connection.ts
             // must refuse it before handing the head on, or the request is forwarded, then aborted.
             if (meant !== null && headMustRefuse) {
               expect(audit.filter((l) => l['decision'] === 'allow' && String(l['path']).startsWith(path)).length, `a refused request was forwarded before its refusal: ${what}`).toBe(0);

@@ -27,7 +27,7 @@ import { parseProm, value } from '../helpers/prom.js';
 import { startSidecar, withEphemeralPorts, writeConfig } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
 import { loadAndCompile } from '../../src/config/index.js';
-import { createListener } from '../../src/transport/listener.js';
+import { Listener } from '../../src/transport/listener.js';
 import type { InternalErrorWhere, SidecarServer } from '../../src/transport/listener.js';
 import type { AddressInfo } from 'node:net';
 import { startUpstream } from '../helpers/upstream.js';
@@ -198,7 +198,7 @@ describe.each(['own', 'node'] as const)('outside the pipeline, each transport ca
     const before = process.env['MTLS_SIDECAR_HTTP2'];
     process.env['MTLS_SIDECAR_HTTP2'] = engine;
     try {
-      server = createListener(outcome.snapshot, {
+      server = new Listener(outcome.snapshot, {
         onSecureConnection: () => true,
         onTlsClientError: (_err, socket) => socket.destroy(),
         onRequest: (req, res) => {
@@ -215,7 +215,8 @@ describe.each(['own', 'node'] as const)('outside the pipeline, each transport ca
             res.end();
           }
         },
-      });
+        onSession: () => undefined,
+      }).server;
     } finally {
       if (before === undefined) delete process.env['MTLS_SIDECAR_HTTP2'];
       else process.env['MTLS_SIDECAR_HTTP2'] = before;

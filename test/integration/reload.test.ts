@@ -1,12 +1,13 @@
 /**
  * Live rotation and reload (SPEC §7, issue 6) on real sockets: a kubelet-style `..data`
- * symlink swap, trust withdrawn on open connections and resumed sessions, a broken config
- * refused while the old one keeps serving.
+ * symlink swap, trust withdrawn on open connections (HTTP/1.1 and HTTP/2) and resumed
+ * sessions, a broken config refused while the old one keeps serving.
  */
 import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
+import http2 from 'node:http2';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Agent, request } from 'undici';
@@ -125,6 +126,19 @@ function agent(client: IssuedCert, connections = 1): Agent {
   return new Agent({ connections, connect: { ca: caA.certPem, cert: client.certPem, key: client.keyPem, servername: 'localhost' } });
 }
 
+/** One GET on an open HTTP/2 session: its status once the response has ended. */
+function h2Get(session: http2.ClientHttp2Session, p: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ':path': p, ':method': 'GET' });
+    let status = 0;
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.on('end', () => resolve(status));
+    req.on('error', reject);
+    req.resume();
+    req.end();
+  });
+}
+
 /** The server certificate a brand-new connection sees. */
 function servedThumbprint(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -218,6 +232,33 @@ describe('trust withdrawal', () => {
       await s.sc.audit.waitFor((l) => l.msg === 'handshake_rejected' && l.reason === 'untrusted');
     } finally {
       await b.close();
+      await s.close();
+    }
+  });
+
+  it.each(['own', 'node'] as const)('an open HTTP/2 session (%s engine): the next request is refused, then GOAWAY ends the session', async (engine) => {
+    const before = process.env['MTLS_SIDECAR_HTTP2'];
+    process.env['MTLS_SIDECAR_HTTP2'] = engine;
+    const s = await setup(`withdraw-h2-${engine}`, ['ca-a.crt', 'ca-b.crt']).finally(() => {
+      if (before === undefined) delete process.env['MTLS_SIDECAR_HTTP2'];
+      else process.env['MTLS_SIDECAR_HTTP2'] = before;
+    });
+    const session = http2.connect(s.sc.origin, { ca: caA.certPem, cert: clientB.certPem, key: clientB.keyPem, servername: 'localhost' });
+    session.on('error', () => undefined);
+    let goaway = false;
+    let closed = false;
+    session.on('goaway', () => (goaway = true));
+    session.on('close', () => (closed = true));
+    try {
+      expect(await h2Get(session, '/orders/1')).toBe(200);
+      await s.writeConfig(config(s.volume.dir, ['ca-a.crt']));
+      expect(await s.reloader.reload('test')).toBe('applied');
+      // Same session: judged against the new trust, answered, and then the session itself goes.
+      expect(await h2Get(session, '/orders/1')).toBe(403);
+      await s.sc.audit.waitFor((l) => l.msg === 'request' && l.reason === 'trust_withdrawn' && l.protocol === 'HTTP/2');
+      expect(await until(() => goaway && closed, 5000)).toBe(true);
+    } finally {
+      session.destroy();
       await s.close();
     }
   });

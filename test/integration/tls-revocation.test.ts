@@ -50,6 +50,7 @@ function leafOptions(name: string): LeafOptions {
 /** Re-issue `leaf` under `ca` with a chosen serial (hex, positive, minimal DER). */
 function withSerial(leaf: IssuedCert, ca: IssuedCert, serialHex: string): { certPem: string; sha256: string } {
   const cert = leaf.cert;
+  if (ca.key === null) throw new Error('forge re-signs with an RSA CA only');
   cert.serialNumber = serialHex;
   cert.sign(ca.key, forge.md.sha256.create());
   const der = Buffer.from(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes(), 'binary');

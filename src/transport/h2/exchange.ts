@@ -32,22 +32,24 @@ function endNow(dest: Writable): void {
 }
 
 export class H2StreamRequest implements InboundRequest {
-  readonly httpVersionMajor = 2;
+  readonly protocol = 'HTTP/2';
   readonly method: string;
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
   readonly rawHeaders: string[];
-  readonly socket: TLSSocket;
-  /** Read by the pipeline: whether a body follows the head. No `session`: the connection is found through `socket`. */
-  readonly stream: { readonly endAfterHeaders: boolean };
+  /** The TLS socket itself: the session holds no Proxy of it. */
+  readonly connection: TLSSocket;
+  /** The streams share the socket. */
+  readonly socket = null;
+  readonly hasBody: boolean;
   readonly h2: H2ServerStream;
 
   constructor(s: H2ServerStream) {
     this.h2 = s;
-    this.socket = s.session.socket;
+    this.connection = s.session.socket;
     this.method = s.method;
     this.url = s.path;
-    this.stream = { endAfterHeaders: s.body === null };
+    this.hasBody = s.body !== null;
     const raw = [':method', s.method, ':scheme', s.scheme];
     if (s.authority !== null) raw.push(':authority', s.authority);
     raw.push(':path', s.path);
@@ -69,9 +71,18 @@ export class H2StreamRequest implements InboundRequest {
     this.headers = headers;
   }
 
-  get complete(): boolean {
-    const body = this.h2.body;
-    return body === null || body.readableEnded;
+  get hostRequired(): boolean {
+    return false;
+  }
+  get bodyHoldsConnection(): boolean {
+    return false;
+  }
+  get bodyTimeLimited(): boolean {
+    return false;
+  }
+  /** The body is read through pipe(): its flow control gives the window back as it is read. */
+  bodyStream(): null {
+    return null;
   }
   pipe<T extends Writable>(dest: T): T {
     const body = this.h2.body;
@@ -146,8 +157,16 @@ export class H2StreamResponse implements OutboundResponse {
     return this;
   }
 
-  /** HTTP/2 clients do not wait for 100 (RFC 9113 8.1: the pipeline only sends it on HTTP/1.1). */
+  /** HTTP/2 clients do not wait for 100 (RFC 9113 8.1): nothing is sent. */
   writeContinue(): void {}
+
+  /** Streams are framed apart: an unread body cannot run into another request. */
+  disableKeepAlive(): void {}
+
+  /** GOAWAY: the session's open streams finish, no new one starts. */
+  endConnectionAfter(): void {
+    this.#s.session.close();
+  }
 
   /** Cut the stream (a failure after the head went out): RST_STREAM INTERNAL_ERROR. */
   destroy(): this {

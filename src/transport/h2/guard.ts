@@ -1,6 +1,6 @@
 /**
  * Stream-abuse accounting for one HTTP/2 connection, shared by both engines (the own one in
- * transport/h2/session.ts, node:http2's in transport/listener.ts). SPEC: a connection that "resets or
+ * transport/h2/session.ts, node:http2's in transport/h2-node.ts). SPEC: a connection that "resets or
  * refuses streams faster than it completes them" gets GOAWAY ENHANCE_YOUR_CALM.
  *
  * Two rules, either one trips it:

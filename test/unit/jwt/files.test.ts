@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../../src/config/schema.js';
 import { parseDenylist } from '../../../src/jwt/denylist.js';
 import { isJwtError } from '../../../src/jwt/errors.js';
-import { jwtSettingsFromConfig } from '../../../src/config/compile.js';
+import { jwtSettingsFromConfig } from '../../../src/config/jwt.js';
 import { routeNeedsToken } from '../../../src/jwt/settings.js';
 
 describe('parseDenylist', () => {

@@ -1,10 +1,13 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { lstat, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type * as Forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { certFields, issuerNameDer, subjectNameDer } from '../../../src/pki/certinfo.js';
+import { certFields, issuerNameDer, subjectKeyIdentifier, subjectNameDer } from '../../../src/pki/certinfo.js';
+import { parseCrlFile, verifyCrlSignature } from '../../../src/pki/crl.js';
 import { children, readTlv } from '../../../src/pki/der.js';
-import { chainPem, createCa, issueLeaf, selfSigned, writePki, type IssuedCert } from '../../../src/pki/devca.js';
+import { chainPem, createCa, createCrl, issueLeaf, loadCa, selfSigned, writePki, type IssuedCert } from '../../../src/pki/devca.js';
 import { PkiError } from '../../../src/pki/errors.js';
 import { decodePem, encodePem, pemBlocks } from '../../../src/pki/pem.js';
 import { openssl, tempDir } from './util.js';
@@ -171,6 +174,110 @@ describe('selfSigned', () => {
     const t = await text(s);
     const ski = /Subject Key Identifier: \n\s+([0-9A-F:]+)/.exec(t)![1];
     expect(/Authority Key Identifier: \n\s+([0-9A-F:]+)/.exec(t)![1]).toBe(ski);
+  });
+});
+
+describe('ECDSA P-256 keys', () => {
+  let ecRoot: IssuedCert;
+  beforeAll(async () => {
+    ecRoot = await createCa({ commonName: 'EC Root', days: 365, keyType: 'ecdsa' });
+  });
+
+  /** The AlgorithmIdentifier SEQUENCEs (TBS and outer) and how many fields each has. */
+  function sigAlgFieldCounts(der: Buffer): number[] {
+    const f = certFields(der);
+    const [, , tbsSig] = children(der, f.tbs);
+    return [children(der, tbsSig!).length, children(der, f.signatureAlgorithm).length];
+  }
+
+  it('CA and leaf: P-256 keys, ecdsa-with-SHA256 without parameters (RFC 5758), SKI/AKI chained', async () => {
+    const leaf = await issueLeaf(ecRoot, { commonName: 'w', uris: ['spiffe://td/ns/a/sa/w'], keyType: 'ecdsa' });
+    for (const ic of [ecRoot, leaf]) {
+      const x = new X509Certificate(ic.certDer);
+      expect(x.publicKey.asymmetricKeyType).toBe('ec');
+      expect(x.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
+      expect(x.verify(new X509Certificate(ecRoot.certDer).publicKey)).toBe(true);
+      expect(x.checkPrivateKey(createPrivateKey(ic.keyPem))).toBe(true);
+      expect(ic.keyPem).toMatch(/^-----BEGIN PRIVATE KEY-----\n/); // PKCS#8
+      expect(sigAlgFieldCounts(ic.certDer)).toEqual([1, 1]);
+      expect(ic.key).toBeNull();
+    }
+    const t = await text(leaf);
+    expect(t).toContain('Signature Algorithm: ecdsa-with-SHA256');
+    expect(t).toContain('NIST CURVE: P-256');
+    // Key transport is RSA only (RFC 5480 §3).
+    expect(t).toMatch(/Key Usage: critical\n\s+Digital Signature\n/);
+    const rootSki = /Subject Key Identifier: \n\s+([0-9A-F:]+)/.exec(await text(ecRoot))![1];
+    expect(/Authority Key Identifier: \n\s+([0-9A-F:]+)/.exec(t)![1]).toBe(rootSki);
+    const f = join(tmp.dir, 'ec-root.crt');
+    await writeFile(f, ecRoot.certPem);
+    const lf = join(tmp.dir, 'ec-leaf.crt');
+    await writeFile(lf, leaf.certPem);
+    expect(openssl(['verify', '-CAfile', f, '-purpose', 'sslclient', lf]).status).toBe(0);
+  });
+
+  it('RSA and ECDSA mix: an ECDSA CA signs an RSA leaf and the reverse; an ECDSA CA signs its CRL', async () => {
+    const rsaLeaf = await issueLeaf(ecRoot, { commonName: 'r' });
+    expect(new X509Certificate(rsaLeaf.certDer).publicKey.asymmetricKeyType).toBe('rsa');
+    expect(new X509Certificate(rsaLeaf.certDer).verify(new X509Certificate(ecRoot.certDer).publicKey)).toBe(true);
+    expect(await text(rsaLeaf)).toContain('Signature Algorithm: ecdsa-with-SHA256');
+    const ecLeaf = await issueLeaf(root, { commonName: 'e', keyType: 'ecdsa' });
+    expect(new X509Certificate(ecLeaf.certDer).verify(new X509Certificate(root.certDer).publicKey)).toBe(true);
+    expect(sigAlgFieldCounts(ecLeaf.certDer)).toEqual([2, 2]); // sha256WithRSAEncryption, NULL
+    const [crl] = parseCrlFile(createCrl(ecRoot, [{ serialHex: rsaLeaf.serialHex }]));
+    expect(verifyCrlSignature(crl!, new X509Certificate(ecRoot.certDer).publicKey)).toBe(true);
+  });
+
+  it('keyBits is for RSA only', async () => {
+    await expectPkiError(issueLeaf(root, { commonName: 'x', keyType: 'ecdsa', keyBits: 2048 }), 'ERR_PKI_INPUT', /RSA keys only/);
+  });
+
+  it('RSA certificates are byte for byte what forge itself encodes (the encoder is ours, for ECDSA)', async () => {
+    const forge = createRequire(import.meta.url)('node-forge') as typeof Forge;
+    const leaf = await issueLeaf(inter, { commonName: 'l', uris: ['spiffe://td/x'], dnsNames: ['a.b'], ips: ['::1'] });
+    for (const ic of [root, inter, leaf, await selfSigned({ commonName: 's' })]) {
+      const model = ic.cert;
+      model.tbsCertificate = undefined as unknown as Forge.asn1.Asn1; // forge re-encodes the TBS from its model
+      expect(Buffer.from(forge.asn1.toDer(forge.pki.certificateToAsn1(model)).getBytes(), 'binary').equals(ic.certDer)).toBe(true);
+    }
+  });
+});
+
+describe('loadCa', () => {
+  it('issues from a CA read from its files: AKI = the CA SKI, chain verifies, for RSA and ECDSA CAs', async () => {
+    const ecRoot = await createCa({ commonName: 'EC', days: 30, keyType: 'ecdsa' });
+    for (const ca of [root, ecRoot]) {
+      const loaded = loadCa(ca.certPem, ca.keyPem);
+      expect(loaded.certDer.equals(ca.certDer)).toBe(true);
+      const leaf = await issueLeaf(loaded, { commonName: 'late', uris: ['spiffe://td/ns/a/sa/late'], keyType: 'ecdsa' });
+      const x = new X509Certificate(leaf.certDer);
+      expect(x.checkIssued(new X509Certificate(ca.certDer))).toBe(true);
+      expect(x.verify(new X509Certificate(ca.certDer).publicKey)).toBe(true);
+      expect(issuerNameDer(leaf.certDer).equals(subjectNameDer(ca.certDer))).toBe(true);
+      const t = await text(leaf);
+      expect(/Authority Key Identifier: \n\s+([0-9A-F:]+)/.exec(t)![1]!.replaceAll(':', '')).toBe(
+        subjectKeyIdentifier(ca.certDer)!.toString('hex').toUpperCase(),
+      );
+      expect(chainPem(leaf)).toBe(leaf.certPem);
+    }
+  });
+
+  it('refuses what cannot issue, naming the file', async () => {
+    const names = { cert: 'd/ca.crt', key: 'd/ca.key' };
+    const leaf = await issueLeaf(root, { commonName: 'not-a-ca' });
+    const other = await createCa({ commonName: 'Other', days: 30, keyType: 'ecdsa' });
+    const ed = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const cases: [string, string, RegExp][] = [
+      ['', root.keyPem, /^d\/ca\.crt holds no PEM certificate$/],
+      [root.keyPem, root.keyPem, /^d\/ca\.crt holds no PEM certificate$/],
+      [leaf.certPem, leaf.keyPem, /^d\/ca\.crt is not a CA certificate/],
+      [root.certPem, 'junk', /^d\/ca\.key is not an unencrypted PEM private key$/],
+      [root.certPem, root.certPem, /^d\/ca\.key is not an unencrypted PEM private key$/],
+      [root.certPem, other.keyPem, /^d\/ca\.key does not match d\/ca\.crt$/],
+      [root.certPem, inter.keyPem, /^d\/ca\.key does not match d\/ca\.crt$/],
+      [root.certPem, ed, /^d\/ca\.key: the dev CA signs with rsa or ec keys, not ed25519$/],
+    ];
+    for (const [cert, key, msg] of cases) await expectPkiError(() => loadCa(cert, key, names), 'ERR_CA_FILES', msg);
   });
 });
 

@@ -63,7 +63,7 @@ describe('fingerprint', () => {
     expect(r.out).toBe(
       `${p('leaf.crt')}\n` +
         '  subject:   O=shop, CN=orders\n' +
-        '  san:       DNS:orders.shop.svc, URI:spiffe://cluster.local/ns/shop/sa/orders\n' +
+        '  san:       URI:spiffe://cluster.local/ns/shop/sa/orders, DNS:orders.shop.svc\n' +
         '  not-after: 2030-01-02T03:04:05.000Z\n' +
         `  sha256:${opensslSha256(p('leaf.crt'))}\n` +
         `  spki:${opensslSpki(p('leaf.crt'))}\n`,

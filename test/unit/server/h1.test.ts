@@ -1,16 +1,19 @@
 /**
- * transport/h1.ts on its own, over real TLS sockets, with a stand-in pipeline: the behaviour of the
+ * transport/h1/ on its own, over real TLS sockets, with a stand-in pipeline: the behaviour of the
  * HTTP/1.1 server that the sidecar's stages cannot steer from a test (a body reader that stalls
  * and goes away).
  */
+import type net from 'node:net';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { inject } from 'vitest';
-import { H1Server } from '../../../src/transport/h1.js';
-import type { H1Limits, H1Request, H1Response } from '../../../src/transport/h1.js';
+import { H1Server } from '../../../src/transport/h1/server.js';
+import type { H1Limits } from '../../../src/transport/h1/connection.js';
+import type { H1Request } from '../../../src/transport/h1/request.js';
+import type { H1Response } from '../../../src/transport/h1/response.js';
 
 const pki = inject('pki');
 const LIMITS: H1Limits = { maxHeaderSize: 16 * 1024, maxHeaders: 100, headersTimeoutMs: 10_000, requestTimeoutMs: 10_000, idleTimeoutMs: 10_000, pipelineDepth: 8 };
@@ -116,7 +119,7 @@ describe('H1Server request bodies', () => {
 describe('H1Server review fixes', () => {
   it('a client that stops reading a response is cut after idleTimeout (no byte moved), not held forever', async () => {
     const idlePort = await startH1({ ...LIMITS, idleTimeoutMs: 300 });
-    let serverSide: tls.TLSSocket | null = null;
+    let serverSide: net.Socket | null = null;
     onRequest = (req, res) => {
       serverSide = req.socket;
       res.writeHead(200, {});

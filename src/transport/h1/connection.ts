@@ -1,27 +1,15 @@
 /**
- * HTTP/1.1 on the verified TLS socket, without node:http. Requests are parsed by llhttp (the
- * parser inside node:http, http1/llhttp.ts) and handed to the pipeline as small H1Request /
- * H1Response objects (the slice of request/response it uses, transport/types.ts). node:http builds
- * an IncomingMessage and a ServerResponse — two streams with their event machinery — for every
- * request and writes the head and body separately; here a request without a body has no stream
- * at all, a response head is one string written together with the first body bytes, the
- * headers/request time limits are one sweep per listener over its connections, and idle is the
- * socket's own timeout. Measured on the bench's keep-alive scenario, a bare proxy built this way
- * serves ~1.25× the requests of the same proxy on node:http (docs/performance.md).
- *
- * What node:http did and this keeps: llhttp's strict parsing, maxHeaderSize (431),
- * headersTimeout / requestTimeout (408) and the idle timeout, Expect: 100-continue, HTTP/1.0
- * keep-alive, chunked responses, and pipelining — answered in order, one request in the pipeline
- * at a time, at most `pipelineDepth` more waiting (more cuts the connection off).
+ * One TLS connection speaking HTTP/1.1: llhttp's parser events (http1/llhttp.ts) build the
+ * requests (request.ts), pipelined requests wait their turn behind the one being answered
+ * (response.ts), and reading pauses while a body's reader is behind or requests are queued.
  */
-import { Readable } from 'node:stream';
-import type { Writable } from 'node:stream';
-import type { IncomingHttpHeaders } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { HeaderPairs, HPE_OK, HPE_PAUSED_UPGRADE, RequestParser, llhttpErrorName } from '../http1/llhttp.js';
-import type { ParserEvents } from '../http1/llhttp.js';
-import type { InboundRequest, OutboundResponse } from './types.js';
+import { HeaderPairs, HPE_OK, HPE_PAUSED_UPGRADE, RequestParser, llhttpErrorName } from '../../http1/llhttp.js';
+import type { ParserEvents } from '../../http1/llhttp.js';
+import { BodyStream, H1Request } from './request.js';
+import type { H1Answer } from './request.js';
+import { H1Response } from './response.js';
 
 export interface H1Limits {
   readonly maxHeaderSize: number;
@@ -42,73 +30,20 @@ export type H1ClientError = Error & { code: string; method: string; target: stri
 export interface H1Hooks {
   onRequest(req: H1Request, res: H1Response): void;
   /** A request that cannot be parsed or timed out: answer on the raw socket (or close it). */
-  onClientError(err: H1ClientError, socket: TLSSocket): void;
+  onClientError(err: H1ClientError, socket: Socket): void;
   /**
    * A bug (an exception) in request handling: `res` is the request being answered, or null when
    * the parse itself broke. The hook answers it (500, or a cut); the connection then ends, the
    * process and every other connection go on. Without a hook the connection is cut.
    */
-  onInternalError?: (err: unknown, res: H1Response | null) => void;
+  onInternalError?: (err: unknown, res: H1Answer | null) => void;
 }
 
-/**
- * How often the time limits are checked. Sweeping at a quarter of the shorter limit (between
- * 100 ms and 1 s) keeps a cut within ~25 % of it (node:http's default sweep was 30 s, which let
- * a slowloris client live up to 30 s past either limit).
- */
-function checkingIntervalMs(l: Pick<H1Limits, 'headersTimeoutMs' | 'requestTimeoutMs'>): number {
-  return Math.max(100, Math.min(1000, Math.floor(Math.min(l.headersTimeoutMs, l.requestTimeoutMs) / 4)));
-}
-
-/** The HTTP/1.1 side of one listener: its connections and their time limits. */
-export class H1Server {
-  limits: H1Limits;
+/** What a connection asks of its listener's HTTP/1.1 side (server.ts's H1Server; an interface, so no import cycle). */
+export interface ConnectionOwner {
+  readonly limits: H1Limits;
   readonly hooks: H1Hooks;
-  readonly #conns = new Set<H1Connection>();
-  #timer: NodeJS.Timeout | null = null;
-
-  constructor(limits: H1Limits, hooks: H1Hooks) {
-    this.limits = limits;
-    this.hooks = hooks;
-  }
-
-  /**
-   * New limits apply to open connections from the next sweep (a reload); the idle timeout is set
-   * on each socket when it is accepted, so it applies to new connections only (as node:http's).
-   */
-  setLimits(limits: H1Limits): void {
-    const restart = this.#timer !== null && checkingIntervalMs(limits) !== checkingIntervalMs(this.limits);
-    this.limits = limits;
-    if (restart) {
-      this.#stopSweep();
-      this.#startSweep();
-    }
-  }
-
-  /** A socket that passed the handshake check and negotiated HTTP/1.1 (or nothing). */
-  accept(socket: TLSSocket): void {
-    if (socket.destroyed) return;
-    this.#conns.add(new H1Connection(this, socket));
-    if (this.#timer === null) this.#startSweep();
-  }
-
-  forget(conn: H1Connection): void {
-    this.#conns.delete(conn);
-    if (this.#conns.size === 0) this.#stopSweep();
-  }
-
-  #startSweep(): void {
-    this.#timer = setInterval(() => {
-      const now = performance.now();
-      for (const c of this.#conns) c.check(now, this.limits);
-    }, checkingIntervalMs(this.limits));
-    this.#timer.unref();
-  }
-
-  #stopSweep(): void {
-    if (this.#timer !== null) clearInterval(this.#timer);
-    this.#timer = null;
-  }
+  forget(conn: H1Connection): void;
 }
 
 function requestError(code: string, message: string, method = '', target = ''): H1ClientError {
@@ -121,17 +56,10 @@ function chunkedOnly(te: string): boolean {
   return v.length === 7 && v.toLowerCase() === 'chunked';
 }
 
-/** Headers node:http keeps the first of (duplicates are refused by the pipeline where it matters). */
-const FIRST_WINS = new Set([
-  'age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since',
-  'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after',
-  'server', 'user-agent',
-]);
-
 /** One TLS connection speaking HTTP/1.1. */
-class H1Connection implements ParserEvents {
-  readonly server: H1Server;
-  readonly socket: TLSSocket;
+export class H1Connection implements ParserEvents {
+  readonly server: ConnectionOwner;
+  readonly socket: Socket;
   readonly parser: RequestParser;
   // The message being parsed.
   #url = '';
@@ -162,7 +90,7 @@ class H1Connection implements ParserEvents {
   #bodyRead = 0;
   #bodyData = 0;
 
-  constructor(server: H1Server, socket: TLSSocket) {
+  constructor(server: ConnectionOwner, socket: Socket) {
     this.server = server;
     this.socket = socket;
     this.parser = new RequestParser(this);
@@ -243,7 +171,7 @@ class H1Connection implements ParserEvents {
    * outside them): nothing more is read here, the hook answers `res` (500, or a cut) and the
    * connection ends after it.
    */
-  #internalError(err: unknown, res: H1Response | null): void {
+  #internalError(err: unknown, res: H1Answer | null): void {
     this.#halted = true;
     const hook = this.server.hooks.onInternalError;
     if (hook !== undefined) {
@@ -503,329 +431,4 @@ function ignore(): void {}
 function finishResponse(conn: H1Connection, res: H1Response): void {
   res.emitFinished();
   conn.next(res);
-}
-
-/** The request body, when the request has one (Content-Length > 0 or chunked). */
-class BodyStream extends Readable {
-  readonly #conn: H1Connection;
-  constructor(conn: H1Connection) {
-    super();
-    this.#conn = conn;
-  }
-  override _read(): void {
-    this.#conn.bodyWanted();
-  }
-  /** Its reader gave up (the upstream client after an error or an early answer): the rest is read and dropped, not left blocking the connection. */
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.#conn.bodyWanted();
-    cb(err);
-  }
-}
-
-export class H1Request implements InboundRequest {
-  readonly httpVersionMajor = 1;
-  readonly httpVersionMinor: number;
-  readonly method: string;
-  readonly url: string;
-  readonly rawHeaders: string[];
-  readonly headers: IncomingHttpHeaders;
-  readonly socket: TLSSocket;
-  /** llhttp's verdict: HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `keep-alive`. */
-  readonly keepAlive: boolean;
-  readonly hasBody: boolean;
-  readonly expectContinue: boolean;
-  body: BodyStream | null = null;
-  complete = false;
-  res: H1Response | null = null;
-
-  constructor(socket: TLSSocket, method: string, url: string, raw: string[], minor: number, keepAlive: boolean) {
-    this.socket = socket;
-    this.method = method;
-    this.url = url;
-    this.rawHeaders = raw;
-    this.httpVersionMinor = minor;
-    this.keepAlive = keepAlive;
-    // As node:http builds req.headers: lower-case names; repeats joined, or the first kept.
-    const h: IncomingHttpHeaders = {};
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name = (raw[i] as string).toLowerCase();
-      const value = raw[i + 1] as string;
-      const prev = h[name];
-      if (prev === undefined) h[name] = name === 'set-cookie' ? [value] : value;
-      else if (name === 'set-cookie') (prev as string[]).push(value);
-      else if (name === 'cookie') h[name] = `${prev as string}; ${value}`;
-      else if (!FIRST_WINS.has(name)) h[name] = `${prev as string}, ${value}`;
-    }
-    this.headers = h;
-    const cl = h['content-length'];
-    this.hasBody = h['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
-    const expect = h['expect'];
-    this.expectContinue = expect !== undefined && expect.toLowerCase() === '100-continue';
-  }
-
-  pipe<T extends Writable>(dest: T): T {
-    if (this.body !== null) return this.body.pipe(dest);
-    dest.end();
-    return dest;
-  }
-
-  resume(): this {
-    this.body?.resume();
-    return this;
-  }
-
-  once(event: 'end', fn: () => void): this {
-    if (this.body !== null) this.body.once(event, fn);
-    else process.nextTick(fn);
-    return this;
-  }
-}
-
-// ---- responses --------------------------------------------------------------------------------
-
-let statusCodes: Readonly<Record<number, string | undefined>> | null = null;
-const statusLines: string[] = [];
-
-function statusLine(status: number): string {
-  let line = statusLines[status];
-  if (line === undefined) {
-    // node:http through getBuiltinModule: its ESM namespace would evaluate lazy getters that load Node's bundled undici.
-    statusCodes ??= process.getBuiltinModule('node:http').STATUS_CODES;
-    line = `HTTP/1.1 ${status} ${statusCodes[status] ?? 'Unknown'}\r\n`;
-    if (status >= 100 && status < 600) statusLines[status] = line;
-  }
-  return line;
-}
-
-/** `date:` for responses that have none (node:http's sendDate), formatted once per second. */
-let dateValue = '';
-let dateUntil = 0;
-function httpDate(): string {
-  const now = Date.now();
-  if (now >= dateUntil) {
-    dateValue = new Date(now).toUTCString();
-    dateUntil = now - (now % 1000) + 1000;
-  }
-  return dateValue;
-}
-
-/** A value that would end the header line early cannot be written (node:http throws ERR_INVALID_CHAR). */
-const UNSAFE_VALUE = /[\r\n\0]/;
-/** Body chunks up to this size go out in one buffer with the head; larger ones are written separately. */
-const COALESCE_MAX = 16 * 1024;
-
-type Listener = () => void;
-
-export class H1Response implements OutboundResponse {
-  readonly req: H1Request;
-  /** As on Node's response objects: 200 until a head is written. */
-  statusCode = 200;
-  /** The connection ends after this response (requested, HTTP/1.0 without keep-alive, or a close-delimited body). */
-  closeConnection = false;
-  readonly #conn: H1Connection;
-  readonly #socket: TLSSocket;
-  /** The head, until it goes out with the first body bytes. */
-  #head: string | null = null;
-  #headersSent = false;
-  #chunked = false;
-  #noBody = false;
-  #sentContinue = false;
-  #ended = false;
-  #destroyed = false;
-  #closed = false;
-  #onClose: Listener[] | null = null;
-  #onFinish: Listener[] | null = null;
-  #onDrain: Listener[] | null = null;
-  #onDrainOnce: Listener[] | null = null;
-
-  constructor(conn: H1Connection, req: H1Request) {
-    this.#conn = conn;
-    this.#socket = conn.socket;
-    this.req = req;
-    req.res = this;
-  }
-
-  get headersSent(): boolean {
-    return this.#headersSent;
-  }
-  get writableEnded(): boolean {
-    return this.#ended;
-  }
-  get destroyed(): boolean {
-    return this.#destroyed;
-  }
-
-  writeHead(status: number, headers?: Record<string, string | string[] | number>): this {
-    if (this.#headersSent || this.#destroyed) return this;
-    this.#headersSent = true;
-    this.statusCode = status;
-    const req = this.req;
-    let head = statusLine(status);
-    let hasLength = false;
-    let hasDate = false;
-    let connection = false;
-    // A client told to wait for 100 Continue that never got it may still send its body, or not:
-    // the connection cannot be reused either way (as in node:http).
-    let close = !req.keepAlive || (req.expectContinue && !this.#sentContinue);
-    if (headers !== undefined) {
-      for (const name in headers) {
-        const v = headers[name];
-        if (v === undefined) continue;
-        let value: string;
-        if (typeof v === 'object') {
-          // Repeated fields, one line each; the framing fields below judged on the first.
-          let first: string | undefined;
-          for (const x of v) {
-            if (UNSAFE_VALUE.test(x)) continue;
-            head += `${name}: ${x}\r\n`;
-            first ??= x;
-          }
-          if (first === undefined) continue;
-          value = first;
-        } else {
-          value = typeof v === 'number' ? String(v) : v;
-          if (UNSAFE_VALUE.test(value)) continue;
-          head += `${name}: ${value}\r\n`;
-        }
-        switch (name) {
-          case 'content-length':
-            hasLength = true;
-            break;
-          case 'date':
-            hasDate = true;
-            break;
-          case 'connection':
-            connection = true;
-            if (value.toLowerCase() === 'close') close = true;
-            break;
-        }
-      }
-    }
-    this.#noBody = req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
-    if (!this.#noBody && !hasLength) {
-      if (req.httpVersionMinor >= 1) {
-        head += 'transfer-encoding: chunked\r\n';
-        this.#chunked = true;
-      } else {
-        close = true; // HTTP/1.0: the end of the body is the end of the connection
-      }
-    }
-    if (close) {
-      this.closeConnection = true;
-      if (!connection) head += 'connection: close\r\n';
-    } else if (req.httpVersionMinor === 0 && !connection) {
-      head += 'connection: keep-alive\r\n';
-    }
-    if (!hasDate) head += `date: ${httpDate()}\r\n`;
-    this.#head = `${head}\r\n`;
-    return this;
-  }
-
-  write(chunk: Buffer | string): boolean {
-    if (this.#ended || this.#destroyed) return false;
-    if (!this.#headersSent) this.writeHead(this.statusCode);
-    const s = this.#socket;
-    const head = this.#head;
-    const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
-    if (this.#noBody || len === 0) {
-      if (head === null) return true;
-      this.#head = null;
-      return s.write(head, 'latin1');
-    }
-    if (this.#chunked) {
-      s.cork();
-      s.write(head === null ? `${len.toString(16)}\r\n` : `${head}${len.toString(16)}\r\n`, 'latin1');
-      this.#head = null;
-      s.write(chunk);
-      const ok = s.write('\r\n', 'latin1');
-      s.uncork();
-      return ok;
-    }
-    if (head === null) return s.write(chunk);
-    this.#head = null;
-    if (typeof chunk !== 'string' && len <= COALESCE_MAX) {
-      // One buffer, one TLS record for a small response.
-      const headLen = head.length;
-      const buf = Buffer.allocUnsafe(headLen + len);
-      buf.write(head, 0, headLen, 'latin1');
-      chunk.copy(buf, headLen);
-      return s.write(buf);
-    }
-    s.cork();
-    s.write(head, 'latin1');
-    const ok = s.write(chunk);
-    s.uncork();
-    return ok;
-  }
-
-  end(chunk?: Buffer | string): this {
-    if (this.#ended || this.#destroyed) return this;
-    if (chunk !== undefined) this.write(chunk);
-    else if (!this.#headersSent) this.writeHead(this.statusCode);
-    const head = this.#head;
-    this.#head = null;
-    if (this.#chunked) this.#socket.write(head === null ? '0\r\n\r\n' : `${head}0\r\n\r\n`, 'latin1');
-    else if (head !== null) this.#socket.write(head, 'latin1');
-    this.#ended = true;
-    this.#conn.responseEnded(this);
-    return this;
-  }
-
-  writeContinue(): void {
-    // RFC 9110 15.2: no 1xx to an HTTP/1.0 client.
-    if (this.#headersSent || this.#destroyed || this.#sentContinue || this.req.httpVersionMinor === 0) return;
-    this.#sentContinue = true;
-    this.#socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
-  }
-
-  /** HTTP/1.1 has no per-request reset: the connection goes. */
-  destroy(): this {
-    if (this.#destroyed) return this;
-    this.#destroyed = true;
-    this.#socket.destroy();
-    return this;
-  }
-
-  on(event: 'close' | 'finish' | 'drain', fn: Listener): this {
-    if (event === 'close') (this.#onClose ??= []).push(fn);
-    else if (event === 'finish') (this.#onFinish ??= []).push(fn);
-    else (this.#onDrain ??= []).push(fn);
-    return this;
-  }
-
-  /** 'close' and 'finish' fire at most once, so once() is on(). */
-  once(event: 'close' | 'finish' | 'drain', fn: Listener): this {
-    if (event === 'drain') (this.#onDrainOnce ??= []).push(fn);
-    else this.on(event, fn);
-    return this;
-  }
-
-  emitDrain(): void {
-    const once = this.#onDrainOnce;
-    this.#onDrainOnce = null;
-    if (this.#onDrain !== null) for (const fn of this.#onDrain) fn();
-    if (once !== null) for (const fn of once) fn();
-  }
-
-  /** The response was written out in full. */
-  emitFinished(): void {
-    const fns = this.#onFinish;
-    this.#onFinish = null;
-    if (fns !== null) for (const fn of fns) fn();
-    this.#emitClose();
-  }
-
-  /** The connection closed under this response (or before it started). */
-  socketClosed(): void {
-    if (!this.#ended) this.#destroyed = true;
-    this.#emitClose();
-  }
-
-  #emitClose(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    const fns = this.#onClose;
-    this.#onClose = null;
-    if (fns !== null) for (const fn of fns) fn();
-  }
 }
