@@ -70,6 +70,10 @@ export function outboundConnector(o: ConnectorOptions, hooks: ConnectorHooks, sl
     // The verdict is read from the socket (verify.ts), so the refused certificate stays
     // readable for the audit line; nothing is written before the verdict.
     rejectUnauthorized: false,
+    // No session resumption: every connection is judged on a full handshake, so a rotated trust
+    // or expect can never ride on a session verified under the old one (keep-alive connections
+    // carry many requests, so handshakes stay rare).
+    maxCachedSessions: 0,
     // 0 means no limit of our own; undici still gives up after its default (10 s).
     ...(o.connectTimeoutMs > 0 ? { timeout: o.connectTimeoutMs } : {}),
     allowH2: o.allowH2,

@@ -152,11 +152,7 @@ class HandlerShim implements Dispatcher.DispatchHandler, UpstreamControl {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     // Interim responses (103 Early Hints) are not relayed: the app gets the final one.
     if (statusCode < 200) return;
-    const slot = this.#leg.slot;
-    if (slot !== null) {
-      this.#leg.peer = slot.peer;
-      this.#leg.protocol = slot.protocol;
-    }
+    this.#noteConnection();
     const raw: string[] = [];
     for (const name in headers) {
       const v = headers[name];
@@ -165,6 +161,15 @@ class HandlerShim implements Dispatcher.DispatchHandler, UpstreamControl {
       else raw.push(name, v);
     }
     if (!this.#h.onHeaders(statusCode, raw)) controller.pause();
+  }
+
+  /** The request went out on the dispatching client's connection: name its server in the audit line. */
+  #noteConnection(): void {
+    const slot = this.#leg.slot;
+    if (slot !== null && this.#leg.peer === null) {
+      this.#leg.peer = slot.peer;
+      this.#leg.protocol = slot.protocol;
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -177,6 +182,7 @@ class HandlerShim implements Dispatcher.DispatchHandler, UpstreamControl {
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     if (err instanceof ServerRefused) this.#leg.refused = err;
+    else this.#noteConnection();
     this.#h.onError(translate(err));
   }
 }
