@@ -10,7 +10,7 @@
  *   -> audit + metrics when the response closes
  */
 import { performance } from 'node:perf_hooks';
-import type { UpstreamPool } from '../proxy/upstream.js';
+import type { UpstreamClient } from '../proxy/upstream.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
 import type { Metrics } from '../admin/metrics.js';
@@ -46,7 +46,7 @@ export interface RateLimitState {
 /** What the pipeline needs from the running sidecar. */
 export interface PipelineHost {
   readonly snapshot: Snapshot;
-  readonly pool: UpstreamPool;
+  readonly pool: UpstreamClient;
   readonly audit: Audit;
   readonly metrics: Metrics;
   readonly log: Log;
@@ -332,7 +332,9 @@ function onForwardDone(host: PipelineHost, ctx: RequestContext, res: OutboundRes
       ctx.requestId,
       host.snapshot.securityHeaders,
       null,
-      failure === 'body_too_large' || failure === 'request_timeout' || host.closing,
+      // After an internal error (a handler bug met in an upstream callback) the HTTP/1.1
+      // connection ends, as after any other internal error.
+      failure === 'body_too_large' || failure === 'request_timeout' || failure === 'internal_error' || host.closing,
     );
     ctx.status = statusOf(res, ctx.status);
   } else {
