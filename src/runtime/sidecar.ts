@@ -7,6 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { UpstreamPool } from '../proxy/upstream.js';
 import type { UpstreamClient, UpstreamHandler } from '../proxy/upstream.js';
+import { UndiciUpstream } from '../proxy/undici-upstream.js';
 import { ForwardHandler } from '../proxy/forward.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
@@ -117,6 +118,7 @@ export class Sidecar implements PipelineHost {
     this.jwt = this.#jwtFor(snapshot);
     this.admin = new AdminServer(this);
     this.pool = this.#upstream(snapshot.upstream);
+    if (this.pool instanceof UndiciUpstream) this.log.info("upstream hop on undici's Pool (MTLS_SIDECAR_UPSTREAM=undici)");
     this.server = createListener(snapshot, {
       onSecureConnection: (socket) => this.#onSecureConnection(socket),
       onTlsClientError: (err, socket) => this.#onTlsClientError(err, socket),
@@ -209,9 +211,14 @@ export class Sidecar implements PipelineHost {
     return warnings;
   }
 
-  /** The upstream client, its handlers' bugs reported as internal errors. */
+  /**
+   * The upstream client: the own (proxy/upstream.ts), or undici's Pool with
+   * MTLS_SIDECAR_UPSTREAM=undici. The switch is temporary, for the A/B measurement of the two
+   * clients (docs/performance.md); it goes once one of them is chosen.
+   */
   #upstream(u: Snapshot['upstream']): UpstreamClient {
-    return new UpstreamPool({ ...u, onInternalError: this.#onUpstreamBug });
+    const o = { ...u, onInternalError: this.#onUpstreamBug };
+    return process.env['MTLS_SIDECAR_UPSTREAM'] === 'undici' ? new UndiciUpstream(o) : new UpstreamPool(o);
   }
 
   /**

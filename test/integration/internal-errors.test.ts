@@ -10,7 +10,7 @@
  * Below that, each transport has its own guard for code outside the pipeline: a request hook
  * that throws on a bare listener. And the forward handler runs inside the upstream client's
  * callbacks, outside the pipeline's guard: a throw there is a bug too (where `upstream`), not the
- * app failing (502).
+ * app failing (502), on either upstream client.
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -256,7 +256,7 @@ describe.each(['own', 'node'] as const)('outside the pipeline, each transport ca
   });
 });
 
-describe.each(['own'] as const)('a bug in the forward handler, inside an upstream callback (upstream client: %s)', (client) => {
+describe.each(['own', 'undici'] as const)('a bug in the forward handler, inside an upstream callback (upstream client: %s)', (client) => {
   let app: Upstream;
   let sc: RunningSidecar;
   const log = new AuditSink();

@@ -12,6 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { UpstreamPool } from '../../../src/proxy/upstream.js';
+import { UndiciUpstream } from '../../../src/proxy/undici-upstream.js';
 import { BodyMeter } from '../../../src/proxy/forward.js';
 import type { UpstreamClient, UpstreamControl, UpstreamHandler, UpstreamOptions, UpstreamRequest } from '../../../src/proxy/upstream.js';
 import { until } from '../../helpers/wait.js';
@@ -137,6 +138,7 @@ type Make = (o: UpstreamOptions) => UpstreamClient;
 /** Each client, and how late past its due time its connect limit may fire (undici's timers tick every ~0.5 s). */
 const CLIENTS: readonly (readonly [string, Make, number])[] = [
   ['own', (o) => new UpstreamPool(o), 190],
+  ['undici', (o) => new UndiciUpstream(o), 1_500],
 ];
 
 /** A request body as the app received it: de-chunked, or as it came. */
