@@ -1,14 +1,18 @@
 #!/bin/bash
 # Interleaved A/B of two targets on the bench core, for "what did this change buy" questions on a
 # noisy machine: A and B alternate, RUNS times each, SECS seconds per measurement, same load.
-# Needs the files a `make bench` run leaves in bench/out (PKI, configs, upstream nginx config).
+# Needs the files a `make bench` run leaves in bench/out (PKI, configs, upstream nginx config):
+# `node bench/run.mjs --setup-only` writes them without running the bench. And a build (dist/).
 #
 #   bench/ab.sh A B      A, B: sidecar | sidecar@DIR | noaudit | nginx | path/to/proxy.mjs (argv: PORT UPSTREAM CERT KEY CA)
 #                        sidecar@DIR: another build (DIR/dist/main.js, e.g. a git worktree of an
-#                        older commit) with the same config on its own ports
+#                        older commit) with the same config on its own ports; `sidecar sidecar`
+#                        runs this build twice (B on its own ports), told apart by A_ENV/B_ENV or
+#                        A_FLAGS/B_FLAGS, e.g. B_ENV=MTLS_SIDECAR_UPSTREAM=undici
 #   RUNS [3]  SECS [3]  LG ["--mode ka --conns 64"] (loadgen arguments)
 #   A_FLAGS, B_FLAGS: extra node flags for a sidecar or script target (e.g. A_FLAGS=--max-semi-space-size=64)
 #   A_ENV, B_ENV: environment for a sidecar or script target (e.g. B_ENV=GLIBC_TUNABLES=glibc.malloc.mmap_threshold=65536)
+#   BENCH_UPSTREAM [nginx] or node: the app behind both (node: bench/upstream.mjs, when nginx is not installed)
 #
 # Prints req/s, target CPU %, errors and p99 ms per measurement, A/B per pair (req/s, req/s per
 # CPU-second of the target, and p99), and the medians.
@@ -26,10 +30,18 @@ pin() { # core command... (pinned, and niced like the bench)
   # exec: run in the background (&) or in $(...), the PID is the process itself
   if [ "$NICE" != 0 ]; then exec nice -n "$NICE" taskset -c "$core" "$@"; else exec taskset -c "$core" "$@"; fi
 }
-[ -f "$OUT/sidecar.yaml" ] || { echo "ab.sh: run make bench once first (bench/out is missing)" >&2; exit 2; }
+[ -f "$OUT/sidecar.yaml" ] || { echo "ab.sh: bench/out is missing: run \`node bench/run.mjs --setup-only\` (or make bench) once first" >&2; exit 2; }
 A=${1:?usage: ab.sh A B}
 B=${2:?usage: ab.sh A B}
-pin 1 nginx -c "$OUT/nginx-upstream.conf" -p "$OUT/nginx-tmp" >/dev/null 2>&1 &
+# The same build twice: B as sidecar@ this checkout, so it gets its own ports and audit file.
+[ "$A" = sidecar ] && [ "$B" = sidecar ] && B="sidecar@$HERE/.."
+# In the foreground (daemon off), as every process here: each is stopped by its PID at the end.
+if [ "${BENCH_UPSTREAM:-nginx}" = node ]; then
+  UP=$(pin 1 "$N" "$HERE/upstream.mjs" 28480 >/dev/null 2>&1 & echo $!)
+else
+  UP=$(pin 1 nginx -c "$OUT/nginx-upstream.conf" -p "$OUT/nginx-tmp" -g 'daemon off;' >/dev/null 2>&1 & echo $!)
+fi
+trap 'kill ${AP:-} ${BP:-} $UP 2>/dev/null || true' EXIT
 start() { # target port flags env -> pid
   # shellcheck disable=SC2086
   case "$1" in
@@ -50,7 +62,6 @@ start() { # target port flags env -> pid
 port() { case "$1" in sidecar) echo 28443 ;; noaudit) echo 28444 ;; *) echo "$2" ;; esac; }
 AP=$(start "$A" 28447 "${A_FLAGS:-}" "${A_ENV:-}"); BP=$(start "$B" 28448 "${B_FLAGS:-}" "${B_ENV:-}")
 APORT=$(port "$A" 28447); BPORT=$(port "$B" 28448)
-trap 'kill $AP $BP 2>/dev/null; pkill -f "$OUT/nginx-upstream.conf" || true; pkill -f "$OUT/nginx-ab-" || true' EXIT
 sleep 1.5
 for pid in $AP $BP; do kill -0 "$pid" 2>/dev/null || { echo "ab.sh: a target exited at start (port in use? another bench running?)" >&2; exit 1; }; done
 # shellcheck disable=SC2086

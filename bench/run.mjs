@@ -16,6 +16,9 @@
 //                          both cores to be below MAX % busy before each measurement
 //   BENCH_MEMORY [0]  BENCH_SOAK [0]                      also run bench/memory.mjs, bench/soak.mjs
 //   BENCH_PORT_BASE [28400]
+//
+// `--setup-only`: write the PKI and every rendered config to bench/out and exit, nothing started
+// or measured (what bench/ab.sh needs); `--report-only`: rebuild the report from results.json.
 import fs from 'node:fs';
 import path from 'node:path';
 import { start, stop, stopAll, pinSelf, NICE } from './lib/proc.mjs';
@@ -80,8 +83,23 @@ function reportOnly() {
   log(`${report.summary}\nbench: rewrote bench/RESULTS.md and bench/results.svg from bench/out/results.json`);
 }
 
+/**
+ * `node bench/run.mjs --setup-only`: the PKI and the configs of every target and of the nginx
+ * upstream in bench/out, as a full run would leave them, in a second or two and without
+ * starting anything: what bench/ab.sh needs before its first run.
+ */
+function setupOnly() {
+  fs.mkdirSync(T.OUT, { recursive: true });
+  const pki = makePki(T.OUT);
+  const ctx = T.makeContext({ pki, targetCpu: TARGET_CPU, loadCpu: LOAD_CPU, peerLogs: env.BENCH_PEER_LOGS === '1' });
+  const files = [T.upstreamConfig(), ...ALL_TARGETS.map((t) => T.targetConfig(t, ctx, { auditOffLine: AUDIT_OFF_LINE })?.conf).filter(Boolean)];
+  log(`bench: wrote ${pki.dir} and\n  ${files.join('\n  ')}`);
+  if (!fs.existsSync(path.join(T.ROOT, 'dist', 'main.js'))) log('bench: dist/main.js is missing: run `npm run build` before bench/ab.sh');
+}
+
 async function main() {
   if (process.argv.includes('--report-only')) return reportOnly();
+  if (process.argv.includes('--setup-only')) return setupOnly();
   if (!fs.existsSync(path.join(T.ROOT, 'dist', 'main.js'))) throw new Error('dist/main.js missing: run `npm run build` (make bench does)');
   fs.mkdirSync(T.OUT, { recursive: true });
   pinSelf(LOAD_CPU);

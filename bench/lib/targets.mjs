@@ -76,6 +76,11 @@ export async function checkPorts(names) {
   if (busy.length > 0) throw new Error(`ports already in use on 127.0.0.1: ${busy.join(', ')} (another bench still running?)`);
 }
 
+/** The nginx upstream's config, written to OUT. */
+export function upstreamConfig() {
+  return render('nginx-upstream.conf', { OUT, UPSTREAM_PORT: PORTS.upstream }, 'nginx-upstream.conf');
+}
+
 export async function startUpstream(ctx) {
   let proc;
   if (ctx.upstreamKind === 'node') {
@@ -84,7 +89,7 @@ export async function startUpstream(ctx) {
       log: path.join(OUT, 'upstream.log'),
     });
   } else {
-    const conf = render('nginx-upstream.conf', { OUT, UPSTREAM_PORT: PORTS.upstream }, 'nginx-upstream.conf');
+    const conf = upstreamConfig();
     proc = start('upstream', 'nginx', nginxArgs(conf, 'upstream'), { cpu: ctx.loadCpu, log: path.join(OUT, 'upstream.log') });
   }
   await waitFor('upstream', () => httpGet(PORTS.upstream), { proc });
@@ -94,22 +99,18 @@ export async function startUpstream(ctx) {
 }
 
 /**
- * Start one target by name. Returns the proc with .pids (process tree), .port and, for the
- * sidecar, .audit (the audit file) and .admin (admin port).
+ * The config file of a target that has one (the sidecars, nginx, the ceiling, HAProxy), written
+ * to OUT: { conf, audit, admin } (audit and admin for a sidecar), or null for the Node targets.
  */
-export async function startTarget(name, ctx, { nodeFlags = [], auditOffLine = null, tag = '' } = {}) {
+export function targetConfig(name, ctx, { auditOffLine = null, tag = '' } = {}) {
   const port = PORTS[name];
-  const logFile = path.join(OUT, `${name}${tag}.log`);
-  let proc;
-  const extra = {};
   switch (name) {
     case 'sidecar':
     case 'sidecar-noaudit': {
       const off = name === 'sidecar-noaudit';
       const audit = off ? '/dev/null' : path.join(OUT, `audit${tag}.log`);
       const admin = off ? PORTS.sidecarNoauditAdmin : PORTS.sidecarAdmin;
-      if (!off) fs.rmSync(audit, { force: true });
-      let conf = render(
+      const conf = render(
         'sidecar.yaml',
         { PORT: port, PKI: ctx.pki.dir, UPSTREAM_PORT: PORTS.upstream, AUDIT: audit, ADMIN_PORT: admin },
         `${name}${tag}.yaml`,
@@ -118,18 +119,7 @@ export async function startTarget(name, ctx, { nodeFlags = [], auditOffLine = nu
         const text = fs.readFileSync(conf, 'utf8').replace(/^audit: .*$/m, auditOffLine);
         fs.writeFileSync(conf, text);
       }
-      // The "off" variant: audit lines and per-request metrics switched off by a bench-only
-      // preload (bench/observability-off.mjs), unless BENCH_AUDIT_OFF_LINE replaces the audit line.
-      const preload = off && auditOffLine === null ? ['--import', path.join(BENCH, 'observability-off.mjs')] : [];
-      proc = start(name, NODE, [...nodeFlags, ...preload, path.join(ROOT, 'dist', 'main.js'), 'run', '--config', conf], {
-        cpu: ctx.targetCpu,
-        log: logFile,
-        cwd: OUT,
-      });
-      extra.audit = off ? null : audit;
-      extra.admin = admin;
-      extra.config = conf;
-      break;
+      return { conf, audit: off ? null : audit, admin };
     }
     case 'nginx':
     case 'ceiling': {
@@ -146,9 +136,7 @@ export async function startTarget(name, ctx, { nodeFlags = [], auditOffLine = nu
         },
         `nginx-${name}.conf`,
       );
-      proc = start(name, 'nginx', nginxArgs(conf, name), { cpu: ctx.targetCpu, log: logFile });
-      extra.config = conf;
-      break;
+      return { conf, audit: null, admin: null };
     }
     case 'haproxy': {
       const conf = render(
@@ -162,6 +150,50 @@ export async function startTarget(name, ctx, { nodeFlags = [], auditOffLine = nu
         },
         'haproxy.cfg',
       );
+      return { conf, audit: null, admin: null };
+    }
+    default:
+      return null;
+  }
+}
+
+/**
+ * Start one target by name. Returns the proc with .pids (process tree), .port and, for the
+ * sidecar, .audit (the audit file) and .admin (admin port).
+ */
+export async function startTarget(name, ctx, { nodeFlags = [], auditOffLine = null, tag = '' } = {}) {
+  const port = PORTS[name];
+  const logFile = path.join(OUT, `${name}${tag}.log`);
+  let proc;
+  const extra = {};
+  switch (name) {
+    case 'sidecar':
+    case 'sidecar-noaudit': {
+      const off = name === 'sidecar-noaudit';
+      const { conf, audit, admin } = targetConfig(name, ctx, { auditOffLine, tag });
+      if (audit !== null) fs.rmSync(audit, { force: true });
+      // The "off" variant: audit lines and per-request metrics switched off by a bench-only
+      // preload (bench/observability-off.mjs), unless BENCH_AUDIT_OFF_LINE replaces the audit line.
+      const preload = off && auditOffLine === null ? ['--import', path.join(BENCH, 'observability-off.mjs')] : [];
+      proc = start(name, NODE, [...nodeFlags, ...preload, path.join(ROOT, 'dist', 'main.js'), 'run', '--config', conf], {
+        cpu: ctx.targetCpu,
+        log: logFile,
+        cwd: OUT,
+      });
+      extra.audit = audit;
+      extra.admin = admin;
+      extra.config = conf;
+      break;
+    }
+    case 'nginx':
+    case 'ceiling': {
+      const { conf } = targetConfig(name, ctx);
+      proc = start(name, 'nginx', nginxArgs(conf, name), { cpu: ctx.targetCpu, log: logFile });
+      extra.config = conf;
+      break;
+    }
+    case 'haproxy': {
+      const { conf } = targetConfig(name, ctx);
       proc = start(name, 'haproxy', ['-db', '-f', conf], { cpu: ctx.targetCpu, log: logFile });
       extra.config = conf;
       break;

@@ -43,7 +43,7 @@ const METHOD_INDEX = new Map(METHOD_LABELS.slice(0, OTHER_INDEX).map((m, i) => [
 type Labels = Readonly<Record<string, string>>;
 
 /** Every `where` of mtls_sidecar_internal_errors_total, pre-created at 0. */
-const INTERNAL_ERROR_WHERE: readonly InternalErrorWhere[] = ['h1', 'h2', 'h2_frame', 'outbound'];
+const INTERNAL_ERROR_WHERE: readonly InternalErrorWhere[] = ['h1', 'h2', 'h2_frame', 'upstream', 'outbound'];
 
 /** One counter series, in prom-client's Counter value shape. */
 interface CounterSeries {
@@ -332,7 +332,7 @@ export class Metrics {
     });
     this.#internalErrors = new Counter({
       name: 'mtls_sidecar_internal_errors_total',
-      help: 'Bugs caught in request handling, by where (h1, h2: the request got a 500 or was cut; h2_frame: the connection was closed).',
+      help: 'Bugs caught in request handling, by where (h1, h2, upstream: the request got a 500 or was cut; h2_frame: the connection was closed).',
       labelNames: ['where'],
       registers: [registry],
     });

@@ -1,5 +1,6 @@
 /**
- * Stage 6: forward to the app over the sidecar's keep-alive upstream pool (proxy/upstream.ts),
+ * Stage 6: forward to the app over the sidecar's keep-alive upstream pool (proxy/upstream.ts, or
+ * undici's with proxy/undici-upstream.ts),
  * streaming both bodies with backpressure (the client's slow reads pause the upstream, never
  * buffer more than one read of it).
  */
@@ -65,7 +66,7 @@ export interface ForwardContext {
 /** How a forward can fail: every one but `client_aborted` is a refusal the pipeline may still answer. */
 export type ForwardFailure = Extract<
   RequestReason,
-  'body_too_large' | 'request_timeout' | 'upstream_timeout' | 'client_aborted' | 'upstream_unreachable' | 'upstream_error'
+  'body_too_large' | 'request_timeout' | 'upstream_timeout' | 'client_aborted' | 'upstream_unreachable' | 'upstream_error' | 'internal_error'
 >;
 
 export interface ForwardDone<C extends ForwardContext = ForwardContext> {
@@ -117,7 +118,15 @@ export class ForwardHandler<C extends ForwardContext = ForwardContext> implement
     const out = responseHeaders(rawHeaders, ctx.requestId, this.securityHeaders);
     if (ctx.extraHeaders !== null) Object.assign(out, ctx.extraHeaders);
     if (this.drain.closing) this.res.disableKeepAlive();
-    this.res.writeHead(statusCode, out);
+    try {
+      this.res.writeHead(statusCode, out);
+    } catch (err) {
+      // A head HTTP/2 cannot carry (a single-value field repeated; both engines refuse it as
+      // node:http2 does): the app's response is at fault, a 502, not a bug of the sidecar's.
+      if ((err as { code?: string }).code !== 'ERR_HTTP2_HEADER_SINGLE_VALUE') throw err;
+      this.#cancel(err as Error);
+      return false;
+    }
     return true;
   }
 
@@ -179,6 +188,8 @@ export function classifyUpstreamError(err: Error, meter: BodyMeter | null): Forw
   if (err instanceof RequestTimeout || code === 'ERR_REQUEST_TIMEOUT') return 'request_timeout';
   if (code === 'ERR_UPSTREAM_HEADERS_TIMEOUT' || code === 'ERR_UPSTREAM_BODY_TIMEOUT') return 'upstream_timeout';
   if (code === 'ERR_CLIENT_GONE') return 'client_aborted';
+  // The handler itself threw inside an upstream callback: a bug on this side, not the app's failure.
+  if (code === 'ERR_UPSTREAM_HANDLER') return 'internal_error';
   if (UNREACHABLE.has(code)) return 'upstream_unreachable';
   return 'upstream_error';
 }

@@ -21,7 +21,13 @@
  * - an idle connection is closed after 30 s, or sooner when the app's `Keep-Alive: timeout=N`
  *   says it will close first (N - 2 s, undici's margin), and is never reused past that age;
  * - 1xx responses from the app are not relayed (the sidecar answers Expect itself); 101 and
- *   responses that do not parse end the exchange with an error (502).
+ *   responses that do not parse end the exchange with an error (502);
+ * - a handler that throws inside a callback is a bug on the sidecar's side, not the app's: the
+ *   exchange ends, the handler is told `ERR_UPSTREAM_HANDLER` and the exception goes to
+ *   `onInternalError` (never into a socket event, where it would end the process).
+ *
+ * `UpstreamClient` is what the rest of the sidecar uses; proxy/undici-upstream.ts implements it
+ * on undici's Pool, for the A/B measurement of this client against undici.
  */
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -34,6 +40,12 @@ export interface UpstreamOptions {
   readonly origin: string;
   readonly connectTimeoutMs: number;
   readonly timeoutMs: number;
+  /**
+   * A handler threw inside one of its callbacks (see handlerThrew). The runtime logs and counts
+   * it as an internal error; without a hook the exception only rides on the `cause` of the
+   * ERR_UPSTREAM_HANDLER the handler is told.
+   */
+  readonly onInternalError?: (err: unknown, handler: UpstreamHandler) => void;
 }
 
 export type UpstreamErrorCode =
@@ -44,12 +56,14 @@ export type UpstreamErrorCode =
   | 'ERR_UPSTREAM_BAD_RESPONSE'
   | 'ERR_UPSTREAM_BAD_HEADER'
   | 'ERR_UPSTREAM_LENGTH_MISMATCH'
-  | 'ERR_UPSTREAM_POOL_CLOSED';
+  | 'ERR_UPSTREAM_POOL_CLOSED'
+  /** The request's own handler threw: a bug in the sidecar, answered as an internal error. */
+  | 'ERR_UPSTREAM_HANDLER';
 
 export class UpstreamError extends Error {
   readonly code: UpstreamErrorCode;
-  constructor(code: UpstreamErrorCode, message: string) {
-    super(message);
+  constructor(code: UpstreamErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
     this.code = code;
   }
 }
@@ -81,6 +95,44 @@ export interface UpstreamHandler {
   onError(err: Error): void;
 }
 
+/** In-flight exchanges, and connections open / idle. */
+export interface UpstreamStats {
+  readonly running: number;
+  readonly connected: number;
+  readonly free: number;
+}
+
+/**
+ * The upstream client as the pipeline and the runtime use it: the own pool (UpstreamPool) or
+ * undici's (proxy/undici-upstream.ts), both built from UpstreamOptions.
+ */
+export interface UpstreamClient {
+  /** Starts an exchange; the handler hears of it through its callbacks only, never by a throw. */
+  dispatch(req: UpstreamRequest, handler: UpstreamHandler): void;
+  /** New requests are refused at once; resolves once in-flight exchanges have ended (a reload's old pool). */
+  close(): Promise<void>;
+  readonly stats: UpstreamStats;
+}
+
+/**
+ * A handler threw inside a callback: a bug on the sidecar's side, not the app's. The exchange
+ * has already ended (its connection closed). The handler is told with ERR_UPSTREAM_HANDLER,
+ * which the forward stage answers as an internal error rather than as the app's failure, unless
+ * it had already been told how the exchange ended (`tell` false: its onComplete or onError threw);
+ * then the exception goes to `report`, which logs and counts it and answers or cuts whatever
+ * response is still open. An exception from that second onError is not reported again.
+ */
+export function handlerThrew(report: UpstreamOptions['onInternalError'], handler: UpstreamHandler, err: unknown, tell: boolean): void {
+  if (tell) {
+    try {
+      handler.onError(new UpstreamError('ERR_UPSTREAM_HANDLER', 'the request handler threw', { cause: err }));
+    } catch {
+      // The same bug again; the response it left open is answered or cut by the report below.
+    }
+  }
+  report?.(err, handler);
+}
+
 const KEEP_ALIVE_MS = 30_000;
 /** The app's `Keep-Alive: timeout` is cut by this much, so the sidecar closes first (undici's threshold). */
 const KEEP_ALIVE_MARGIN_MS = 2_000;
@@ -98,13 +150,14 @@ function uncork(socket: Socket): void {
   socket.uncork();
 }
 
-export class UpstreamPool {
+export class UpstreamPool implements UpstreamClient {
   readonly host: string;
   readonly port: number;
   /** Sent when the request carries no Host (HTTP/1.0 without one). */
   readonly hostHeader: string;
   readonly connectTimeoutMs: number;
   readonly timeoutMs: number;
+  readonly onInternalError: UpstreamOptions['onInternalError'];
   /** Sweep period: the resolution of timeouts and idle closes. */
   readonly period: number;
   /** `timeout` in sweep periods; 0: none. */
@@ -125,12 +178,13 @@ export class UpstreamPool {
     this.hostHeader = url.host;
     this.connectTimeoutMs = o.connectTimeoutMs;
     this.timeoutMs = o.timeoutMs;
+    this.onInternalError = o.onInternalError;
     this.period = Math.max(10, Math.min(1000, Math.floor(Math.min(o.timeoutMs > 0 ? o.timeoutMs : KEEP_ALIVE_MS, KEEP_ALIVE_MS) / 10)));
     this.activeTicks = o.timeoutMs > 0 ? Math.ceil(o.timeoutMs / this.period) : 0;
   }
 
   /** In-flight exchanges, and connections open / idle (tests and /metrics-style probes). */
-  get stats(): { readonly running: number; readonly connected: number; readonly free: number } {
+  get stats(): UpstreamStats {
     return { running: this.running, connected: this.all.size, free: this.idle.length };
   }
 
@@ -138,11 +192,16 @@ export class UpstreamPool {
     const ex = new Exchange(this, req, handler);
     if (this.closed) {
       ex.done = true;
-      handler.onError(new UpstreamError('ERR_UPSTREAM_POOL_CLOSED', 'the upstream pool is closed'));
+      ex.tell(new UpstreamError('ERR_UPSTREAM_POOL_CLOSED', 'the upstream pool is closed'));
       return;
     }
     this.running++;
-    handler.onConnect(ex);
+    try {
+      handler.onConnect(ex);
+    } catch (err) {
+      ex.threw(err);
+      return;
+    }
     if (!ex.done) this.start(ex, false);
   }
 
@@ -264,7 +323,26 @@ class Exchange implements UpstreamControl {
 
   /** Ends the exchange with an error; its connection (if any) is closed, never reused mid-message. */
   fail(err: Error): void {
-    if (this.done) return;
+    if (this.#end()) this.tell(err);
+  }
+
+  /** The handler threw in a callback (a bug): the exchange ends as in fail(), and handlerThrew reports it. */
+  threw(err: unknown): void {
+    handlerThrew(this.pool.onInternalError, this.handler, err, this.#end());
+  }
+
+  /** Hands the handler its failure; should it throw, that is reported, never thrown into a socket event. */
+  tell(err: Error): void {
+    try {
+      this.handler.onError(err);
+    } catch (bug) {
+      handlerThrew(this.pool.onInternalError, this.handler, bug, false);
+    }
+  }
+
+  /** False when it had already ended (completed or failed): the handler has been told. */
+  #end(): boolean {
+    if (this.done) return false;
     this.done = true;
     const conn = this.conn;
     this.conn = null;
@@ -274,7 +352,7 @@ class Exchange implements UpstreamControl {
     }
     this.detachBody(true);
     this.pool.ended();
-    this.handler.onError(err);
+    return true;
   }
 
   // ---- request body --------------------------------------------------------------------------
@@ -486,7 +564,7 @@ class UpstreamConnection implements ParserEvents {
         ex.done = true;
         this.pool.ended();
         this.#release();
-        ex.handler.onError(new UpstreamError('ERR_UPSTREAM_BAD_HEADER', `header ${name} has a CR, LF or NUL in its value`));
+        ex.tell(new UpstreamError('ERR_UPSTREAM_BAD_HEADER', `header ${name} has a CR, LF or NUL in its value`));
         return;
       }
       const n = name.length;
@@ -506,7 +584,7 @@ class UpstreamConnection implements ParserEvents {
       ex.done = true;
       this.pool.ended();
       this.#release();
-      ex.handler.onError(new UpstreamError('ERR_UPSTREAM_BAD_HEADER', `content-length ${ex.declared} on a request without a body`));
+      ex.tell(new UpstreamError('ERR_UPSTREAM_BAD_HEADER', `content-length ${ex.declared} on a request without a body`));
       return;
     }
     if (body === null) {
@@ -563,10 +641,11 @@ class UpstreamConnection implements ParserEvents {
     try {
       rc = this.parser.execute(chunk);
     } catch (err) {
-      // A handler threw inside a parser callback: end this exchange, never the process.
+      // A handler threw inside a parser callback (a bug, not the app's doing): this exchange ends,
+      // never the process. Its connection is mid-message whatever the exchange's state.
       this.#complete = false;
-      if (this.ex === ex) ex.fail(err as Error);
-      else this.kill();
+      if (this.ex !== ex) this.kill();
+      ex.threw(err);
       return;
     }
     if (rc === HPE_PAUSED) {
@@ -596,7 +675,11 @@ class UpstreamConnection implements ParserEvents {
     if (reusable && ex.sent) this.#release();
     else this.kill();
     this.pool.ended();
-    ex.handler.onComplete();
+    try {
+      ex.handler.onComplete();
+    } catch (err) {
+      ex.threw(err);
+    }
   }
 
   #onEnd(): void {
@@ -607,7 +690,7 @@ class UpstreamConnection implements ParserEvents {
         this.parser.finish();
       } catch (err) {
         this.#complete = false;
-        ex.fail(err as Error);
+        ex.threw(err);
       }
       if (this.#complete) {
         this.#complete = false;

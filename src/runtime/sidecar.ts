@@ -6,6 +6,9 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { UpstreamPool } from '../proxy/upstream.js';
+import type { UpstreamClient, UpstreamHandler } from '../proxy/upstream.js';
+import { UndiciUpstream } from '../proxy/undici-upstream.js';
+import { ForwardHandler } from '../proxy/forward.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
 import type { Log } from '../log.js';
@@ -64,7 +67,7 @@ export class Sidecar implements PipelineHost {
   draining = false;
   /** The listener has closed: HTTP/1.1 responses carry `Connection: close`. */
   closing = false;
-  pool: UpstreamPool;
+  pool: UpstreamClient;
   rate: RateLimitState | null = null;
   #limiterKey = '';
   /** The token check of the current snapshot (null without a `jwt` section); see #jwtFor. */
@@ -118,7 +121,8 @@ export class Sidecar implements PipelineHost {
     this.#jwtOptions = { ...deps.jwt, onError: (err) => jwksReport.failure(err), onRecovered: () => jwksReport.recovered() };
     this.jwt = this.#jwtFor(snapshot);
     this.admin = new AdminServer(this);
-    this.pool = new UpstreamPool(snapshot.upstream);
+    this.pool = this.#upstream(snapshot.upstream);
+    if (this.pool instanceof UndiciUpstream) this.log.info("upstream hop on undici's Pool (MTLS_SIDECAR_UPSTREAM=undici)");
     if (snapshot.outbound !== null) this.outbound = this.#outboundFor(snapshot.outbound, snapshot);
     this.#listener = new Listener(snapshot, {
       onSecureConnection: (socket) => this.#onSecureConnection(socket),
@@ -217,7 +221,7 @@ export class Sidecar implements PipelineHost {
     applySecureContext(this.server, applied);
     if (JSON.stringify(next.upstream) !== JSON.stringify(prev.upstream)) {
       const old = this.pool;
-      this.pool = new UpstreamPool(applied.upstream);
+      this.pool = this.#upstream(applied.upstream);
       // In-flight requests finish on the old pool; close() waits for them.
       old.close().catch(() => undefined);
     }
@@ -231,6 +235,26 @@ export class Sidecar implements PipelineHost {
     this.metrics.crls(applied.crlFiles);
     return warnings;
   }
+
+  /**
+   * The upstream client: the own (proxy/upstream.ts), or undici's Pool with
+   * MTLS_SIDECAR_UPSTREAM=undici. The switch is temporary, for the A/B measurement of the two
+   * clients (docs/performance.md); it goes once one of them is chosen.
+   */
+  #upstream(u: Snapshot['upstream']): UpstreamClient {
+    const o = { ...u, onInternalError: this.#onUpstreamBug };
+    return process.env['MTLS_SIDECAR_UPSTREAM'] === 'undici' ? new UndiciUpstream(o) : new UpstreamPool(o);
+  }
+
+  /**
+   * A forward handler threw inside an upstream callback: a bug, reported as a stage's is (where
+   * `upstream`). The handler has already been told (its request answered 500 or cut); should it
+   * have failed to, its response is answered or cut here.
+   */
+  readonly #onUpstreamBug = (err: unknown, handler: UpstreamHandler): void => {
+    const fwd: ForwardHandler | null = handler instanceof ForwardHandler ? handler : null;
+    this.internalError(err, 'upstream', fwd === null ? null : fwd.res, fwd === null ? null : fwd.ctx.requestId);
+  };
 
   /** False when the certificate is refused: the client is told (server/refusal.ts), nothing is served. */
   #onSecureConnection(socket: TLSSocket): boolean {

@@ -10,7 +10,7 @@
  *   -> audit + metrics when the response closes
  */
 import { performance } from 'node:perf_hooks';
-import type { UpstreamPool } from '../proxy/upstream.js';
+import type { UpstreamClient } from '../proxy/upstream.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Audit } from '../audit/audit.js';
 import type { Metrics } from '../admin/metrics.js';
@@ -47,7 +47,7 @@ export interface RateLimitState {
 /** What the pipeline needs from the running sidecar. */
 export interface PipelineHost {
   readonly snapshot: Snapshot;
-  readonly pool: UpstreamPool;
+  readonly pool: UpstreamClient;
   readonly audit: Audit;
   readonly metrics: Metrics;
   readonly log: Log;
@@ -321,7 +321,9 @@ function onForwardDone(rt: PipelineHost, ctx: RequestContext, plan: ForwardPlan,
       ctx.requestId,
       rt.snapshot.securityHeaders,
       null,
-      failure === 'body_too_large' || failure === 'request_timeout' || rt.closing,
+      // After an internal error (a handler bug met in an upstream callback) the HTTP/1.1
+      // connection ends, as after any other internal error.
+      failure === 'body_too_large' || failure === 'request_timeout' || failure === 'internal_error' || rt.closing,
     );
     ctx.status = res.statusCode;
   } else {

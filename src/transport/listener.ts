@@ -22,10 +22,11 @@ export type SidecarServer = tls.Server | http2.Http2SecureServer;
 
 /**
  * Where a bug in request handling was caught (the `where` label of
- * mtls_sidecar_internal_errors_total): an HTTP/1.1 or HTTP/2 request, or the own HTTP/2
- * implementation's frame handling (which costs the connection).
+ * mtls_sidecar_internal_errors_total): an HTTP/1.1 or HTTP/2 request, the own HTTP/2
+ * implementation's frame handling (which costs the connection), or the forward handler inside
+ * an upstream client's callback (`upstream`, reported by the runtime).
  */
-export type InternalErrorWhere = 'h1' | 'h2' | 'h2_frame' | 'outbound';
+export type InternalErrorWhere = 'h1' | 'h2' | 'h2_frame' | 'upstream' | 'outbound';
 
 /** An HTTP/2 connection of either engine, as the runtime keeps it: drain sends it GOAWAY. */
 export interface H2Connection {

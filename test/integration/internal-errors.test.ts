@@ -8,7 +8,9 @@
  * provoked on HTTP/1.1 and on both HTTP/2 engines, in the pipeline's synchronous run and in the
  * continuation after an asynchronous token check (where it would be an unhandled rejection).
  * Below that, each transport has its own guard for code outside the pipeline: a request hook
- * that throws on a bare listener.
+ * that throws on a bare listener. And the forward handler runs inside the upstream client's
+ * callbacks, outside the pipeline's guard: a throw there is a bug too (where `upstream`), not the
+ * app failing (502), on either upstream client.
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -18,7 +20,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import type { Agent } from 'undici';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { AuditSink } from '../helpers/audit-sink.js';
 import { agentFor, call, tlsOptions } from '../helpers/client.js';
 import { TEST_AUDIENCE, TEST_ISSUER, jwksOf, makeSigningKey, mintToken, thumbprintOfPem, writeJwksFile } from '../helpers/jwt.js';
@@ -27,6 +29,7 @@ import { parseProm, value } from '../helpers/prom.js';
 import { startSidecar, withEphemeralPorts, writeConfig } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
 import { loadAndCompile } from '../../src/config/index.js';
+import { ForwardHandler } from '../../src/proxy/forward.js';
 import { Listener } from '../../src/transport/listener.js';
 import type { InternalErrorWhere, SidecarServer } from '../../src/transport/listener.js';
 import type { AddressInfo } from 'node:net';
@@ -250,6 +253,99 @@ describe.each(['own', 'node'] as const)('outside the pipeline, each transport ca
     } finally {
       session.destroy();
       await agent.destroy();
+    }
+  });
+});
+
+describe.each(['own', 'undici'] as const)('a bug in the forward handler, inside an upstream callback (upstream client: %s)', (client) => {
+  let app: Upstream;
+  let sc: RunningSidecar;
+  const log = new AuditSink();
+
+  beforeAll(async () => {
+    app = await startUpstream();
+    const before = process.env['MTLS_SIDECAR_UPSTREAM'];
+    process.env['MTLS_SIDECAR_UPSTREAM'] = client;
+    try {
+      sc = await startSidecar(baseConfig(pki, app.url, { routes: [{ name: 'read', prefix: '/orders', methods: ['GET'], scopes: ['orders:read'] }] }), { log: pino({ level: 'info' }, log) });
+    } finally {
+      if (before === undefined) delete process.env['MTLS_SIDECAR_UPSTREAM'];
+      else process.env['MTLS_SIDECAR_UPSTREAM'] = before;
+    }
+  });
+  afterAll(async () => {
+    await sc.close();
+    await app.close();
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  /** The handler's `method` throws for the request with this id: a bug in the sidecar's own code, met while the app answers. */
+  function breakFor(method: 'onHeaders' | 'onData', id: string): void {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with the handler as `this`
+    const original = ForwardHandler.prototype[method] as (this: ForwardHandler, ...args: unknown[]) => boolean;
+    vi.spyOn(ForwardHandler.prototype, method).mockImplementation(function (this: ForwardHandler, ...args: unknown[]) {
+      if (this.ctx.requestId === id) throw new TypeError(`${method} broke (${MESSAGE_SECRET})`);
+      return original.apply(this, args);
+    });
+  }
+
+  async function counted(): Promise<number> {
+    return value(parseProm(await (await fetch(`${sc.admin}/metrics`)).text()), 'mtls_sidecar_internal_errors_total', { where: 'upstream' });
+  }
+
+  async function expectLogged(id: string): Promise<void> {
+    const line = await log.waitFor((l) => l.requestId === id);
+    expect(line).toMatchObject({ msg: 'internal error in request handling', where: 'upstream', requestId: id, error: 'TypeError' });
+    expect(JSON.stringify(line)).not.toContain(MESSAGE_SECRET);
+    expect(log.lines.filter((l) => l.requestId === id)).toHaveLength(1);
+  }
+
+  it('before the response head: a 500 internal_error (not a 502 from the app), logged and counted as upstream, the connection ends; the next request is served', async () => {
+    const id = `bug-upstream-head-${client}`;
+    const agent = agentFor(creds(pki, 'orders'));
+    try {
+      const before = await counted();
+      breakFor('onHeaders', id);
+      const res = await call(agent, sc.origin, '/orders/1', { headers: { 'x-request-id': id } });
+      expect(res.status).toBe(500);
+      expect(JSON.parse(res.text)).toEqual({ error: 'internal_error', requestId: id });
+      expect(res.headers['connection']).toBe('close');
+      await expectLogged(id);
+      expect(await counted()).toBe(before + 1);
+      expect(await sc.audit.waitFor((l) => l.requestId === id)).toMatchObject({ status: 500, reason: 'internal_error' });
+      expect((await call(agent, sc.origin, '/orders/2')).status).toBe(200);
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it('after the response head (HTTP/2): the stream is cut, logged and counted as upstream; the session goes on', async () => {
+    const id = `bug-upstream-body-${client}`;
+    const session = http2.connect(sc.origin, tlsOptions(creds(pki, 'orders')));
+    session.on('error', () => undefined);
+    const get = (headers: Record<string, string>): Promise<{ status: number; ended: boolean }> =>
+      new Promise((resolve) => {
+        const req = session.request({ ':path': '/orders/3', ...headers });
+        let status = 0;
+        let ended = false;
+        req.on('response', (h) => (status = Number(h[':status'])));
+        req.on('end', () => (ended = true));
+        req.on('error', () => undefined);
+        req.on('close', () => resolve({ status, ended: ended && req.rstCode === http2.constants.NGHTTP2_NO_ERROR }));
+        req.resume();
+      });
+    try {
+      const before = await counted();
+      breakFor('onData', id);
+      expect(await get({ 'x-request-id': id })).toEqual({ status: 200, ended: false });
+      await expectLogged(id);
+      expect(await counted()).toBe(before + 1);
+      expect(await sc.audit.waitFor((l) => l.requestId === id)).toMatchObject({ reason: 'internal_error' });
+      expect(await get({})).toEqual({ status: 200, ended: true });
+    } finally {
+      session.close();
     }
   });
 });

@@ -101,7 +101,7 @@ class ReferenceMetrics {
     });
     this.#internalErrors = new Counter({
       name: 'mtls_sidecar_internal_errors_total',
-      help: 'Bugs caught in request handling, by where (h1, h2: the request got a 500 or was cut; h2_frame: the connection was closed).',
+      help: 'Bugs caught in request handling, by where (h1, h2, upstream: the request got a 500 or was cut; h2_frame: the connection was closed).',
       labelNames: ['where'],
       registers: [registry],
     });
@@ -125,7 +125,7 @@ class ReferenceMetrics {
       registers: [registry],
     });
     this.#handshakes.labels('accepted', 'ok').inc(0);
-    for (const where of ['h1', 'h2', 'h2_frame']) this.#internalErrors.labels(where).inc(0);
+    for (const where of ['h1', 'h2', 'h2_frame', 'upstream']) this.#internalErrors.labels(where).inc(0);
   }
 
   request(identity: string, route: string, method: string, code: number, decision: string, seconds: number, upstreamSeconds: number | null): void {
@@ -152,7 +152,7 @@ class ReferenceMetrics {
     if (result === 'success') this.#lastReloadOkTime.set(this.#now() / 1000);
   }
 
-  internalError(where: 'h1' | 'h2' | 'h2_frame'): void {
+  internalError(where: 'h1' | 'h2' | 'h2_frame' | 'upstream'): void {
     this.#internalErrors.labels(where).inc();
   }
 

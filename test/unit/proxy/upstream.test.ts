@@ -1,7 +1,10 @@
 /**
- * proxy/upstream.ts, the sidecar's HTTP/1.1 client to the app, against scripted apps on real
- * loopback sockets: each app is a raw TCP server that answers with exactly the bytes a test needs
- * (keep-alive races, interim responses, close-delimited bodies, oversized heads, extra bytes).
+ * The upstream clients, against scripted apps on real loopback sockets: each app is a raw TCP
+ * server that answers with exactly the bytes a test needs (keep-alive races, interim responses,
+ * close-delimited bodies, oversized heads, extra bytes). Behaviour seen through the
+ * UpstreamClient interface runs against both the own client (proxy/upstream.ts) and undici's Pool
+ * behind it (proxy/undici-upstream.ts); the own client's internals (its idle list, the exact
+ * bytes of its heads) are tested on it alone.
  */
 import net from 'node:net';
 import { once } from 'node:events';
@@ -9,8 +12,9 @@ import { Worker } from 'node:worker_threads';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { UpstreamPool } from '../../../src/proxy/upstream.js';
+import { UndiciUpstream } from '../../../src/proxy/undici-upstream.js';
 import { BodyMeter } from '../../../src/proxy/forward.js';
-import type { UpstreamControl, UpstreamHandler, UpstreamRequest } from '../../../src/proxy/upstream.js';
+import type { UpstreamClient, UpstreamControl, UpstreamHandler, UpstreamOptions, UpstreamRequest } from '../../../src/proxy/upstream.js';
 import { until } from '../../helpers/wait.js';
 
 interface Result {
@@ -21,10 +25,20 @@ interface Result {
 }
 
 /**
- * Collects one exchange; resolves when it completes or fails. `slowReader`: the handler says it is
- * full on every chunk and resumes `slowReader` ms later (a client slower than the app).
+ * After the immediates queued in this turn of the event loop, undici's among them: undici hands
+ * a connection back to its pool only in a setImmediate queued after the response's end (it waits
+ * for a close the app may send right after it), so a request made before that opens a new one.
  */
-function exchange(pool: UpstreamPool, req: Partial<UpstreamRequest> & { path: string }, slowReader = 0, reads?: { chunks: number; sinceResume: number; most: number }): Promise<Result> {
+function afterTurn(f: () => void): void {
+  setImmediate(() => setImmediate(f));
+}
+
+/**
+ * Collects one exchange; resolves when it completes or fails, after the turn (afterTurn).
+ * `slowReader`: the handler says it is full on every chunk and resumes `slowReader` ms later (a
+ * client slower than the app).
+ */
+function exchange(pool: UpstreamClient, req: Partial<UpstreamRequest> & { path: string }, slowReader = 0, reads?: { chunks: number; sinceResume: number; most: number }): Promise<Result> {
   return new Promise((resolve) => {
     const r: Result = { status: 0, headers: [], body: '', error: null };
     let control: UpstreamControl | null = null;
@@ -51,11 +65,11 @@ function exchange(pool: UpstreamPool, req: Partial<UpstreamRequest> & { path: st
         return false;
       },
       onComplete() {
-        resolve(r);
+        afterTurn(() => resolve(r));
       },
       onError(err) {
         r.error = err;
-        resolve(r);
+        afterTurn(() => resolve(r));
       },
     };
     pool.dispatch({ method: 'GET', headers: ['host', 'app'], body: null, ...req }, h);
@@ -113,10 +127,38 @@ async function scriptedApp(answer: (sock: net.Socket, request: string, index: nu
 
 const OK = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
 
-let pools: UpstreamPool[] = [];
+/** A request as the app received it, its header lines sorted: the two clients order them differently. */
+function normalized(request: string): string {
+  const end = request.indexOf('\r\n\r\n');
+  const [line, ...headers] = request.slice(0, end).split('\r\n');
+  return [line, ...headers.sort(), '', request.slice(end + 4)].join('\n');
+}
+
+type Make = (o: UpstreamOptions) => UpstreamClient;
+/** Each client, and how late past its due time its connect limit may fire (undici's timers tick every ~0.5 s). */
+const CLIENTS: readonly (readonly [string, Make, number])[] = [
+  ['own', (o) => new UpstreamPool(o), 190],
+  ['undici', (o) => new UndiciUpstream(o), 1_500],
+];
+
+/** A request body as the app received it: de-chunked, or as it came. */
+function bodyOf(request: string): string {
+  const end = request.indexOf('\r\n\r\n');
+  const rest = request.slice(end + 4);
+  if (!/transfer-encoding: chunked/i.test(request.slice(0, end))) return rest;
+  let out = '';
+  for (let at = 0; ; ) {
+    const eol = rest.indexOf('\r\n', at);
+    const size = parseInt(rest.slice(at, eol), 16);
+    if (size === 0) return out;
+    out += rest.slice(eol + 2, eol + 2 + size);
+    at = eol + 2 + size + 2;
+  }
+}
+
+let pools: UpstreamClient[] = [];
 let apps: ScriptedApp[] = [];
-function pool(port: number, timeoutMs = 5_000): UpstreamPool {
-  const p = new UpstreamPool({ origin: `http://127.0.0.1:${port}`, connectTimeoutMs: 1_000, timeoutMs });
+function track<P extends UpstreamClient>(p: P): P {
   pools.push(p);
   return p;
 }
@@ -132,13 +174,17 @@ afterEach(async () => {
   apps = [];
 });
 
-describe('UpstreamPool', () => {
+describe.each(CLIENTS)('upstream client (%s)', (name, make, lateMs) => {
+  function pool(port: number, timeoutMs = 5_000, o: Partial<UpstreamOptions> = {}): UpstreamClient {
+    return track(make({ origin: `http://127.0.0.1:${port}`, connectTimeoutMs: 1_000, timeoutMs, ...o }));
+  }
+
   it('keeps one connection alive across sequential requests and writes one well-formed head', async () => {
     const a = await app((s) => s.write(OK));
     const p = pool(a.port);
     for (let i = 0; i < 3; i++) expect((await exchange(p, { path: `/r${i}` })).body).toBe('ok');
     expect(a.connections).toBe(1);
-    expect(a.received[0]).toBe('GET /r0 HTTP/1.1\r\nhost: app\r\nconnection: keep-alive\r\n\r\n');
+    expect(normalized(a.received[0] as string)).toBe(normalized('GET /r0 HTTP/1.1\r\nhost: app\r\nconnection: keep-alive\r\n\r\n'));
     expect(p.stats).toEqual({ running: 0, connected: 1, free: 1 });
   });
 
@@ -249,7 +295,7 @@ describe('UpstreamPool', () => {
     const p = pool(a.port);
     await exchange(p, { path: '/c', method: 'POST', body: Readable.from([Buffer.from('abc'), Buffer.from('defgh')]) });
     await exchange(p, { path: '/e', method: 'POST' });
-    expect(a.received[0]).toBe('POST /c HTTP/1.1\r\nhost: app\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n');
+    expect(normalized(a.received[0] as string)).toBe(normalized('POST /c HTTP/1.1\r\nhost: app\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n'));
     expect(a.received[1]).toContain('\r\ncontent-length: 0\r\n');
   });
 
@@ -292,8 +338,7 @@ describe('UpstreamPool', () => {
       // Two fill the queue (backlog 1 holds two); the other two, and the pool's, are dropped.
       await Promise.all(fillers.slice(0, 2).map((f) => once(f, 'connect')));
       const connects = vi.spyOn(net, 'connect');
-      const p = new UpstreamPool({ origin: `http://127.0.0.1:${port}`, connectTimeoutMs: 200, timeoutMs: 5_000 });
-      pools.push(p);
+      const p = pool(port, 5_000, { connectTimeoutMs: 200 });
       const t0 = performance.now();
       const r = await exchange(p, { path: '/' });
       const took = performance.now() - t0;
@@ -301,7 +346,7 @@ describe('UpstreamPool', () => {
       expect(took).toBeGreaterThanOrEqual(190);
       // One connection tried, not a second one for the (bodiless, retryable) GET.
       expect(connects).toHaveBeenCalledTimes(1);
-      expect(took).toBeLessThan(390);
+      expect(took).toBeLessThan(200 + lateMs);
       connects.mockRestore();
     } finally {
       for (const f of fillers) f.destroy();
@@ -317,23 +362,6 @@ describe('UpstreamPool', () => {
     Readable.from([Buffer.alloc(100)]).pipe(meter);
     const r = await exchange(pool(a.port), { path: '/', method: 'POST', body: meter });
     expect(r.error?.code).toBe('ERR_BODY_TOO_LARGE');
-  });
-
-  it('an idle connection the app has just closed is never handed out: a POST right after goes on a new one', async () => {
-    const a = await app((s, _r, i) => {
-      s.write(OK);
-      if (i === 0) setTimeout(() => s.end(), 30);
-    });
-    const p = pool(a.port);
-    await exchange(p, { path: '/warm' });
-    const idle = p.idle[0] as (typeof p.idle)[number];
-    // The app's FIN is read; the next request is dispatched in the same loop turn, before 'close'.
-    const r = await new Promise<Result>((resolve) =>
-      idle.socket.once('end', () => setImmediate(() => resolve(exchange(p, { path: '/post', method: 'POST', headers: ['host', 'app', 'content-length', '2'], body: Readable.from([Buffer.from('hi')]) })))),
-    );
-    expect(r.error).toBeNull();
-    expect(r.body).toBe('ok');
-    expect(a.connections).toBe(2);
   });
 
   it('stops parsing when the reader is full and goes on where it stopped on resume (one chunk per resume)', async () => {
@@ -385,8 +413,7 @@ describe('UpstreamPool', () => {
 
   it('timeout 0 and connectTimeout 0 mean no limit (as with undici)', async () => {
     const a = await app((s) => setTimeout(() => s.write(OK), 60));
-    const p = new UpstreamPool({ origin: `http://127.0.0.1:${a.port}`, connectTimeoutMs: 0, timeoutMs: 0 });
-    pools.push(p);
+    const p = pool(a.port, 0, { connectTimeoutMs: 0 });
     const r = await exchange(p, { path: '/' });
     expect(r.error).toBeNull();
     expect(r.body).toBe('ok');
@@ -402,7 +429,16 @@ describe('UpstreamPool', () => {
     body.push(null);
     await exchange(p, { path: '/', method: 'POST', body });
     expect(a.received).toHaveLength(1);
-    expect(a.received[0]).toContain('1\r\na\r\n23\r\nGET /smuggled');
+    // undici reads a body that has already ended to its end first and sends it with a length.
+    expect(bodyOf(a.received[0] as string)).toBe('aGET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n');
+  });
+
+  it('reads on past a 100 Continue the app sends unasked (undici refuses it: a bad response)', async () => {
+    const a = await app((s) => s.write(`HTTP/1.1 100 Continue\r\n\r\n${OK}`));
+    const r = await exchange(pool(a.port), { path: '/' });
+    // undici destroys the connection over a 100 before the handler hears of it; not for an adapter to change.
+    if (name === 'undici') expect(r.error?.code).toBe('ERR_UPSTREAM_BAD_RESPONSE');
+    else expect(r.body).toBe('ok');
   });
 
   it('ends an exchange held open by endless interim responses', async () => {
@@ -413,7 +449,7 @@ describe('UpstreamPool', () => {
   it('sends the origin as Host when the request carries none', async () => {
     const a = await app((s) => s.write(OK));
     await exchange(pool(a.port), { path: '/', headers: ['x-a', '1'] });
-    expect(a.received[0]).toBe(`GET / HTTP/1.1\r\nx-a: 1\r\nhost: 127.0.0.1:${a.port}\r\nconnection: keep-alive\r\n\r\n`);
+    expect(normalized(a.received[0] as string)).toBe(normalized(`GET / HTTP/1.1\r\nx-a: 1\r\nhost: 127.0.0.1:${a.port}\r\nconnection: keep-alive\r\n\r\n`));
   });
 
   it('does not relay a switch of protocols (101): a bad response', async () => {
@@ -438,6 +474,82 @@ describe('UpstreamPool', () => {
     expect(a.received).toHaveLength(0);
   });
 
+  /**
+   * A handler that throws in `at` (a bug on the sidecar's side): resolves once the pool has
+   * reported it, and a turn later, so anything the pool still did would have been seen.
+   */
+  async function throwing(port: number, at: keyof UpstreamHandler, timeoutMs = 5_000): Promise<{ p: UpstreamClient; bug: Error; told: (Error & { code?: string })[]; completed: number; reported: unknown[]; handlers: unknown[] }> {
+    const bug = new TypeError(`a bug in ${at}`);
+    const out = { bug, told: [] as (Error & { code?: string })[], completed: 0, reported: [] as unknown[], handlers: [] as unknown[] };
+    let reported: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (reported = () => afterTurn(resolve)));
+    const p = pool(port, timeoutMs, {
+      onInternalError: (err, h) => {
+        out.reported.push(err);
+        out.handlers.push(h);
+        reported();
+      },
+    });
+    const handler: UpstreamHandler = {
+      onConnect: () => {
+        if (at === 'onConnect') throw bug;
+      },
+      onHeaders: () => {
+        if (at === 'onHeaders') throw bug;
+        return true;
+      },
+      onData: () => {
+        if (at === 'onData') throw bug;
+        return true;
+      },
+      onComplete: () => {
+        out.completed++;
+        if (at === 'onComplete') throw bug;
+      },
+      onError: (err) => {
+        out.told.push(err);
+        if (at === 'onError') throw bug;
+      },
+    };
+    p.dispatch({ method: 'GET', path: '/', headers: ['host', 'app'], body: null }, handler);
+    await done;
+    expect(out.handlers).toEqual(out.reported.map(() => handler));
+    return { p, ...out };
+  }
+
+  it('a handler that throws before the request, on the head or on the body ends its exchange as an internal error, never as the app failing', async () => {
+    const a = await app((s) => s.write(OK));
+    for (const at of ['onConnect', 'onHeaders', 'onData'] as const) {
+      const before = a.connections;
+      const { p, bug, told, completed, reported } = await throwing(a.port, at);
+      // Reported once, with the handler's own exception; the handler hears ERR_UPSTREAM_HANDLER
+      // (answered 500 internal_error by the forward stage), not an upstream error.
+      expect(reported).toEqual([bug]);
+      expect(told.map((e) => e.code)).toEqual(['ERR_UPSTREAM_HANDLER']);
+      expect(told[0]?.cause).toBe(bug);
+      expect(completed).toBe(0);
+      expect(p.stats.running).toBe(0);
+      // The pool goes on; a connection left mid-response is not reused (onConnect threw before any was made).
+      expect((await exchange(p, { path: '/next' })).body).toBe('ok');
+      expect(a.connections - before).toBe(at === 'onConnect' ? 1 : 2);
+      await p.close();
+    }
+  });
+
+  it('a handler that throws in onComplete or onError is reported and not told again; the process and the pool go on', async () => {
+    const a = await app((s) => s.write(OK));
+    const c = await throwing(a.port, 'onComplete');
+    expect(c.reported).toEqual([c.bug]);
+    expect(c.completed).toBe(1);
+    expect(c.told).toEqual([]);
+    expect((await exchange(c.p, { path: '/next' })).body).toBe('ok');
+    const silent = await app(() => undefined);
+    const e = await throwing(silent.port, 'onError', 150);
+    expect(e.reported).toEqual([e.bug]);
+    expect(e.told.map((x) => x.code)).toEqual(['ERR_UPSTREAM_HEADERS_TIMEOUT']);
+    expect(e.p.stats.running).toBe(0);
+  });
+
   it('answers a closed pool at once, and close() waits for the exchange in flight', async () => {
     let hold: net.Socket | null = null;
     const a = await app((s) => {
@@ -456,5 +568,59 @@ describe('UpstreamPool', () => {
     await closing;
     // Its connection is destroyed as the exchange ends; 'close' follows within a few turns.
     expect(await until(() => p.stats.connected === 0, 2000, 5)).toBe(true);
+  });
+});
+
+describe('UpstreamPool (the own client)', () => {
+  function pool(port: number): UpstreamPool {
+    return track(new UpstreamPool({ origin: `http://127.0.0.1:${port}`, connectTimeoutMs: 1_000, timeoutMs: 5_000 }));
+  }
+
+  it('hands a connection back at once: a request made as the last one completes goes on the same connection', async () => {
+    const a = await app((s) => s.write(OK));
+    const p = pool(a.port);
+    await new Promise<void>((resolve) => {
+      const next: UpstreamHandler = {
+        onConnect: () => undefined,
+        onHeaders: () => true,
+        onData: () => true,
+        onComplete: () => resolve(),
+        onError: () => resolve(),
+      };
+      // The second request is dispatched from inside the first one's onComplete.
+      p.dispatch({ method: 'GET', path: '/1', headers: ['host', 'app'], body: null }, { ...next, onComplete: () => p.dispatch({ method: 'GET', path: '/2', headers: ['host', 'app'], body: null }, next) });
+    });
+    expect(a.received).toHaveLength(2);
+    expect(a.connections).toBe(1);
+  });
+
+  it('writes the head as one string: the request line, its headers in order, Host from the origin if absent, connection', async () => {
+    const a = await app((s) => s.write(OK));
+    const p = pool(a.port);
+    await exchange(p, { path: '/r0' });
+    await exchange(p, { path: '/c', method: 'POST', body: Readable.from([Buffer.from('abc'), Buffer.from('defgh')]) });
+    await exchange(p, { path: '/', headers: ['x-a', '1'] });
+    expect(a.received).toEqual([
+      'GET /r0 HTTP/1.1\r\nhost: app\r\nconnection: keep-alive\r\n\r\n',
+      'POST /c HTTP/1.1\r\nhost: app\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n',
+      `GET / HTTP/1.1\r\nx-a: 1\r\nhost: 127.0.0.1:${a.port}\r\nconnection: keep-alive\r\n\r\n`,
+    ]);
+  });
+
+  it('an idle connection the app has just closed is never handed out: a POST right after goes on a new one', async () => {
+    const a = await app((s, _r, i) => {
+      s.write(OK);
+      if (i === 0) setTimeout(() => s.end(), 30);
+    });
+    const p = pool(a.port);
+    await exchange(p, { path: '/warm' });
+    const idle = p.idle[0] as (typeof p.idle)[number];
+    // The app's FIN is read; the next request is dispatched in the same loop turn, before 'close'.
+    const r = await new Promise<Result>((resolve) =>
+      idle.socket.once('end', () => setImmediate(() => resolve(exchange(p, { path: '/post', method: 'POST', headers: ['host', 'app', 'content-length', '2'], body: Readable.from([Buffer.from('hi')]) })))),
+    );
+    expect(r.error).toBeNull();
+    expect(r.body).toBe('ok');
+    expect(a.connections).toBe(2);
   });
 });
