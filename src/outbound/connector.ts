@@ -4,7 +4,7 @@
  * audit line and metric here, once per connection, and the connection is destroyed before the
  * HTTP client sees it; requests waiting for it fail with `ServerRefused`.
  */
-import { buildConnector } from 'undici';
+import type { buildConnector } from 'undici';
 import type { TLSSocket } from 'node:tls';
 import type { PeerInfo } from '../identity/peer.js';
 import type { OutboundHandshakeReason } from '../reasons.js';
@@ -59,8 +59,9 @@ export interface PeerSlot {
  * A connector for one undici Client: the slot holds the peer of that client's current
  * connection (a Client has one connection at a time).
  */
-export function outboundConnector(o: ConnectorOptions, hooks: ConnectorHooks, slot: PeerSlot): Connector {
-  const base = buildConnector({
+/** `build`: undici's buildConnector (loaded lazily by the caller). */
+export function outboundConnector(o: ConnectorOptions, hooks: ConnectorHooks, slot: PeerSlot, build: typeof buildConnector): Connector {
+  const base = build({
     cert: o.tls.cert,
     key: o.tls.key,
     ca: [...o.tls.ca],

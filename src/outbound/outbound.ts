@@ -17,6 +17,8 @@ import { newRequestId } from '../server/request-id.js';
 import { H1Server } from '../transport/h1/server.js';
 import type { H1ClientError, H1Limits } from '../transport/h1/connection.js';
 import type { InboundRequest, OutboundResponse } from '../transport/types.js';
+import { ForwardHandler } from '../proxy/forward.js';
+import type { UpstreamHandler } from '../proxy/upstream.js';
 import { handleOutbound } from './pipeline.js';
 import type { OutboundHost } from './pipeline.js';
 import { DestinationPool } from './pool.js';
@@ -97,7 +99,7 @@ export class Outbound implements OutboundHost {
     let p = this.#pools.get(dest.name);
     if (p === undefined || p.key !== dest.poolKey) {
       p?.close().catch(() => undefined);
-      p = new DestinationPool(dest, this.settings, this.#hooks(dest), this.#deps.now);
+      p = new DestinationPool(dest, this.settings, this.#hooks(dest), this.#deps.now, this.#onHandlerBug);
       this.#pools.set(dest.name, p);
     }
     return p;
@@ -149,6 +151,12 @@ export class Outbound implements OutboundHost {
     for (const socket of this.#conns.keys()) socket.destroy();
     for (const p of this.#pools.values()) p.destroy().catch(() => undefined);
   }
+
+  /** A forward handler threw inside a client callback: a bug, reported as the runtime reports one. */
+  readonly #onHandlerBug = (err: unknown, handler: UpstreamHandler): void => {
+    const fwd: ForwardHandler | null = handler instanceof ForwardHandler ? handler : null;
+    this.#deps.internalError(err, fwd === null ? null : fwd.res, fwd === null ? null : fwd.ctx.requestId);
+  };
 
   internalError(err: unknown, res: OutboundResponse, requestId: string): void {
     this.#deps.internalError(err, res, requestId);

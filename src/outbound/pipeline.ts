@@ -16,7 +16,6 @@ import { writeRefusal } from '../server/respond.js';
 import type { RefusalReason } from '../server/respond.js';
 import { requestIdFor } from '../server/request-id.js';
 import type { InboundRequest, OutboundResponse } from '../transport/types.js';
-import type { ServerRefused } from './connector.js';
 import type { DestinationPool, OutboundLeg } from './pool.js';
 
 /** What the pipeline needs from the outbound runtime (outbound/outbound.ts). */
@@ -49,11 +48,8 @@ export class OutboundContext implements ForwardContext, OutboundLeg {
   bytesOut = 0;
   handler: ForwardHandler<OutboundContext> | null = null;
   audited = false;
-  // OutboundLeg: the connection that carried the request.
-  peer: OutboundLeg['peer'] = null;
-  protocol: string | null = null;
+  /** OutboundLeg: the connection slot of the client that took the request. */
   slot: OutboundLeg['slot'] = null;
-  refused: ServerRefused | null = null;
 
   constructor(start: number, method: string, res: OutboundResponse) {
     this.start = start;
@@ -142,9 +138,10 @@ function onDone(rt: OutboundHost, ctx: OutboundContext, res: OutboundResponse, f
     finish(rt, ctx);
     return;
   }
-  // A refused server is named by its own reason; the app gets the generic 502.
-  const refused = ctx.refused;
-  ctx.reason = refused !== null ? refused.reason : failure;
+  // A refused server is named by its own reason; the app gets the generic 502. (The slot's
+  // verdict is the last connection attempt's: the one that failed this request, just now.)
+  const refused = ctx.slot?.refused ?? null;
+  ctx.reason = refused ?? failure;
   if (failure === 'client_aborted') {
     ctx.status = 499;
   } else if (!res.headersSent && !res.writableEnded) {
@@ -175,7 +172,9 @@ function finish(rt: OutboundHost, ctx: OutboundContext): void {
   ctx.audited = true;
   const seconds = (performance.now() - ctx.start) / 1000;
   const dest = ctx.destination;
-  const peer = ctx.peer;
+  // The client's current connection is the one that answered (finish runs as the exchange ends).
+  const slot = ctx.slot;
+  const peer = slot === null ? null : slot.peer;
   rt.audit.outbound({
     requestId: ctx.requestId,
     destination: dest === null ? null : dest.name,
@@ -188,7 +187,7 @@ function finish(rt: OutboundHost, ctx: OutboundContext): void {
     durationMs: seconds * 1000,
     bytesIn: ctx.bytesIn,
     bytesOut: ctx.bytesOut,
-    protocol: ctx.protocol,
+    protocol: peer === null || slot === null ? null : slot.protocol,
   });
   rt.metrics.outboundRequest(dest === null ? 'unknown' : dest.name, ctx.method, ctx.status, seconds);
 }

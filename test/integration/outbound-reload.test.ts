@@ -77,6 +77,7 @@ describe.each([false, true])('outbound reloads, http2 %s', (http2) => {
     const reloader = new Reloader(a.sidecar, file, silentLog());
     const client = new Pool(`http://127.0.0.1:${a.outboundPort('billing')}`, { connections: 8 });
     let failures = 0;
+    const why: string[] = [];
     let done = 0;
     let stop = false;
     // Bounded load: 8 callers until the rotations are over (and at most 20 000 requests).
@@ -85,9 +86,13 @@ describe.each([false, true])('outbound reloads, http2 %s', (http2) => {
         try {
           const r = await client.request({ path: '/load', method: 'GET' });
           await r.body.text();
-          if (r.statusCode !== 200) failures++;
-        } catch {
+          if (r.statusCode !== 200) {
+            failures++;
+            why.push(`status ${r.statusCode}`);
+          }
+        } catch (err) {
           failures++;
+          why.push(String(err));
         }
         done++;
       }
@@ -106,7 +111,7 @@ describe.each([false, true])('outbound reloads, http2 %s', (http2) => {
       reloader.close();
       await a.close();
     }
-    expect(failures).toBe(0);
+    expect(failures, `${why.slice(0, 3).join('; ')} ${a.audit.raw.filter((l) => !l.includes('"status":200')).slice(0, 3).join('\n')}`).toBe(0);
     expect(done).toBeGreaterThan(20);
   });
 

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { Client } from 'undici';
+import { Client, buildConnector } from 'undici';
 import { IdentityMatcher } from '../../../src/identity/match.js';
 import type { IdentityMatch } from '../../../src/identity/match.js';
 import type { PeerInfo } from '../../../src/identity/peer.js';
@@ -85,6 +85,7 @@ async function callThrough(server: PkiEntry, expectRule: IdentityMatch, trust: r
     },
     { onAccepted: (p) => accepted.push(p), onRejected: (reason, peer) => rejected.push({ reason, peer }) },
     slot,
+    buildConnector,
   );
   const client = new Client(`https://127.0.0.1:${r.port}`, { connect });
   clients.push(client);
