@@ -332,7 +332,7 @@ export class Metrics {
     });
     this.#internalErrors = new Counter({
       name: 'mtls_sidecar_internal_errors_total',
-      help: 'Bugs caught in request handling, by where (h1, h2, upstream: the request got a 500 or was cut; h2_frame: the connection was closed).',
+      help: 'Bugs caught in request handling, by where (h1, h2, upstream, outbound: the request got a 500 or was cut; h2_frame: the connection was closed).',
       labelNames: ['where'],
       registers: [registry],
     });
