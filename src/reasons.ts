@@ -28,6 +28,10 @@ export const REQUEST_REASONS = [
   'draining',
   'trust_withdrawn',
   'audit_unavailable',
+  // Outbound (the app's calls out): an authority no destination lists on the proxy listener, and
+  // CONNECT there (never a tunnel: the sidecar must see every request it carries).
+  'unknown_destination',
+  'method_not_allowed',
   // A bug in the sidecar's own request handling (logged and counted; never the client's fault).
   'internal_error',
 ] as const;
@@ -50,6 +54,16 @@ export const HANDSHAKE_REASONS = [
 ] as const;
 export type HandshakeReason = (typeof HANDSHAKE_REASONS)[number];
 
+/**
+ * Why an outbound connection's server was refused (the `outbound_handshake_rejected` line); the
+ * refused request's own line carries the same reason.
+ */
+export const OUTBOUND_HANDSHAKE_REASONS = ['untrusted', 'expired', 'not_yet_valid', 'bad_eku', 'identity_mismatch', 'protocol'] as const;
+export type OutboundHandshakeReason = (typeof OUTBOUND_HANDSHAKE_REASONS)[number];
+
+/** The reason on an outbound request line. */
+export type OutboundReason = RequestReason | OutboundHandshakeReason;
+
 /** Generic error codes in refusal bodies; the specific reason stays in the audit line. */
 export type ErrorCode =
   | 'bad_request'
@@ -64,7 +78,9 @@ export type ErrorCode =
   | 'gateway_timeout'
   | 'misdirected_request'
   | 'internal_error'
-  | 'certificate_refused';
+  | 'certificate_refused'
+  | 'unknown_destination'
+  | 'method_not_allowed';
 
 export interface Refusal {
   readonly status: number;
@@ -97,4 +113,6 @@ export const REFUSALS: Readonly<Record<Exclude<RequestReason, 'ok' | 'client_abo
   draining: { status: 503, code: 'service_unavailable' },
   audit_unavailable: { status: 503, code: 'service_unavailable' },
   internal_error: { status: 500, code: 'internal_error' },
+  unknown_destination: { status: 403, code: 'unknown_destination' },
+  method_not_allowed: { status: 405, code: 'method_not_allowed' },
 });

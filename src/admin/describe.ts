@@ -61,6 +61,27 @@ export function describeConfig(s: Snapshot): Record<string, unknown> {
     audit: s.audit,
     admin: s.admin,
     shutdown: s.shutdown,
+    outbound:
+      s.outbound === null
+        ? null
+        : {
+            // Default tls.cert: the serving certificate above is the one presented.
+            certificate: s.certs.filter((c) => c.role === 'outbound').map(certView),
+            trust: s.certs.filter((c) => c.role === 'outboundCA').map(certView),
+            proxy: s.outbound.proxy,
+            destinations: s.outbound.destinations.map((d) => ({
+              name: d.name,
+              listen: d.listen,
+              target: d.target,
+              serverName: d.serverName,
+              expect: d.expect,
+              hosts: d.hosts,
+              http2: d.http2,
+              connectTimeoutMs: d.connectTimeoutMs,
+              timeoutMs: d.timeoutMs,
+              maxConnections: d.maxConnections,
+            })),
+          },
   };
 }
 

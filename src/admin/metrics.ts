@@ -15,7 +15,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Metric } from 'prom-client';
 import path from 'node:path';
 import type { CertSummary, CrlFileSummary } from '../config/snapshot.js';
-import type { HandshakeReason } from '../reasons.js';
+import type { HandshakeReason, OutboundHandshakeReason } from '../reasons.js';
 import type { InternalErrorWhere } from '../transport/listener.js';
 
 /** From about 100 µs (a refusal) to 10 s (a slow app). */
@@ -43,7 +43,7 @@ const METHOD_INDEX = new Map(METHOD_LABELS.slice(0, OTHER_INDEX).map((m, i) => [
 type Labels = Readonly<Record<string, string>>;
 
 /** Every `where` of mtls_sidecar_internal_errors_total, pre-created at 0. */
-const INTERNAL_ERROR_WHERE: readonly InternalErrorWhere[] = ['h1', 'h2', 'h2_frame', 'upstream'];
+const INTERNAL_ERROR_WHERE: readonly InternalErrorWhere[] = ['h1', 'h2', 'h2_frame', 'upstream', 'outbound'];
 
 /** One counter series, in prom-client's Counter value shape. */
 interface CounterSeries {
@@ -202,6 +202,12 @@ class RouteEntry {
   duration: HistogramSeries | null = null;
 }
 
+/** The outbound series of one destination. */
+class OutboundEntry {
+  readonly counts = new Map<number, CounterSeries>();
+  duration: HistogramSeries | null = null;
+}
+
 /** Above this many distinct decisions the packed key would overflow its bits; such calls take the slow path. */
 const MAX_PACKED_DECISIONS = 4096;
 
@@ -220,6 +226,12 @@ export class Metrics {
   readonly #lastReloadOkTime: Gauge;
   readonly #jwksFetchFailures: Counter;
   readonly #internalErrors: Counter<'where'>;
+  readonly #outboundRequests: ScrapeTimeCounter;
+  readonly #outboundDuration: ScrapeTimeHistogram;
+  readonly #outboundHandshakes: ScrapeTimeCounter;
+  /** destination → (method index, code) → series; destination names come from the config. */
+  readonly #outbound = new Map<string, OutboundEntry>();
+  readonly #outboundHandshakeSeries = new Map<string, CounterSeries>();
   /** identity → route → series: two lookups on the (interned config-name) strings, no key building. */
   readonly #routes = new Map<string, Map<string, RouteEntry>>();
   readonly #upstreamByRoute = new Map<string, HistogramSeries>();
@@ -275,6 +287,23 @@ export class Metrics {
       'Rate-limit decisions the backend (Redis) could not make, by what was done (allow, deny).',
       () => this.#rateLimitErrorSeries.clear(),
     );
+    this.#outboundRequests = new ScrapeTimeCounter(
+      registry,
+      'mtls_sidecar_outbound_requests_total',
+      "The app's requests out through a destination, by destination, method and status code.",
+      () => {
+        for (const e of this.#outbound.values()) e.counts.clear();
+      },
+    );
+    this.#outboundDuration = new ScrapeTimeHistogram(registry, 'mtls_sidecar_outbound_duration_seconds', 'Outbound request duration by destination, in seconds.', () => {
+      for (const e of this.#outbound.values()) e.duration = null;
+    });
+    this.#outboundHandshakes = new ScrapeTimeCounter(
+      registry,
+      'mtls_sidecar_outbound_handshakes_total',
+      "TLS handshakes with a destination's servers by destination, result (accepted, rejected) and reason.",
+      () => this.#outboundHandshakeSeries.clear(),
+    );
     new Gauge({
       name: 'mtls_sidecar_active_connections',
       help: 'Open client connections.',
@@ -303,7 +332,7 @@ export class Metrics {
     });
     this.#internalErrors = new Counter({
       name: 'mtls_sidecar_internal_errors_total',
-      help: 'Bugs caught in request handling, by where (h1, h2, upstream: the request got a 500 or was cut; h2_frame: the connection was closed).',
+      help: 'Bugs caught in request handling, by where (h1, h2, upstream, outbound: the request got a 500 or was cut; h2_frame: the connection was closed).',
       labelNames: ['where'],
       registers: [registry],
     });
@@ -378,6 +407,38 @@ export class Metrics {
       }
       u.observe(upstreamSeconds);
     }
+  }
+
+  /** One outbound request (any outcome); `seconds` non-finite: counted, not timed. */
+  outboundRequest(destination: string, method: string, code: number, seconds: number): void {
+    let e = this.#outbound.get(destination);
+    if (e === undefined) {
+      e = new OutboundEntry();
+      this.#outbound.set(destination, e);
+    }
+    const mi = METHOD_INDEX.get(method) ?? OTHER_INDEX;
+    // code < 2^32 (status codes are 3 digits), mi < 2^4: exact in a double.
+    const key = code * 16 + mi;
+    let c = e.counts.get(key);
+    if (c === undefined) {
+      c = this.#outboundRequests.series({ destination, method: METHOD_LABELS[mi]!, code: String(code) });
+      e.counts.set(key, c);
+    }
+    c.value += 1;
+    if (Number.isFinite(seconds)) {
+      e.duration ??= this.#outboundDuration.series({ destination });
+      e.duration.observe(seconds);
+    }
+  }
+
+  outboundHandshake(destination: string, result: 'accepted' | 'rejected', reason: OutboundHandshakeReason | 'ok'): void {
+    const key = `${destination}\u0000${result}\u0000${reason}`;
+    let s = this.#outboundHandshakeSeries.get(key);
+    if (s === undefined) {
+      s = this.#outboundHandshakes.series({ destination, result, reason });
+      this.#outboundHandshakeSeries.set(key, s);
+    }
+    s.value += 1;
   }
 
   handshake(result: 'accepted' | 'rejected', reason: HandshakeReason | 'ok'): void {
@@ -510,11 +571,14 @@ export class Metrics {
   }
 }
 
-/** `server` for the serving cert; `clientCA:<CN>` (or the thumbprint's head) for each CA. */
+/**
+ * `server` for the serving cert, `outbound` for the workload cert presented to destinations,
+ * `clientCA:<CN>` / `outboundCA:<CN>` (or the thumbprint's head) for each CA.
+ */
 export function certLabel(c: CertSummary): string {
-  if (c.role === 'server') return 'server';
+  if (c.role === 'server' || c.role === 'outbound') return c.role;
   const cn = /(?:^|, )CN=([^,]+)/.exec(c.subject)?.[1];
-  return `clientCA:${cn ?? c.sha256.slice(0, 23)}`;
+  return `${c.role}:${cn ?? c.sha256.slice(0, 23)}`;
 }
 
 /** The CRL file's name without its folder: bounded by the config, stable across mounts. */

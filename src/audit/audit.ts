@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { pino } from 'pino';
 import type { DestinationStream, Logger } from 'pino';
-import type { HandshakeReason, RequestReason } from '../reasons.js';
+import type { HandshakeReason, OutboundHandshakeReason, OutboundReason, RequestReason } from '../reasons.js';
 import { silentLog } from '../log.js';
 import type { Log } from '../log.js';
 import { AuditBuffer, writerForDestination, writerForFd } from './sink.js';
@@ -64,11 +64,42 @@ export interface HandshakeRecord {
   detail?: string;
 }
 
+/** One request the app sent out through a destination (SPEC §5, `direction:"outbound"`). */
+export interface OutboundRecord {
+  requestId: string;
+  /** null: refused before a destination was chosen (unknown authority, CONNECT). */
+  destination: string | null;
+  /** The server's URI SAN and certificate thumbprint (lower-case hex); null when none was verified. */
+  peerUri: string | null;
+  peerSha256: string | null;
+  method: string;
+  path: string;
+  status: number;
+  reason: OutboundReason;
+  durationMs: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** What was spoken to the remote: HTTP/1.1 or HTTP/2 (null when no connection was made). */
+  protocol: string | null;
+}
+
+/** A destination's server refused after its handshake (SPEC §5). */
+export interface OutboundHandshakeRecord {
+  destination: string;
+  reason: OutboundHandshakeReason;
+  target: string;
+  peerSha256?: string;
+  subject?: string;
+  uri?: string;
+}
+
 export interface Audit {
   /** Resolves once the destination is open (rejects, with the reason, if it cannot be). */
   ready(): Promise<void>;
   request(rec: RequestRecord): void;
   handshake(rec: HandshakeRecord): void;
+  outbound(rec: OutboundRecord): void;
+  outboundHandshake(rec: OutboundHandshakeRecord): void;
   /** `audit.onFull: refuse` and the destination is full or failing: requests get 503 audit_unavailable. */
   readonly refusing: boolean;
   /** Lines held in memory, not yet taken by the destination (bytes). */
@@ -116,7 +147,16 @@ function lineMid(r: RequestRecord): string {
 }
 
 function lineTail(r: RequestRecord): string {
-  return `,"protocol":${JSON.stringify(r.protocol)},"msg":"request"}\n`;
+  return `,"protocol":${JSON.stringify(r.protocol)},"direction":"inbound","msg":"request"}\n`;
+}
+
+/** The outbound request line, in the same fixed-shape way as requestLine (time first, msg last). */
+export function outboundLine(r: OutboundRecord): string {
+  return (
+    `{"time":"${isoNow()}","direction":"outbound","destination":${str(r.destination)},"peerUri":${str(r.peerUri)},"peerSha256":${str(r.peerSha256)},` +
+    `"requestId":${JSON.stringify(r.requestId)},"method":${JSON.stringify(r.method)},"path":${JSON.stringify(r.path)},"status":${num(r.status)},"reason":"${r.reason}",` +
+    `"durationMs":${ms(r.durationMs)},"bytesIn":${num(r.bytesIn)},"bytesOut":${num(r.bytesOut)},"protocol":${str(r.protocol)},"msg":"request"}\n`
+  );
 }
 
 /**
@@ -216,6 +256,12 @@ export function createAudit(target: 'stdout' | 'stderr' | number, destination?: 
     request: writeRequest,
     handshake(rec) {
       logger.info(rec, 'handshake_rejected');
+    },
+    outbound(rec) {
+      buf.line(outboundLine(rec));
+    },
+    outboundHandshake(rec) {
+      logger.info(rec, 'outbound_handshake_rejected');
     },
     get refusing() {
       return buf.refusing;

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { CompileContext } from './compile-context.js';
 import { compileJwt } from './jwt.js';
+import { compileOutbound } from './outbound.js';
 import type { ConfigIssue, Locator } from './load.js';
 import { compileRules } from './rules.js';
 import type { RawConfig } from './schema.js';
@@ -36,6 +37,7 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
   // Sections that read files, in the order their problems are reported.
   const tls = await compileTls(raw.tls, ctx);
   const jwt = await compileJwt(raw.jwt, raw.routes, ctx);
+  const outbound = await compileOutbound(raw.outbound, raw.tls, tls, ctx);
   if (tls === null || ctx.issues.length > 0) return { ok: false, issues: ctx.issues };
 
   const configFile = path.resolve(opts.configFile);
@@ -45,6 +47,7 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
     fileDigests: new Map([...(opts.text !== undefined ? [[configFile, createHash('sha256').update(opts.text).digest('hex')] as const] : []), ...ctx.digests]),
     listen: Object.freeze({ ...raw.listen }),
     ...tls,
+    certs: outbound === null ? tls.certs : Object.freeze([...tls.certs, ...outbound.certs.map((c) => Object.freeze(c))]),
     ...compileRules(raw.identities, raw.routes),
     jwt,
     rateLimit: compileRateLimit(raw.rateLimit),
@@ -55,6 +58,7 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
     audit: compileAudit(raw.audit, ctx),
     admin: Object.freeze({ ...raw.admin }),
     shutdown: Object.freeze({ drainDelayMs: raw.shutdown.drainDelay, timeoutMs: raw.shutdown.timeout }),
+    outbound: outbound?.outbound ?? null,
   };
   return { ok: true, snapshot: Object.freeze(snapshot) };
 }

@@ -160,6 +160,56 @@ const audit = z.strictObject({ file: z.string().min(1).default('stdout'), onFull
 const admin = z.strictObject({ address: z.string().min(1).default('127.0.0.1'), port: port.default(9901) });
 const shutdown = z.strictObject({ drainDelay: duration.default(5_000), timeout: duration.default(25_000) });
 
+/** `host:port` of a remote sidecar; a bracketed IPv6 literal is allowed. */
+const target = z.string().regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})):(?:[1-9][0-9]{0,4})$/, 'a host:port such as billing.pay.svc.cluster.local:8443');
+/** An authority the proxy listener maps to a destination: a host name, optionally with :port. */
+const authority = z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[1-9][0-9]{0,4})?$/, 'a host name, optionally with :port');
+const loopbackListen = z.strictObject({ address: z.string().min(1).default('127.0.0.1'), port });
+
+const destination = z.strictObject({
+  name,
+  listen: loopbackListen.optional(),
+  target,
+  serverName: z.string().min(1).optional(),
+  expect: identityMatch,
+  hosts: z.array(authority).default([]),
+  http2: z.boolean().default(false),
+  connectTimeout: duration.default(2_000),
+  timeout: duration.default(30_000),
+  maxConnections: z.number().int().min(1).max(10_000).default(64),
+});
+
+const outbound = z
+  .strictObject({
+    cert: file.optional(),
+    key: file.optional(),
+    trust: z.array(file).min(1).optional(),
+    proxy: loopbackListen.optional(),
+    destinations: z.array(destination).min(1, 'give at least one destination'),
+  })
+  .superRefine((o, ctx) => {
+    if ((o.cert === undefined) !== (o.key === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [o.cert === undefined ? 'cert' : 'key'], message: 'outbound.cert and outbound.key go together (or both default to tls.cert and tls.key)' });
+    }
+    uniqueNames(o.destinations, 'destinations', ctx);
+    const claimed = new Map<string, string>();
+    o.destinations.forEach((d, i) => {
+      if (d.listen === undefined && d.hosts.length === 0) {
+        ctx.addIssue({ code: 'custom', path: ['destinations', i], message: `destination "${d.name}" is reachable neither by a listen port nor by hosts on the proxy listener` });
+      }
+      d.hosts.forEach((h, j) => {
+        const key = h.toLowerCase();
+        const owner = claimed.get(key);
+        if (owner !== undefined) ctx.addIssue({ code: 'custom', path: ['destinations', i, 'hosts', j], message: `"${h}" is already claimed by destination "${owner}"` });
+        else claimed.set(key, d.name);
+      });
+    });
+    if (o.proxy === undefined && o.destinations.some((d) => d.hosts.length > 0)) {
+      const i = o.destinations.findIndex((d) => d.hosts.length > 0);
+      ctx.addIssue({ code: 'custom', path: ['destinations', i, 'hosts'], message: 'hosts are matched by the proxy listener: give outbound.proxy too' });
+    }
+  });
+
 export const configSchema = z
   .strictObject({
     version: z.literal(1, { error: 'version must be 1' }),
@@ -176,8 +226,10 @@ export const configSchema = z
     audit: audit.prefault({}),
     admin: admin.prefault({}),
     shutdown: shutdown.prefault({}),
+    outbound: outbound.optional(),
   })
   .superRefine((c, ctx) => {
+    uniquePorts(c, ctx);
     uniqueNames(c.identities, 'identities', ctx);
     uniqueNames(c.routes, 'routes', ctx);
     const known = new Set(c.identities.map((i) => i.name));
@@ -195,6 +247,28 @@ export const configSchema = z
       if (prefix !== null) ctx.addIssue({ code: 'custom', path: ['rateLimit', 'redis', 'keyPrefix'], message: prefix });
     }
   });
+
+/**
+ * Two listeners on one port: the second would fail at start-up (or, on 0.0.0.0 and 127.0.0.1,
+ * one would shadow the other), so it is a config error. Port 0 (any free port) never clashes.
+ */
+function uniquePorts(c: { listen: { address: string; port: number }; admin: { address: string; port: number }; outbound?: { proxy?: { address: string; port: number } | undefined; destinations: readonly { name: string; listen?: { address: string; port: number } | undefined }[] } | undefined }, ctx: z.RefinementCtx): void {
+  const seen = new Map<number, string>();
+  const take = (port: number, what: string, path: (string | number)[]): void => {
+    if (port === 0) return;
+    const other = seen.get(port);
+    if (other !== undefined) ctx.addIssue({ code: 'custom', path, message: `port ${port} is already used by ${other}` });
+    else seen.set(port, what);
+  };
+  take(c.listen.port, 'listen', ['listen', 'port']);
+  take(c.admin.port, 'admin', ['admin', 'port']);
+  const o = c.outbound;
+  if (o === undefined) return;
+  if (o.proxy !== undefined) take(o.proxy.port, 'outbound.proxy', ['outbound', 'proxy', 'port']);
+  o.destinations.forEach((d, i) => {
+    if (d.listen !== undefined) take(d.listen.port, `outbound destination "${d.name}"`, ['outbound', 'destinations', i, 'listen', 'port']);
+  });
+}
 
 function uniqueNames(items: readonly { name: string }[], key: string, ctx: z.RefinementCtx): void {
   const seen = new Set<string>();

@@ -37,7 +37,7 @@ export interface RouteRule {
 }
 
 export interface CertSummary {
-  readonly role: 'server' | 'clientCA';
+  readonly role: 'server' | 'clientCA' | 'outbound' | 'outboundCA';
   readonly file: string;
   readonly subject: string;
   readonly issuer: string;
@@ -163,4 +163,47 @@ export interface Snapshot {
   readonly audit: { readonly file: string; readonly onFull: 'refuse' | 'drop' };
   readonly admin: { readonly address: string; readonly port: number };
   readonly shutdown: { readonly drainDelayMs: number; readonly timeoutMs: number };
+  /** `outbound` section: the app's calls out over mTLS; null when absent. */
+  readonly outbound: OutboundSettings | null;
+}
+
+export interface ListenAddress {
+  readonly address: string;
+  readonly port: number;
+}
+
+/** One named destination (SPEC §3 `outbound.destinations[]`). */
+export interface OutboundDestination {
+  readonly name: string;
+  /** The loopback port the app calls; null when only the proxy listener reaches it. */
+  readonly listen: ListenAddress | null;
+  /** `host:port` as configured, and its parts (an IPv6 literal without brackets). */
+  readonly target: string;
+  readonly host: string;
+  readonly port: number;
+  readonly serverName: string;
+  readonly expect: IdentityMatch;
+  readonly expectMatcher: IdentityMatcher<{ readonly match: IdentityMatch }>;
+  /** Lower-cased authorities the proxy listener maps here. */
+  readonly hosts: readonly string[];
+  readonly http2: boolean;
+  readonly connectTimeoutMs: number;
+  readonly timeoutMs: number;
+  readonly maxConnections: number;
+  /**
+   * Digest of everything a pooled connection was made with and judged against (certificate,
+   * key, trust, expect, target, TLS settings): while it is unchanged a reload keeps the pool;
+   * otherwise the pool's connections are retired.
+   */
+  readonly poolKey: string;
+}
+
+export interface OutboundSettings {
+  /** The workload certificate presented to servers (default tls.cert/tls.key). */
+  readonly material: TlsMaterial;
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  readonly proxy: ListenAddress | null;
+  readonly destinations: readonly OutboundDestination[];
+  /** Authority (lower case, `host` or `host:port`) -> destination, for the proxy listener. */
+  readonly byAuthority: ReadonlyMap<string, OutboundDestination>;
 }

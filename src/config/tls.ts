@@ -192,7 +192,7 @@ async function compileCrls(
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
-function parseCerts(pem: Buffer, p: readonly PropertyKey[], ctx: CompileContext): X509Certificate[] {
+export function parseCerts(pem: Buffer, p: readonly PropertyKey[], ctx: CompileContext): X509Certificate[] {
   const blocks = pem.toString('latin1').match(PEM_CERT) ?? [];
   if (blocks.length === 0) {
     ctx.add(p, 'no PEM certificate found (expected -----BEGIN CERTIFICATE-----)');
@@ -209,7 +209,7 @@ function parseCerts(pem: Buffer, p: readonly PropertyKey[], ctx: CompileContext)
   return out;
 }
 
-function summarize(c: X509Certificate, role: CertSummary['role'], file: string): CertSummary {
+export function summarize(c: X509Certificate, role: CertSummary['role'], file: string): CertSummary {
   return {
     role,
     file,
@@ -224,6 +224,6 @@ function summarize(c: X509Certificate, role: CertSummary['role'], file: string):
   };
 }
 
-function oneLine(subject: string): string {
+export function oneLine(subject: string): string {
   return subject.split('\n').join(', ');
 }

@@ -25,7 +25,7 @@
  * refused (101, a bare 100) from a connection closed before any response byte.
  */
 import { createRequire } from 'node:module';
-import type { Dispatcher, Pool as UndiciPool, errors as UndiciErrors } from 'undici';
+import type { Client as UndiciClient, Dispatcher, Pool as UndiciPool, buildConnector as UndiciBuildConnector, errors as UndiciErrors } from 'undici';
 import { UpstreamError, handlerThrew } from './upstream.js';
 import type { UpstreamClient, UpstreamControl, UpstreamHandler, UpstreamOptions, UpstreamRequest, UpstreamStats } from './upstream.js';
 
@@ -59,6 +59,30 @@ function undiciPool(): typeof UndiciPool {
   return PoolClass;
 }
 
+/** undici's Client and connector, loaded as the Pool is (the outbound hop makes its own clients). */
+export function undiciClientParts(): { Client: typeof UndiciClient; buildConnector: typeof UndiciBuildConnector } {
+  const load = createRequire(import.meta.url);
+  return {
+    Client: load('undici/lib/dispatcher/client.js') as typeof UndiciClient,
+    buildConnector: load('undici/lib/core/connect.js') as typeof UndiciBuildConnector,
+  };
+}
+
+/**
+ * What the outbound hop adds to a pool: a connection cap, HTTP/2 offered by ALPN, and the
+ * clients its connections are made with (each judging its server before any request is written).
+ */
+export interface UndiciPoolOptions {
+  readonly connections?: number;
+  readonly allowH2?: boolean;
+  readonly factory?: (origin: URL, opts: object) => Dispatcher;
+}
+
+/** Dispatch options with the caller's tag, which a factory-made client may read (the outbound hop's request leg). */
+export interface TaggedDispatchOptions extends Dispatcher.DispatchOptions {
+  readonly tag?: object;
+}
+
 function ignore(): void {
   // An 'error' listener on a request body for the time undici has taken its own off (it destroys
   // a body with the request's error on failure); the exchange reports the failure itself.
@@ -71,7 +95,7 @@ export class UndiciUpstream implements UpstreamClient {
   running = 0;
   #closing: Promise<void> | null = null;
 
-  constructor(o: UpstreamOptions) {
+  constructor(o: UpstreamOptions, extra: UndiciPoolOptions = {}) {
     const Pool = undiciPool();
     this.onInternalError = o.onInternalError;
     this.pool = new Pool(o.origin, {
@@ -85,6 +109,9 @@ export class UndiciUpstream implements UpstreamClient {
       keepAliveTimeoutThreshold: KEEP_ALIVE_MARGIN_MS,
       maxHeaderSize: MAX_RESPONSE_HEAD,
       pipelining: 1,
+      ...(extra.connections !== undefined ? { connections: extra.connections } : {}),
+      ...(extra.allowH2 !== undefined ? { allowH2: extra.allowH2 } : {}),
+      ...(extra.factory !== undefined ? { factory: extra.factory } : {}),
     });
   }
 
@@ -93,8 +120,9 @@ export class UndiciUpstream implements UpstreamClient {
     return { running: this.running, connected: s.connected, free: s.free };
   }
 
-  dispatch(req: UpstreamRequest, handler: UpstreamHandler): void {
-    const ex = new UndiciExchange(this, req, handler);
+  /** `tag` rides on undici's dispatch options, for a factory-made client (UndiciPoolOptions) to read. */
+  dispatch(req: UpstreamRequest, handler: UpstreamHandler, tag: object | null = null): void {
+    const ex = new UndiciExchange(this, req, handler, tag);
     if (this.closed) {
       ex.done = true;
       ex.tell(new UpstreamError('ERR_UPSTREAM_POOL_CLOSED', 'the upstream pool is closed'));
@@ -121,6 +149,12 @@ export class UndiciUpstream implements UpstreamClient {
   /** An exchange ended (completed or failed). */
   ended(): void {
     this.running--;
+  }
+
+  /** Every connection cut now, requests in flight failed (shutdown's last step, tests). */
+  destroy(): Promise<void> {
+    this.closed = true;
+    return this.pool.destroy();
   }
 
   /** New requests are refused at once; undici's close waits for those in flight, then closes every connection. */
@@ -156,7 +190,7 @@ class UndiciExchange implements Dispatcher.DispatchHandler, UpstreamControl {
   readonly client: UndiciUpstream;
   readonly req: UpstreamRequest;
   readonly handler: UpstreamHandler;
-  readonly #opts: Dispatcher.DispatchOptions;
+  readonly #opts: TaggedDispatchOptions;
   done = false;
   #retried = false;
   /** undici's abort for the request on its connection (null until undici's onConnect). */
@@ -169,7 +203,7 @@ class UndiciExchange implements Dispatcher.DispatchHandler, UpstreamControl {
   #final = false;
   #interim = 0;
 
-  constructor(client: UndiciUpstream, req: UpstreamRequest, handler: UpstreamHandler) {
+  constructor(client: UndiciUpstream, req: UpstreamRequest, handler: UpstreamHandler, tag: object | null) {
     this.client = client;
     this.req = req;
     this.handler = handler;
@@ -183,6 +217,7 @@ class UndiciExchange implements Dispatcher.DispatchHandler, UpstreamControl {
       // undici closes a connection after HEAD (for apps that send a body anyway); the own client
       // keeps it, as llhttp reads no body after HEAD and bytes nobody asked for close it.
       reset: req.method === 'HEAD' ? false : undefined,
+      ...(tag !== null ? { tag } : {}),
     };
   }
 

@@ -51,6 +51,8 @@ export class Reloader {
   #running: Promise<ReloadOutcome> | null = null;
   #queued: QueuedReload | null = null;
   #closed = false;
+  /** start() was called: reload() alone (a SIGHUP-only reloader, a test) never watches. */
+  #watching = false;
   /** The last attempt was refused: the next good one is logged and counted whatever its trigger. */
   #failing = false;
 
@@ -64,6 +66,7 @@ export class Reloader {
 
   /** Start watching the folders of every input file. */
   start(): void {
+    this.#watching = true;
     this.#rewatch();
   }
 
@@ -174,8 +177,9 @@ export class Reloader {
   }
 
   /** Watch folders, not files: a symlink swap replaces the file the watch was on. */
+  /** After a reload the watched folders follow the new files, if watching was started at all. */
   #rewatch(): void {
-    if (this.#closed) return;
+    if (this.#closed || !this.#watching) return;
     const files = [this.#configFile, ...this.#target.snapshot.fileDigests.keys(), ...this.#extraFiles()];
     const dirs = new Set(files.map((f) => path.dirname(f)));
     for (const [dir, w] of this.#watchers) {

@@ -40,6 +40,7 @@ import type { InboundRequest, OutboundResponse } from '../transport/types.js';
 import type { JwtVerifier, JwtVerifierOptions } from '../jwt/verify.js';
 import type { KeySource } from '../jwt/keys.js';
 import { JwksReport } from '../jwt/report.js';
+import { Outbound } from '../outbound/outbound.js';
 
 export interface SidecarDeps {
   readonly audit: Audit;
@@ -80,6 +81,8 @@ export class Sidecar implements PipelineHost {
   readonly server: SidecarServer;
   readonly #listener: Listener;
   readonly admin: AdminServer;
+  /** The app's calls out (the `outbound` section); null without one. */
+  outbound: Outbound | null = null;
   listening = false;
   readonly appHealth: AppHealthHandler | null;
   readonly #now: () => number;
@@ -120,6 +123,7 @@ export class Sidecar implements PipelineHost {
     this.admin = new AdminServer(this);
     this.pool = this.#upstream(snapshot.upstream);
     if (this.pool instanceof UndiciUpstream) this.log.info("upstream hop on undici's Pool (MTLS_SIDECAR_UPSTREAM=undici)");
+    if (snapshot.outbound !== null) this.outbound = this.#outboundFor(snapshot.outbound, snapshot);
     this.#listener = new Listener(snapshot, {
       onSecureConnection: (socket) => this.#onSecureConnection(socket),
       onTlsClientError: (err, socket) => this.#onTlsClientError(err, socket),
@@ -152,8 +156,19 @@ export class Sidecar implements PipelineHost {
         resolve();
       });
     });
+    await this.outbound?.listen();
     this.listening = true;
     return this.server.address() as AddressInfo;
+  }
+
+  #outboundFor(settings: NonNullable<Snapshot['outbound']>, s: Snapshot): Outbound {
+    return new Outbound(settings, s.limits, {
+      audit: this.audit,
+      metrics: this.metrics,
+      log: this.log,
+      now: this.#now,
+      internalError: (err, res, requestId) => void this.internalError(err, 'outbound', res, requestId),
+    });
   }
 
   /** The admin port (metrics, health, readiness, config) on admin.address:admin.port. */
@@ -194,7 +209,15 @@ export class Sidecar implements PipelineHost {
     if (JSON.stringify(next.admin) !== JSON.stringify(prev.admin)) warnings.push('admin changed: restart to apply');
     if (next.audit.file !== prev.audit.file) warnings.push('audit.file changed: restart to apply');
     if (next.audit.onFull !== prev.audit.onFull) warnings.push('audit.onFull changed: restart to apply');
-    const applied: Snapshot = Object.freeze({ ...next, ...keep });
+    // Outbound listeners are bound at start: a section added or removed needs a restart.
+    let keepOutbound: Partial<Pick<Snapshot, 'outbound'>> = {};
+    if ((next.outbound === null) !== (prev.outbound === null)) {
+      warnings.push(`outbound ${next.outbound === null ? 'removed' : 'added'}: restart to apply`);
+      keepOutbound = { outbound: prev.outbound };
+    } else if (this.outbound !== null && next.outbound !== null) {
+      warnings.push(...this.outbound.apply(next.outbound, next.limits));
+    }
+    const applied: Snapshot = Object.freeze({ ...next, ...keep, ...keepOutbound });
     applySecureContext(this.server, applied);
     if (JSON.stringify(next.upstream) !== JSON.stringify(prev.upstream)) {
       const old = this.pool;
@@ -349,9 +372,10 @@ export class Sidecar implements PipelineHost {
       for (const s of this.#sockets) s.destroy();
     }, timeoutMs);
     timer.unref();
+    const outbound = this.outbound?.close(timeoutMs);
     await closed;
     clearTimeout(timer);
-    await Promise.all([this.pool.close().catch(() => undefined), this.admin.close(), this.rate?.limiter.close()]);
+    await Promise.all([outbound, this.pool.close().catch(() => undefined), this.admin.close(), this.rate?.limiter.close()]);
     this.#jwtKeys?.source.close();
   }
 
@@ -424,6 +448,7 @@ export class Sidecar implements PipelineHost {
   /** For tests and shutdown: destroy every connection now. */
   destroyConnections(): void {
     for (const s of this.#sockets) s.destroy();
+    this.outbound?.destroy();
   }
 
   handle(req: InboundRequest, res: OutboundResponse): void {

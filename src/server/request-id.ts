@@ -30,3 +30,11 @@ export function newRequestId(): string {
   used += 16;
   return text.toString('latin1', 0, 36);
 }
+
+/** A client's own id is kept when it is a plain token (no spaces, quotes or control characters). */
+const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+/** The request's id: the one it brings when well formed, else a new one. */
+export function requestIdFor(incoming: string | string[] | undefined): string {
+  return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : newRequestId();
+}

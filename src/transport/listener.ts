@@ -26,7 +26,7 @@ export type SidecarServer = tls.Server | http2.Http2SecureServer;
  * implementation's frame handling (which costs the connection), or the forward handler inside
  * an upstream client's callback (`upstream`, reported by the runtime).
  */
-export type InternalErrorWhere = 'h1' | 'h2' | 'h2_frame' | 'upstream';
+export type InternalErrorWhere = 'h1' | 'h2' | 'h2_frame' | 'upstream' | 'outbound';
 
 /** An HTTP/2 connection of either engine, as the runtime keeps it: drain sends it GOAWAY. */
 export interface H2Connection {

@@ -6,7 +6,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 
 export interface InboundRequest {
   readonly method?: string | undefined;
@@ -25,7 +25,7 @@ export interface InboundRequest {
    * The TLS socket when the request has it to itself (HTTP/1.1: a drain ends it once its last
    * request is answered). Null on HTTP/2, whose streams share it: the session is told to go away instead.
    */
-  readonly socket: TLSSocket | null;
+  readonly socket: Socket | null;
   /** A request without Host is malformed: HTTP/1.1 (RFC 9112 3.2). HTTP/1.0 may omit it; HTTP/2 has :authority. */
   readonly hostRequired: boolean;
   /** A body follows the head. */

@@ -75,6 +75,22 @@ export interface TestPki {
     /** 5 CAs above the leaf: one too many (chain holds leaf + 4 intermediates). */
     chain5: PkiEntry;
   };
+  /**
+   * Workload certificates as `certs` issues them (EKU serverAuth and clientAuth; SANs the
+   * SPIFFE ID, the name, localhost, 127.0.0.1): each serves inbound and calls outbound.
+   */
+  workloads: {
+    orders: PkiEntry;
+    billing: PkiEntry;
+    /** billing's SPIFFE ID and names, expired. */
+    billingExpired: PkiEntry;
+    /** billing's SPIFFE ID and names, issued by foreignCa. */
+    billingForeign: PkiEntry;
+    /** billing's names, EKU clientAuth only: not a server certificate. */
+    billingClientOnly: PkiEntry;
+    /** Another service (SPIFFE ID .../sa/payments) on the same names. */
+    payments: PkiEntry;
+  };
   /** Trust anchor of chain4/chain5. */
   deepRootCa: PkiEntry;
   crls: {
@@ -105,6 +121,10 @@ function client(name: string, extra: Partial<LeafOptions> = {}): LeafOptions {
     days: 30,
     ...extra,
   };
+}
+
+function workload(name: string, extra: Partial<LeafOptions> = {}): LeafOptions {
+  return client(name, { dnsNames: [name, `${name}.${NS}.svc`, 'localhost'], ips: ['127.0.0.1'], eku: ['serverAuth', 'clientAuth'], ...extra });
 }
 
 export async function makeTestPki(dir: string): Promise<TestPki> {
@@ -184,6 +204,14 @@ export async function makeTestPki(dir: string): Promise<TestPki> {
     fromRoot(client('sha1', { signatureHash: 'sha1' })),
     fromRoot(client('evil', { commonName: EVIL_CN })),
   ]);
+  const [wOrders, wBilling, wBillingExpired, wBillingForeign, wBillingClientOnly, wPayments] = await Promise.all([
+    fromRoot(workload('orders')),
+    fromRoot(workload('billing')),
+    fromRoot(workload('billing', { notBefore: new Date(now - 30 * DAY), notAfter: new Date(now - DAY) })),
+    issueLeaf(foreign, workload('billing')),
+    fromRoot(workload('billing', { eku: ['clientAuth'] })),
+    fromRoot(workload('payments', { dnsNames: ['billing', `billing.${NS}.svc`, 'localhost'] })),
+  ]);
 
   const files: { name: string; contents: string }[] = [];
   const entry = (name: string, ic: IssuedCert, commonName: string, uri?: string): PkiEntry => {
@@ -231,6 +259,14 @@ export async function makeTestPki(dir: string): Promise<TestPki> {
       evilCn: entry('evil', evilCn, EVIL_CN, spiffe('evil')),
       chain4: entry('chain4', chain4, 'chain4', spiffe('chain4')),
       chain5: entry('chain5', chain5, 'chain5', spiffe('chain5')),
+    },
+    workloads: {
+      orders: entry('wl-orders', wOrders, 'orders', spiffe('orders')),
+      billing: entry('wl-billing', wBilling, 'billing', spiffe('billing')),
+      billingExpired: entry('wl-billing-expired', wBillingExpired, 'billing', spiffe('billing')),
+      billingForeign: entry('wl-billing-foreign', wBillingForeign, 'billing', spiffe('billing')),
+      billingClientOnly: entry('wl-billing-client-only', wBillingClientOnly, 'billing', spiffe('billing')),
+      payments: entry('wl-payments', wPayments, 'payments', spiffe('payments')),
     },
     crls: { root: join(dir, 'root.crl.pem'), intermediate: join(dir, 'intermediate.crl.pem') },
     evilCommonName: EVIL_CN,

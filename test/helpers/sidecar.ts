@@ -24,6 +24,10 @@ export interface RunningSidecar {
   readonly audit: AuditSink;
   readonly sidecar: Sidecar;
   readonly configFile: string;
+  /** The port of an outbound destination's listener (throws when there is none). */
+  outboundPort(name: string): number;
+  /** The port of the outbound proxy listener (throws when there is none). */
+  outboundProxyPort(): number;
   close(): Promise<void>;
 }
 
@@ -95,6 +99,16 @@ export async function startSidecarFile(file: string, cleanupDir: string | null =
     audit: sink,
     sidecar,
     configFile: file,
+    outboundPort(name) {
+      const port = sidecar.outbound?.port(name);
+      if (port === undefined) throw new Error(`no outbound listener for "${name}"`);
+      return port;
+    },
+    outboundProxyPort() {
+      const port = sidecar.outbound?.proxyPort();
+      if (port === undefined) throw new Error('no outbound proxy listener');
+      return port;
+    },
     async close() {
       sidecar.destroyConnections();
       await sidecar.close(100);

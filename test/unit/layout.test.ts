@@ -15,6 +15,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['main'],
   ['cli'],
   ['runtime'],
+  ['outbound'],
   ['server'],
   ['admin', 'webhook'],
   ['proxy'],

@@ -3,7 +3,7 @@
  * requests (request.ts), pipelined requests wait their turn behind the one being answered
  * (response.ts), and reading pauses while a body's reader is behind or requests are queued.
  */
-import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { HeaderPairs, HPE_OK, HPE_PAUSED_UPGRADE, RequestParser, llhttpErrorName } from '../../http1/llhttp.js';
 import type { ParserEvents } from '../../http1/llhttp.js';
@@ -30,7 +30,7 @@ export type H1ClientError = Error & { code: string; method: string; target: stri
 export interface H1Hooks {
   onRequest(req: H1Request, res: H1Response): void;
   /** A request that cannot be parsed or timed out: answer on the raw socket (or close it). */
-  onClientError(err: H1ClientError, socket: TLSSocket): void;
+  onClientError(err: H1ClientError, socket: Socket): void;
   /**
    * A bug (an exception) in request handling: `res` is the request being answered, or null when
    * the parse itself broke. The hook answers it (500, or a cut); the connection then ends, the
@@ -59,7 +59,7 @@ function chunkedOnly(te: string): boolean {
 /** One TLS connection speaking HTTP/1.1. */
 export class H1Connection implements ParserEvents {
   readonly server: ConnectionOwner;
-  readonly socket: TLSSocket;
+  readonly socket: Socket;
   readonly parser: RequestParser;
   // The message being parsed.
   #url = '';
@@ -90,7 +90,7 @@ export class H1Connection implements ParserEvents {
   #bodyRead = 0;
   #bodyData = 0;
 
-  constructor(server: ConnectionOwner, socket: TLSSocket) {
+  constructor(server: ConnectionOwner, socket: Socket) {
     this.server = server;
     this.socket = socket;
     this.parser = new RequestParser(this);

@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import type { Writable } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import type { InboundRequest, OutboundResponse } from '../types.js';
 
 /** What a body stream asks of its connection (connection.ts's H1Connection; an interface, so no import cycle). */
@@ -50,7 +50,7 @@ export class H1Request implements InboundRequest {
   readonly url: string;
   readonly rawHeaders: string[];
   readonly headers: IncomingHttpHeaders;
-  readonly socket: TLSSocket;
+  readonly socket: Socket;
   /** llhttp's verdict: HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `keep-alive`. */
   readonly keepAlive: boolean;
   readonly hasBody: boolean;
@@ -59,7 +59,7 @@ export class H1Request implements InboundRequest {
   complete = false;
   res: H1Answer | null = null;
 
-  get connection(): TLSSocket {
+  get connection(): Socket {
     return this.socket;
   }
   get hostRequired(): boolean {
@@ -74,7 +74,7 @@ export class H1Request implements InboundRequest {
     return true;
   }
 
-  constructor(socket: TLSSocket, method: string, url: string, raw: string[], minor: number, keepAlive: boolean) {
+  constructor(socket: Socket, method: string, url: string, raw: string[], minor: number, keepAlive: boolean) {
     this.socket = socket;
     this.method = method;
     this.url = url;

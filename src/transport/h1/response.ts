@@ -3,13 +3,13 @@
  * a body framed by its Content-Length, chunked, or (HTTP/1.0) by the connection's end; and the
  * connection (connection.ts) told when a response has ended.
  */
-import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import type { OutboundResponse } from '../types.js';
 import type { H1Request } from './request.js';
 
 /** What a response asks of its connection (connection.ts's H1Connection; an interface, so no import cycle). */
 export interface ResponseConnection {
-  readonly socket: TLSSocket;
+  readonly socket: Socket;
   /** Called by end() once the response's last bytes are handed to the socket. */
   responseEnded(res: H1Response): void;
 }
@@ -56,7 +56,7 @@ export class H1Response implements OutboundResponse {
   /** disableKeepAlive() was called: the head says `Connection: close`. */
   #closeAsked = false;
   readonly #conn: ResponseConnection;
-  readonly #socket: TLSSocket;
+  readonly #socket: Socket;
   /** The head, until it goes out with the first body bytes. */
   #head: string | null = null;
   #headersSent = false;

@@ -15,7 +15,7 @@
  * keep-alive, chunked responses, and pipelining — answered in order, one request in the pipeline
  * at a time, at most `pipelineDepth` more waiting (more cuts the connection off).
  */
-import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { H1Connection } from './connection.js';
 import type { H1Hooks, H1Limits } from './connection.js';
@@ -55,7 +55,7 @@ export class H1Server {
   }
 
   /** A socket that passed the handshake check and negotiated HTTP/1.1 (or nothing). */
-  accept(socket: TLSSocket): void {
+  accept(socket: Socket): void {
     if (socket.destroyed) return;
     this.#conns.add(new H1Connection(this, socket));
     if (this.#timer === null) this.#startSweep();

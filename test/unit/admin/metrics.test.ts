@@ -22,6 +22,9 @@ class ReferenceMetrics {
   readonly #handshakes: Counter<'result' | 'reason'>;
   readonly #rateLimited: Counter<'identity'>;
   readonly #rateLimitErrors: Counter<'action'>;
+  readonly #outboundRequests: Counter<'destination' | 'method' | 'code'>;
+  readonly #outboundDuration: Histogram<'destination'>;
+  readonly #outboundHandshakes: Counter<'destination' | 'result' | 'reason'>;
   readonly #certExpiry: Gauge<'cert'>;
   readonly #crlNextUpdate: Gauge<'crl'>;
   readonly #reloads: Counter<'result'>;
@@ -73,6 +76,25 @@ class ReferenceMetrics {
       labelNames: ['action'],
       registers: [registry],
     });
+    this.#outboundRequests = new Counter({
+      name: 'mtls_sidecar_outbound_requests_total',
+      help: "The app's requests out through a destination, by destination, method and status code.",
+      labelNames: ['destination', 'method', 'code'],
+      registers: [registry],
+    });
+    this.#outboundDuration = new Histogram({
+      name: 'mtls_sidecar_outbound_duration_seconds',
+      help: 'Outbound request duration by destination, in seconds.',
+      labelNames: ['destination'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    });
+    this.#outboundHandshakes = new Counter({
+      name: 'mtls_sidecar_outbound_handshakes_total',
+      help: "TLS handshakes with a destination's servers by destination, result (accepted, rejected) and reason.",
+      labelNames: ['destination', 'result', 'reason'],
+      registers: [registry],
+    });
     new Gauge({
       name: 'mtls_sidecar_active_connections',
       help: 'Open client connections.',
@@ -101,7 +123,7 @@ class ReferenceMetrics {
     });
     this.#internalErrors = new Counter({
       name: 'mtls_sidecar_internal_errors_total',
-      help: 'Bugs caught in request handling, by where (h1, h2, upstream: the request got a 500 or was cut; h2_frame: the connection was closed).',
+      help: 'Bugs caught in request handling, by where (h1, h2, upstream, outbound: the request got a 500 or was cut; h2_frame: the connection was closed).',
       labelNames: ['where'],
       registers: [registry],
     });
@@ -125,7 +147,7 @@ class ReferenceMetrics {
       registers: [registry],
     });
     this.#handshakes.labels('accepted', 'ok').inc(0);
-    for (const where of ['h1', 'h2', 'h2_frame', 'upstream']) this.#internalErrors.labels(where).inc(0);
+    for (const where of ['h1', 'h2', 'h2_frame', 'upstream', 'outbound']) this.#internalErrors.labels(where).inc(0);
   }
 
   request(identity: string, route: string, method: string, code: number, decision: string, seconds: number, upstreamSeconds: number | null): void {
@@ -152,8 +174,17 @@ class ReferenceMetrics {
     if (result === 'success') this.#lastReloadOkTime.set(this.#now() / 1000);
   }
 
-  internalError(where: 'h1' | 'h2' | 'h2_frame' | 'upstream'): void {
+  internalError(where: 'h1' | 'h2' | 'h2_frame' | 'upstream' | 'outbound'): void {
     this.#internalErrors.labels(where).inc();
+  }
+
+  outboundRequest(destination: string, method: string, code: number, seconds: number): void {
+    this.#outboundRequests.labels(destination, methodLabel(method), String(code)).inc();
+    if (Number.isFinite(seconds)) this.#outboundDuration.labels(destination).observe(seconds);
+  }
+
+  outboundHandshake(destination: string, result: 'accepted' | 'rejected', reason: string): void {
+    this.#outboundHandshakes.labels(destination, result, reason).inc();
   }
 
   certificates(certs: readonly CertSummary[]): void {
@@ -167,7 +198,7 @@ class ReferenceMetrics {
   }
 }
 
-type Sink = Pick<Metrics, 'request' | 'handshake' | 'rateLimited' | 'rateLimitBackendError' | 'reload' | 'certificates' | 'internalError' | 'crls'>;
+type Sink = Pick<Metrics, 'request' | 'handshake' | 'rateLimited' | 'rateLimitBackendError' | 'reload' | 'certificates' | 'internalError' | 'crls' | 'outboundRequest' | 'outboundHandshake'>;
 
 const CERTS = [
   { role: 'server', subject: 'CN=sidecar', sha256: 'aa:bb:cc:dd:ee:ff:00:11:22:33:44:55', notAfterMs: 1_900_000_000_123 },
@@ -242,6 +273,14 @@ function feed(m: Sink, seed = 7): void {
   m.internalError('h2');
   m.internalError('h1');
   m.internalError('h2');
+  m.internalError('outbound');
+  m.outboundRequest('billing', 'GET', 200, 0.002);
+  m.outboundRequest('billing', 'BREW', 502, 0.5);
+  m.outboundRequest('unknown', 'CONNECT', 405, Number.NaN);
+  m.outboundRequest('billing', 'GET', 200, 0.001);
+  m.outboundHandshake('billing', 'accepted', 'ok');
+  m.outboundHandshake('payments', 'rejected', 'identity_mismatch');
+  m.outboundHandshake('billing', 'accepted', 'ok');
   m.certificates(CERTS);
   m.crls(CRLS);
 
@@ -288,7 +327,7 @@ describe('Metrics exposition', () => {
     const a = ours(await mine.registry.metrics());
     const b = ours(await ref.registry.metrics());
     expect(a.names).toEqual(b.names);
-    expect(a.blocks.length).toBe(14);
+    expect(a.blocks.length).toBe(17);
     expect(a.blocks.join('\n\n')).toBe(b.blocks.join('\n\n'));
     // And per metric through the registry's single-metric path.
     for (const name of a.names.filter((n) => n.startsWith('mtls_sidecar_'))) {

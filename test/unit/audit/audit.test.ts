@@ -55,7 +55,7 @@ function viaPino(rec: Flat): string {
     { base: null, messageKey: 'msg', timestamp: () => '"time":"T"', formatters: { level: () => ({}) } },
     { write: (s: string) => void (out += s) },
   );
-  logger.info(rec, 'request');
+  logger.info({ ...rec, direction: 'inbound' }, 'request');
   return out;
 }
 

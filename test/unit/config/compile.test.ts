@@ -67,7 +67,7 @@ describe('compileConfig: a good config', () => {
 
     expect(Object.keys(s)).toEqual([
       'generation', 'configFile', 'fileDigests', 'listen', 'tls', 'certs', 'crlFiles', 'identities', 'identityMatcher', 'routes', 'routeTable',
-      'jwt', 'rateLimit', 'upstream', 'forwardClientCert', 'limits', 'securityHeaders', 'audit', 'admin', 'shutdown',
+      'jwt', 'rateLimit', 'upstream', 'forwardClientCert', 'limits', 'securityHeaders', 'audit', 'admin', 'shutdown', 'outbound',
     ]);
     expect(Object.isFrozen(s)).toBe(true);
     expect(s.generation).toBe(7);

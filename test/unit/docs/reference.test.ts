@@ -255,6 +255,8 @@ function exercisedMetrics(): Registry {
   m.reload('success');
   m.jwksFetchFailure();
   m.internalError('h1');
+  m.outboundRequest('billing', 'GET', 200, 0.002);
+  m.outboundHandshake('billing', 'rejected', 'identity_mismatch');
   const cert: CertSummary = {
     role: 'server',
     file: 'server.crt',

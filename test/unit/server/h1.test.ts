@@ -3,6 +3,7 @@
  * HTTP/1.1 server that the sidecar's stages cannot steer from a test (a body reader that stalls
  * and goes away).
  */
+import type net from 'node:net';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -118,7 +119,7 @@ describe('H1Server request bodies', () => {
 describe('H1Server review fixes', () => {
   it('a client that stops reading a response is cut after idleTimeout (no byte moved), not held forever', async () => {
     const idlePort = await startH1({ ...LIMITS, idleTimeoutMs: 300 });
-    let serverSide: tls.TLSSocket | null = null;
+    let serverSide: net.Socket | null = null;
     onRequest = (req, res) => {
       serverSide = req.socket;
       res.writeHead(200, {});
