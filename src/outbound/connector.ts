@@ -71,6 +71,9 @@ export function outboundConnector(o: ConnectorOptions, hooks: ConnectorHooks, sl
     // The verdict is read from the socket (verify.ts), so the refused certificate stays
     // readable for the audit line; nothing is written before the verdict.
     rejectUnauthorized: false,
+    // `expect` says who the server is (verify.ts); node's host-name check would otherwise put
+    // ERR_TLS_CERT_ALTNAME_INVALID where only the chain's verdict belongs.
+    checkServerIdentity: () => undefined,
     // No session resumption: every connection is judged on a full handshake, so a rotated trust
     // or expect can never ride on a session verified under the old one (keep-alive connections
     // carry many requests, so handshakes stay rare).

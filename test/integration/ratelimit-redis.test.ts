@@ -143,7 +143,7 @@ describe('RedisRateLimiter', () => {
     expect(await rl.take([{ key: 'cert/x', bucket }])).toMatchObject({ kind: 'allow', remaining: 4 });
   });
 
-  it('two limiters sharing Redis admit together what one would: burst + rps × seconds (±1%)', async () => {
+  it('two limiters sharing Redis admit together what one would: at most burst + rps × seconds, and close to it', async () => {
     const prefix = freshPrefix();
     const a = limiter(url(), prefix);
     const b = limiter(url(), prefix);
@@ -186,8 +186,11 @@ describe('RedisRateLimiter', () => {
     expect(counts.b, detail).toBeGreaterThan(0);
     // The limit holds across both replicas (measured on Redis's clock, not the limiters' own)…
     expect(admitted, detail).toBeLessThanOrEqual(Math.floor(high + 1e-6));
-    // …and within 1% nothing was lost: admitted + unspent = burst + rps × seconds.
-    expect(admitted + tokensLeft + counts.unavailable, detail).toBeGreaterThanOrEqual(low - Math.max(1, low * 0.01));
+    // …and the shared bucket was really used, not starved: admitted + unspent comes close to
+    // burst + rps × seconds. Not exactly: while this test process itself stalls (a busy 2-core
+    // machine) nobody takes, the bucket fills past `burst` and the overflow is rightly lost (2-3 %
+    // seen under load), so the margin is 10 %; the limit above is the exact property.
+    expect(admitted + tokensLeft + counts.unavailable, detail).toBeGreaterThanOrEqual(low * 0.9);
     expect(admitted + tokensLeft, detail).toBeLessThanOrEqual(high + 1);
   });
 

@@ -61,7 +61,7 @@ export function readHead(f: string[], head: RequestHead): boolean {
     out.push(name, value);
   }
   // CONNECT is not served; everything else needs all three (8.3.1), and a non-empty path.
-  if (method === null || scheme === null || path === null || path === '' || method === 'CONNECT') return false;
+  if (method === null || method === '' || scheme === null || path === null || path === '' || method === 'CONNECT') return false;
   for (let j = 0; j < method.length; j++) {
     const c = method.charCodeAt(j);
     if (c >= 128 || METHOD_CHAR[c] === 0) return false;

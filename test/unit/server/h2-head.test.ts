@@ -36,6 +36,7 @@ const REFUSED: Refused[] = [
   ['CONNECT even with :scheme and :path', [':method', 'CONNECT', ':scheme', 'https', ':authority', 'svc.example:443', ':path', '/']],
   ['CONNECT with :scheme and :path (extended CONNECT)', [':method', 'CONNECT', ':scheme', 'https', ':path', '/chat', ':protocol', 'websocket']],
   // :method is a token (RFC 9110 9.1)
+  ['an empty method (a token has at least one character)', [':method', '', ':scheme', 'https', ':path', '/']],
   ['a method with a space', [':method', 'GE T', ':scheme', 'https', ':path', '/']],
   ['a method with a separator', [':method', 'GET/1', ':scheme', 'https', ':path', '/']],
   ['a method with a non-ASCII character', [':method', 'GÉT', ':scheme', 'https', ':path', '/']],
