@@ -117,8 +117,11 @@ async function compile(raw: RawOutbound, tls: RawConfig['tls'], inbound: Pick<Sn
     const { host, port } = splitTarget(d.target);
     const serverName = d.serverName ?? host;
     const expect = Object.freeze({ ...d.expect });
+    // HTTP/2 carries many requests per connection: a few connections absorb a burst that
+    // HTTP/1.1 (one request at a time per connection) needs many for.
+    const maxConnections = d.maxConnections ?? (d.http2 ? 4 : 64);
     const poolKey = createHash('sha256')
-      .update(JSON.stringify([commonDigest, d.target, serverName, expect, d.http2, d.connectTimeout, d.timeout, d.maxConnections]))
+      .update(JSON.stringify([commonDigest, d.target, serverName, expect, d.http2, d.connectTimeout, d.timeout, maxConnections]))
       .digest('hex');
     return Object.freeze({
       name: d.name,
@@ -133,7 +136,7 @@ async function compile(raw: RawOutbound, tls: RawConfig['tls'], inbound: Pick<Sn
       http2: d.http2,
       connectTimeoutMs: d.connectTimeout,
       timeoutMs: d.timeout,
-      maxConnections: d.maxConnections,
+      maxConnections,
       poolKey,
     });
   });

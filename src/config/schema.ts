@@ -176,7 +176,8 @@ const destination = z.strictObject({
   http2: z.boolean().default(false),
   connectTimeout: duration.default(2_000),
   timeout: duration.default(30_000),
-  maxConnections: z.number().int().min(1).max(10_000).default(64),
+  /** Default by protocol (config/outbound.ts): 64 for HTTP/1.1, 4 for HTTP/2, which multiplexes. */
+  maxConnections: z.number().int().min(1).max(10_000).optional(),
 });
 
 const outbound = z

@@ -108,7 +108,10 @@ export class UndiciUpstream implements UpstreamClient {
       keepAliveMaxTimeout: KEEP_ALIVE_MS,
       keepAliveTimeoutThreshold: KEEP_ALIVE_MARGIN_MS,
       maxHeaderSize: MAX_RESPONSE_HEAD,
-      pipelining: 1,
+      // One request at a time on an HTTP/1.1 connection. With HTTP/2 allowed no value is given:
+      // undici then takes the protocol's own (1 until ALPN said h2, then as many streams as the
+      // server allows), so concurrent requests share a connection instead of opening one each.
+      ...(extra.allowH2 === true ? {} : { pipelining: 1 }),
       ...(extra.connections !== undefined ? { connections: extra.connections } : {}),
       ...(extra.allowH2 !== undefined ? { allowH2: extra.allowH2 } : {}),
       ...(extra.factory !== undefined ? { factory: extra.factory } : {}),

@@ -75,15 +75,18 @@ async function plain(port: number, path: string, opts: { method?: string; header
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
 
-/** One raw HTTP/1.1 exchange on a plain loopback socket (proxy-form requests, CONNECT). */
-function rawPlain(port: number, bytes: string): Promise<string> {
+/**
+ * One raw HTTP/1.1 exchange on a plain loopback socket (proxy-form requests, CONNECT): until the
+ * first response is whole, or with `untilClose` until the sidecar closes (pipelined requests).
+ */
+function rawPlain(port: number, bytes: string, untilClose = false): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1', () => s.write(bytes));
     let out = '';
     s.setEncoding('latin1');
     s.on('data', (d: string) => {
       out += d;
-      if (/\r\n\r\n/.test(out) && /content-length: (\d+)/i.test(out)) {
+      if (!untilClose && /\r\n\r\n/.test(out) && /content-length: (\d+)/i.test(out)) {
         const len = Number(/content-length: (\d+)/i.exec(out)?.[1]);
         if (out.length - out.indexOf('\r\n\r\n') - 4 >= len) s.end();
       }
@@ -367,6 +370,94 @@ describe('outbound failures', () => {
       await a.close();
       bad.close();
       await appA.close();
+    }
+  });
+});
+
+describe('the app side is served as the inbound side is', () => {
+  let appA: Upstream;
+  let appB: Upstream;
+  let b: RunningSidecar;
+  let a: RunningSidecar;
+  beforeAll(async () => {
+    appA = await startUpstream();
+    appB = await startUpstream();
+    b = await startSidecar(inboundConfig(pki.workloads.billing, appB.url, true));
+    a = await startSidecar(outboundConfig(appA.url, [destination('billing', b.port, { http2: true })]));
+  });
+  afterAll(async () => {
+    await a.close();
+    await b.close();
+    await appA.close();
+    await appB.close();
+  });
+
+  it('streams a chunked upload, answers Expect: 100-continue, serves pipelined requests in order and honours Connection: close', async () => {
+    const port = a.outboundPort('billing');
+    const chunked = await rawPlain(port, 'POST /invoices HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n');
+    expect(chunked).toMatch(/^HTTP\/1\.1 200 /);
+    expect(chunked).toContain('"bodyLength":11');
+    expect(appB.seen.at(-1)?.body.toString()).toBe('hello world');
+
+    // Expect: 100-continue: the interim response comes first, then the body is read and sent on.
+    const cont = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write('POST /invoices HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n'));
+      let out = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => {
+        if (out === '' && d.startsWith('HTTP/1.1 100')) s.write('ping');
+        out += d;
+      });
+      s.on('close', () => resolve(out));
+      s.on('error', reject);
+    });
+    expect(cont).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    expect(appB.seen.at(-1)?.body.toString()).toBe('ping');
+
+    const pipelined = await rawPlain(port, 'GET /invoices/p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /invoices/p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /invoices/p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', true);
+    const urls = [...pipelined.matchAll(/"url":"([^"]+)"/g)].map((m) => m[1]);
+    expect(urls).toEqual(['/invoices/p1', '/invoices/p2', '/invoices/p3']);
+    expect(pipelined.match(/HTTP\/1\.1 200 /g)).toHaveLength(3);
+  });
+
+  it('multiplexes concurrent requests on one HTTP/2 connection', async () => {
+    const port = a.outboundPort('billing');
+    const before = value(parseProm(await (await request(`${a.admin}/metrics`)).body.text()), 'mtls_sidecar_outbound_handshakes_total', { destination: 'billing', result: 'accepted', reason: 'ok' });
+    // The pool is warm (the test above); 24 requests at once then share its HTTP/2 connection.
+    await plain(port, '/invoices/warm');
+    const replies = await Promise.all(Array.from({ length: 24 }, (_, i) => plain(port, `/invoices/m${i}`)));
+    expect(replies.every((r) => r.status === 200)).toBe(true);
+    const after = value(parseProm(await (await request(`${a.admin}/metrics`)).body.text()), 'mtls_sidecar_outbound_handshakes_total', { destination: 'billing', result: 'accepted', reason: 'ok' });
+    // 24 requests at once: HTTP/1.1 would have needed a connection each; HTTP/2's default cap is 4.
+    expect(after - before).toBeLessThanOrEqual(4);
+    expect(after).toBeGreaterThanOrEqual(1);
+    const lines = a.audit.lines.filter((l) => l['direction'] === 'outbound' && String(l['path']).startsWith('/invoices/m'));
+    expect(lines.every((l) => l['protocol'] === 'HTTP/2')).toBe(true);
+  });
+
+  it('drains: an in-flight call finishes, the listener stops accepting', async () => {
+    const slowApp = await startUpstream((_req, res) => {
+      setTimeout(() => {
+        res.writeHead(200, { 'content-length': '4' });
+        res.end('slow');
+      }, 400);
+    });
+    const bs = await startSidecar(inboundConfig(pki.workloads.billing, slowApp.url, false));
+    const as = await startSidecar(outboundConfig(appA.url, [destination('billing', bs.port)]));
+    const port = as.outboundPort('billing');
+    try {
+      const inflight = plain(port, '/invoices/slow');
+      await new Promise((r) => setTimeout(r, 100));
+      const closing = as.sidecar.close(5000);
+      const res = await inflight;
+      expect(res.status).toBe(200);
+      expect(res.text).toBe('slow');
+      await closing;
+      await expect(plain(port, '/invoices/after')).rejects.toThrow();
+    } finally {
+      await as.close();
+      await bs.close();
+      await slowApp.close();
     }
   });
 });

@@ -40,8 +40,8 @@ describe('outbound schema', () => {
       http2: false,
       connectTimeout: 2000,
       timeout: 30_000,
-      maxConnections: 64,
     });
+    expect(r.raw.outbound?.destinations[0]?.maxConnections).toBeUndefined();
   });
 
   it('refuses a destination without expect, at the destination', () => {
