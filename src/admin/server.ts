@@ -92,12 +92,27 @@ export class AdminServer {
         return;
       }
       case '/config':
+        // Identities, SPIFFE IDs, routes and certificate subjects: a map of the mesh for whoever
+        // can reach the pod. Loopback callers only (kubectl port-forward, a shell in the pod),
+        // unless the operator exposes it (SPEC §6); health and metrics stay open to the kubelet
+        // and Prometheus.
+        if (!this.#host.snapshot.admin.exposeConfig && !isLoopback(req.socket.remoteAddress)) {
+          json(res, 403, { error: 'forbidden', detail: '/config answers loopback callers only (admin.exposeConfig: true opens it)' });
+          return;
+        }
         json(res, 200, describeConfig(this.#host.snapshot));
         return;
       default:
         json(res, 404, { error: 'not_found' });
     }
   }
+}
+
+/** 127.0.0.0/8, ::1, and IPv4 loopback as an IPv4-mapped IPv6 address. */
+export function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -157,7 +157,7 @@ const limits = z.strictObject({
 });
 
 const audit = z.strictObject({ file: z.string().min(1).default('stdout'), onFull: z.enum(['refuse', 'drop']).default('refuse') });
-const admin = z.strictObject({ address: z.string().min(1).default('127.0.0.1'), port: port.default(9901) });
+const admin = z.strictObject({ address: z.string().min(1).default('127.0.0.1'), port: port.default(9901), exposeConfig: z.boolean().default(false) });
 const shutdown = z.strictObject({ drainDelay: duration.default(5_000), timeout: duration.default(25_000) });
 
 /** `host:port` of a remote sidecar; a bracketed IPv6 literal is allowed. */

@@ -161,7 +161,8 @@ export interface Snapshot {
   readonly securityHeaders: boolean;
   /** onFull: what happens when the audit destination cannot keep up or fails (audit/sink.ts). */
   readonly audit: { readonly file: string; readonly onFull: 'refuse' | 'drop' };
-  readonly admin: { readonly address: string; readonly port: number };
+  /** exposeConfig: /config to every caller, not just loopback ones (SPEC §6). */
+  readonly admin: { readonly address: string; readonly port: number; readonly exposeConfig: boolean };
   readonly shutdown: { readonly drainDelayMs: number; readonly timeoutMs: number };
   /** `outbound` section: the app's calls out over mTLS; null when absent. */
   readonly outbound: OutboundSettings | null;
