@@ -31,12 +31,14 @@ certs: build
 certs/ca.crt:
 	$(MAKE) certs
 
-# The demo: dev certs if missing, a small app on 127.0.0.1:8080, the sidecar on :8443 in front.
+# The demo: dev certs if missing; two small apps, orders (:8080, its sidecar on :8443) and billing
+# (:8081, its sidecar on :9443); orders calls billing through both sidecars (outbound :15001).
 run: build certs/ca.crt
 	@bash examples/demo.sh
 
 check: build
 	$(CLI) check --config examples/sidecar.yaml
+	$(CLI) check --config examples/billing.yaml
 
 test-deps:
 	@bash .ci/deps.sh

@@ -168,14 +168,16 @@ describe('certs', () => {
     expect(r.stderr).toMatch(/^certs: --add issues from the CA in \S+, but \S+ca\.crt does not exist \(create the PKI first: mtls-sidecar certs --out \S+\)\n$/);
   });
 
-  it('examples/sidecar.yaml (the `make run` demo) checks ok against the dev PKI `certs` writes', async () => {
+  it('examples/sidecar.yaml and examples/billing.yaml (the `make run` demo) check ok against the dev PKI `certs` writes', async () => {
     const out = path.join(dir, 'demo-certs');
     expect((await cli(['certs', '--out', out])).code).toBe(0);
-    const example = await readFile(path.join(root, 'examples/sidecar.yaml'), 'utf8');
-    expect(example).toContain('../certs/');
-    const file = await configFile('demo.yaml', example.replaceAll('../certs/', `${out}/`));
-    const r = await cli(['check', '--config', file]);
-    expect({ code: r.code, stdout: r.stdout.trim(), stderr: r.stderr }).toEqual({ code: 0, stdout: 'ok', stderr: '' });
+    for (const name of ['sidecar.yaml', 'billing.yaml']) {
+      const example = await readFile(path.join(root, 'examples', name), 'utf8');
+      expect(example).toContain('../certs/');
+      const file = await configFile(`demo-${name}`, example.replaceAll('../certs/', `${out}/`));
+      const r = await cli(['check', '--config', file]);
+      expect({ name, code: r.code, stdout: r.stdout.trim(), stderr: r.stderr }).toEqual({ name, code: 0, stdout: 'ok', stderr: '' });
+    }
   });
 });
 

@@ -1,22 +1,29 @@
 /**
  * deploy/: every kustomize base renders with `kubectl kustomize` and every rendered object is
  * valid against the Kubernetes (and cert-manager, prometheus-operator) schemas; the pieces
- * agree with each other (ports, names, mounts, selectors); the example app is exactly what
- * `inject` makes of its source; its sidecar.yaml passes the config schema; the alerting rules
- * pass promtool (check and unit tests) and use only metric names of docs/reference.md §6.
+ * agree with each other (ports, names, mounts, selectors); the example apps are exactly what
+ * `inject` makes of their source; their sidecar configs pass the config schema, and orders'
+ * outbound destination reaches billing through both sidecars run from those very configs; the
+ * alerting rules pass promtool (check and unit tests) and use only metric names of
+ * docs/reference.md §6.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { request } from 'undici';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
+import type { RawConfig } from '../../src/config/schema.js';
 import { CERTS_MOUNT, CONFIG_KEY, CONFIG_MOUNT } from '../../src/inject/constants.js';
 import { parseWebhookConfigText } from '../../src/webhook/config.js';
 import { validateK8s } from '../unit/inject/k8s-schema.js';
 import { runInject } from '../unit/inject/run.js';
 import { referenceMetricNames } from '../helpers/reference.js';
+import { startSidecar } from '../helpers/sidecar.js';
+import type { ConfigObject } from '../helpers/sidecar.js';
+import { startUpstream } from '../helpers/upstream.js';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -111,7 +118,9 @@ describe('kubectl kustomize deploy/<base>', () => {
 
   it('every pod template meets Pod Security Standards "restricted"', (ctx) => {
     if (!kubectl) ctx.skip();
-    for (const base of ['webhook', 'example']) expect(restrictedViolations(get(find(base, 'Deployment'), 'spec', 'template', 'spec')), base).toEqual([]);
+    const deployments = ['webhook', 'example'].flatMap((base) => (rendered.get(base) ?? []).filter((o) => o['kind'] === 'Deployment'));
+    expect(deployments.length).toBe(1 + Object.keys(WORKLOADS).length);
+    for (const d of deployments) expect(restrictedViolations(get(d, 'spec', 'template', 'spec')), str(d, 'metadata', 'name')).toEqual([]);
   });
 });
 
@@ -186,51 +195,159 @@ describe('the webhook base', () => {
   });
 });
 
-describe('the example app', () => {
+/** The example's workloads and the file each one's ConfigMap (`<name>-sidecar`) carries. */
+const WORKLOADS = { orders: 'sidecar.yaml', billing: 'billing-sidecar.yaml' } as const;
+type Workload = keyof typeof WORKLOADS;
+const WORKLOAD_NAMES = Object.keys(WORKLOADS) as Workload[];
+
+function exampleDocs(file: string): Obj[] {
+  const docs = parseAllDocuments(readFileSync(path.join(DEPLOY, 'example', file), 'utf8'), { version: '1.1' });
+  return 'empty' in docs ? [] : docs.map((d) => d.toJS() as Obj);
+}
+function exampleDoc(file: string, kind: string, name: string): Obj {
+  const o = exampleDocs(file).find((x) => x['kind'] === kind && get(x, 'metadata', 'name') === name);
+  if (o === undefined) throw new Error(`deploy/example/${file}: no ${kind}/${name}`);
+  return o;
+}
+function exampleConfig(w: Workload): RawConfig {
+  const loaded = parseConfigText(readFileSync(path.join(DEPLOY, 'example', WORKLOADS[w]), 'utf8'));
+  if (!loaded.ok) throw new Error(`${WORKLOADS[w]}: ${JSON.stringify(loaded.issues)}`);
+  return loaded.raw;
+}
+
+describe('the example apps', () => {
   it('app.yaml is exactly `mtls-sidecar inject -f app.source.yaml`', async () => {
     const ran = await runInject(['-f', path.join(DEPLOY, 'example/app.source.yaml')]);
     expect(ran.stderr).toBe('');
     expect(ran.code).toBe(0);
     expect(ran.stdout).toBe(readFileSync(path.join(DEPLOY, 'example/app.yaml'), 'utf8'));
+    expect(exampleDocs('app.yaml').filter((o) => o['kind'] === 'Deployment').map((o) => get(o, 'metadata', 'name'))).toEqual(WORKLOAD_NAMES);
   });
 
-  it('sidecar.yaml passes the config schema and matches what was injected', () => {
-    const loaded = parseConfigText(readFileSync(path.join(DEPLOY, 'example/sidecar.yaml'), 'utf8'));
-    if (!loaded.ok) throw new Error(JSON.stringify(loaded.issues));
-    const cfg = loaded.raw;
-    const docs = parseAllDocuments(readFileSync(path.join(DEPLOY, 'example/app.yaml'), 'utf8'), { version: '1.1' });
-    const app = ('empty' in docs ? [] : docs.map((d) => d.toJS() as Obj)).find((o) => o['kind'] === 'Deployment');
-    const spec = get(app, 'spec', 'template', 'spec');
-    const sidecar = list(spec, 'initContainers').find((c) => c['name'] === 'mtls-sidecar');
-    const port = (n: string): unknown => list(sidecar, 'ports').find((p) => p['name'] === n)?.['containerPort'];
-    expect(cfg.listen.port).toBe(port('mtls'));
-    expect(cfg.admin.port).toBe(port('mtls-admin'));
-    expect(cfg.admin.address).toBe('0.0.0.0'); // the kubelet and Prometheus reach it on the pod IP
-    expect(get(sidecar, 'args')).toEqual(['run', '--config', `${CONFIG_MOUNT}/${CONFIG_KEY}`]);
-    for (const f of [cfg.tls.cert, cfg.tls.key, ...cfg.tls.clientCAs]) expect(f.startsWith(`${CERTS_MOUNT}/`)).toBe(true);
-    const appPort = get(spec, 'containers', 0, 'ports', 0, 'containerPort');
-    expect(cfg.upstream.url).toBe(`http://127.0.0.1:${String(appPort)}`);
-    expect(get(spec, 'containers', 0, 'args')).toContain(`-listen=127.0.0.1:${String(appPort)}`);
+  for (const w of WORKLOAD_NAMES) {
+    it(`${w}: ${WORKLOADS[w]} passes the config schema and matches what was injected`, () => {
+      const cfg = exampleConfig(w);
+      const spec = get(exampleDoc('app.yaml', 'Deployment', w), 'spec', 'template', 'spec');
+      const sidecar = list(spec, 'initContainers').find((c) => c['name'] === 'mtls-sidecar');
+      const port = (n: string): unknown => list(sidecar, 'ports').find((p) => p['name'] === n)?.['containerPort'];
+      expect(cfg.listen.port).toBe(port('mtls'));
+      expect(cfg.admin.port).toBe(port('mtls-admin'));
+      expect(cfg.admin.address).toBe('0.0.0.0'); // the kubelet and Prometheus reach it on the pod IP
+      expect(get(sidecar, 'args')).toEqual(['run', '--config', `${CONFIG_MOUNT}/${CONFIG_KEY}`]);
+      for (const f of [cfg.tls.cert, cfg.tls.key, ...cfg.tls.clientCAs]) expect(f.startsWith(`${CERTS_MOUNT}/`)).toBe(true);
+      const appPort = get(spec, 'containers', 0, 'ports', 0, 'containerPort');
+      expect(cfg.upstream.url).toBe(`http://127.0.0.1:${String(appPort)}`);
+      expect(get(spec, 'containers', 0, 'args')).toContain(`-listen=127.0.0.1:${String(appPort)}`);
+    });
+
+    it(`${w}: the rendered ConfigMap, Secret and Certificate are the ones the pod names`, (ctx) => {
+      if (!kubectl) ctx.skip();
+      const deployment = find('example', 'Deployment', w);
+      const pod = get(deployment, 'spec', 'template');
+      const volumes = list(pod, 'spec', 'volumes');
+      const configMap = get(volumes.find((v) => v['name'] === 'mtls-sidecar-config'), 'configMap', 'name');
+      const secret = get(volumes.find((v) => v['name'] === 'mtls-sidecar-certs'), 'secret', 'secretName');
+      expect(get(find('example', 'ConfigMap', configMap), 'data', CONFIG_KEY)).toBe(readFileSync(path.join(DEPLOY, 'example', WORKLOADS[w]), 'utf8'));
+      const cert = (rendered.get('example') ?? []).find((o) => o['kind'] === 'Certificate' && get(o, 'spec', 'secretName') === secret);
+      expect(cert).toBeDefined();
+      const ns = str(deployment, 'metadata', 'namespace');
+      const sa = str(pod, 'spec', 'serviceAccountName');
+      expect(get(cert, 'spec', 'uris')).toEqual([`spiffe://cluster.local/ns/${ns}/sa/${sa}`]);
+      expect(get(cert, 'spec', 'usages')).toEqual(['server auth', 'client auth']);
+      expect(get(cert, 'spec', 'privateKey', 'rotationPolicy')).toBe('Always');
+      find('cert-manager', str(cert, 'spec', 'issuerRef', 'kind'), str(cert, 'spec', 'issuerRef', 'name'));
+      find('example', 'ServiceAccount', sa);
+      expect(get(find('example', 'Service', w), 'spec', 'ports', 0, 'targetPort')).toBe('mtls');
+    });
+  }
+
+  it("orders' outbound destination is billing's Service, SPIFFE ID and port; billing admits orders; the app's BILLING_URL is the listener", () => {
+    const orders = exampleConfig('orders');
+    const billing = exampleConfig('billing');
+    const dest = orders.outbound?.destinations.find((d) => d.name === 'billing');
+    if (dest === undefined) throw new Error('sidecar.yaml: no outbound destination "billing"');
+    // The Service's cluster name and port, which lead to billing's sidecar (targetPort mtls).
+    const svc = exampleDoc('app.yaml', 'Service', 'billing');
+    const svcPort = list(svc, 'spec', 'ports').find((p) => p['targetPort'] === 'mtls');
+    expect(dest.target).toBe(`billing.${str(svc, 'metadata', 'namespace')}.svc.cluster.local:${String(svcPort?.['port'])}`);
+    // Who billing is: the URI SAN of the Certificate its pod mounts.
+    const billingUri = get(exampleDoc('certificate.yaml', 'Certificate', 'billing-mtls'), 'spec', 'uris', 0);
+    const ordersUri = get(exampleDoc('certificate.yaml', 'Certificate', 'orders-mtls'), 'spec', 'uris', 0);
+    expect(dest.expect.uri).toBe(billingUri);
+    // orders presents its workload certificate (outbound.cert defaults to tls.cert).
+    expect(orders.outbound?.cert).toBeUndefined();
+    // billing's sidecar knows orders by that certificate's SPIFFE ID, with scopes some route needs.
+    const who = billing.identities.find((i) => i.match.uri === ordersUri);
+    expect(who?.name).toBe('orders');
+    expect(billing.routes.some((r) => r.methods?.includes('GET') === true && r.scopes.length > 0 && r.scopes.every((sc) => who?.scopes.includes(sc) === true))).toBe(true);
+    const app = list(get(exampleDoc('app.yaml', 'Deployment', 'orders'), 'spec', 'template', 'spec'), 'containers')[0];
+    expect(list(app, 'env')).toContainEqual({ name: 'BILLING_URL', value: `http://127.0.0.1:${String(dest.listen?.port)}` });
   });
 
-  it('the rendered ConfigMap, Secret and Certificate are the ones the pod names', (ctx) => {
-    if (!kubectl) ctx.skip();
-    const deployment = find('example', 'Deployment', 'orders');
-    const pod = get(deployment, 'spec', 'template');
-    const volumes = list(pod, 'spec', 'volumes');
-    const configMap = get(volumes.find((v) => v['name'] === 'mtls-sidecar-config'), 'configMap', 'name');
-    const secret = get(volumes.find((v) => v['name'] === 'mtls-sidecar-certs'), 'secret', 'secretName');
-    expect(get(find('example', 'ConfigMap', configMap), 'data', CONFIG_KEY)).toBe(readFileSync(path.join(DEPLOY, 'example/sidecar.yaml'), 'utf8'));
-    const cert = (rendered.get('example') ?? []).find((o) => o['kind'] === 'Certificate' && get(o, 'spec', 'secretName') === secret);
-    expect(cert).toBeDefined();
-    const ns = str(deployment, 'metadata', 'namespace');
-    const sa = str(pod, 'spec', 'serviceAccountName');
-    expect(get(cert, 'spec', 'uris')).toEqual([`spiffe://cluster.local/ns/${ns}/sa/${sa}`]);
-    expect(get(cert, 'spec', 'usages')).toEqual(['server auth', 'client auth']);
-    expect(get(cert, 'spec', 'privateKey', 'rotationPolicy')).toBe('Always');
-    find('cert-manager', str(cert, 'spec', 'issuerRef', 'kind'), str(cert, 'spec', 'issuerRef', 'name'));
-    find('example', 'ServiceAccount', sa);
-    expect(get(find('example', 'Service', 'orders'), 'spec', 'ports', 0, 'targetPort')).toBe('mtls');
+  it('the NetworkPolicies: billing takes mTLS from orders only; orders may reach billing on mtls, and DNS', () => {
+    const podLabels = (w: Workload): unknown => get(exampleDoc('app.yaml', 'Deployment', w), 'spec', 'template', 'metadata', 'labels', 'app.kubernetes.io/name');
+    const billingPolicy = exampleDoc('networkpolicy.yaml', 'NetworkPolicy', 'billing');
+    expect(get(billingPolicy, 'spec', 'podSelector', 'matchLabels', 'app.kubernetes.io/name')).toBe(podLabels('billing'));
+    const mtlsIn = list(billingPolicy, 'spec', 'ingress').filter((r) => list(r, 'ports').some((p) => p['port'] === 'mtls'));
+    expect(mtlsIn).toEqual([{ from: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': podLabels('orders') } } }], ports: [{ port: 'mtls', protocol: 'TCP' }] }]);
+    const ordersPolicy = exampleDoc('networkpolicy.yaml', 'NetworkPolicy', 'orders');
+    expect(get(ordersPolicy, 'spec', 'policyTypes')).toEqual(['Ingress', 'Egress']);
+    const egress = list(ordersPolicy, 'spec', 'egress');
+    // A policy sees the pod's port after the Service's translation: "mtls" (8443), not 443.
+    expect(egress).toContainEqual({ to: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': podLabels('billing') } } }], ports: [{ port: 'mtls', protocol: 'TCP' }] });
+    expect(egress.some((r) => list(r, 'ports').some((p) => p['port'] === 53 && p['protocol'] === 'UDP'))).toBe(true);
+  });
+
+  it("orders' app calls billing through both sidecars, run from the example's own configs", async () => {
+    // The example's configs as they are, but for what only a pod has: the mounted files (the test
+    // PKI's workload certificates, same trust domain and namespace), the ports, and the Service
+    // (billing's sidecar on loopback).
+    const pki = inject('pki');
+    const local = (w: Workload, appUrl: string): ConfigObject => {
+      const cfg = parse(readFileSync(path.join(DEPLOY, 'example', WORKLOADS[w]), 'utf8')) as ConfigObject;
+      return {
+        ...cfg,
+        tls: { ...(cfg['tls'] as ConfigObject), cert: pki.workloads[w].cert, key: pki.workloads[w].key, clientCAs: [pki.rootCa.cert] },
+        listen: { address: '127.0.0.1', port: 0, http2: true },
+        admin: { address: '127.0.0.1', port: 0 },
+        upstream: { url: appUrl },
+      };
+    };
+    const ordersApp = await startUpstream();
+    const billingApp = await startUpstream();
+    const billing = await startSidecar(local('billing', billingApp.url));
+    const ordersCfg = local('orders', ordersApp.url);
+    const outbound = ordersCfg['outbound'] as { destinations: ConfigObject[] };
+    const dest = outbound.destinations[0] ?? {};
+    expect(dest['target']).toBe('billing.shop.svc.cluster.local:443');
+    // The SNI: a name of the Service that the test PKI's billing certificate carries (the
+    // cert-manager one carries both .svc names).
+    const orders = await startSidecar({
+      ...ordersCfg,
+      outbound: { ...outbound, destinations: [{ ...dest, listen: { port: 0 }, target: `127.0.0.1:${billing.port}`, serverName: 'billing.shop.svc' }] },
+    });
+    try {
+      const call = async (method: string): Promise<number> => {
+        const res = await request(`http://127.0.0.1:${orders.outboundPort('billing')}/invoices/1`, { method });
+        await res.body.dump();
+        return res.statusCode;
+      };
+      expect(await call('GET')).toBe(200);
+      const seen = billingApp.seen.at(-1);
+      expect(seen?.url).toBe('/invoices/1');
+      expect(seen?.headers['x-client-identity']).toBe('orders');
+      expect(seen?.headers['x-forwarded-client-cert']).toContain(`URI=${pki.workloads.orders.uri ?? ''}`);
+      const line = await orders.audit.waitFor((l) => l['direction'] === 'outbound');
+      expect(line).toMatchObject({ destination: 'billing', status: 200, peerUri: 'spiffe://cluster.local/ns/shop/sa/billing' });
+      // billing admits orders for reading invoices only.
+      expect(await call('POST')).toBe(403);
+      expect(billingApp.seen).toHaveLength(1);
+    } finally {
+      await orders.close();
+      await billing.close();
+      await ordersApp.close();
+      await billingApp.close();
+    }
   });
 });
 
