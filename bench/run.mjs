@@ -205,7 +205,7 @@ async function main() {
       for (const p of procs) if (p.audit && fs.existsSync(p.audit)) fs.truncateSync(p.audit, 0);
     };
     const out = await runPairs({ ctx, runs: RUNS, pairs, settings, measure, log, afterEach });
-    pair = { ...out, pairs, settings, cpus: { a: TARGET_CPU, b: PAIR_B_CPU, load: LOAD_CPU, nproc: info.nproc }, runs: RUNS, seconds: SECONDS, warmup: WARMUP };
+    pair = { ...out, at: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), pairs, settings, cpus: { a: TARGET_CPU, b: PAIR_B_CPU, load: LOAD_CPU, nproc: info.nproc }, runs: RUNS, seconds: SECONDS, warmup: WARMUP };
     fs.writeFileSync(path.join(T.OUT, 'pair-results.json'), JSON.stringify(pair, null, 2));
   }
   if (targets.length === 0) {
@@ -252,7 +252,7 @@ function withForeign(pair) {
 function writePairOnly(pair) {
   const file = path.join(T.BENCH, 'RESULTS.md');
   const pr = pairReport(withForeign(pair));
-  const note = `_Measured ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} by \`BENCH_SCENARIOS=pair\` (${pair.runs} run(s) × ${pair.seconds} s), apart from the tables above._\n\n`;
+  const note = `_Measured ${pair.at ?? 'at an unrecorded time'} by \`BENCH_SCENARIOS=pair\` (${pair.runs} run(s) × ${pair.seconds} s), apart from the tables above._\n\n`;
   const md = spliceSection(fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# mtls-sidecar benchmark results\n', pr.md.replace('\n\n', `\n\n${note}`));
   fs.writeFileSync(file, md);
   log(`\n${pr.summary}\nbench: rewrote the "Outbound pair" section of bench/RESULTS.md; raw numbers in bench/out/pair-results.json`);

@@ -126,8 +126,9 @@ export function pairReport({ results, probes, pairs, settings, cpus, runs, secon
   L.push(
     `Pinning: A on core ${cpus.a}, B on core ${cpus.b}, load generator and upstream on core ${cpus.load}` +
       (shared
-        ? ` — one core each for A and B, as the issue asks, which on this ${cpus.nproc}-core machine puts B on the load core: B, the generator and the upstream share it, so neither pair can have both A and B at full CPU, and a req/s ratio alone does not count (the bench's rule: a ratio counts only with both targets at full CPU). The verdict then uses CPU per request of A + B at a fixed offered rate (${settings.rate} req/s, \`pair-rate\`), where both pairs do the same work.`
+        ? ` — one core each for A and B, as the issue asks, which on this ${cpus.nproc}-core machine puts B on the load core: B, the generator and the upstream share it, so neither pair can have both A and B at full CPU, and a req/s ratio alone does not count (the bench's rule: a ratio counts only with both targets at full CPU).`
         : '.') +
+      ` Where a side was under ${SATURATED} % CPU the verdict uses req/s per CPU-second of A + B in \`pair-ka\`, as the per-target scenarios do when nginx was not at full CPU; CPU per request at a fixed offered rate (${settings.rate} req/s, \`pair-rate\`, where both pairs do the same work) is shown beside it.` +
       ` ${runs} run(s), ${seconds} s after ${warmup} s warm-up; medians over runs, ratios within a run.`,
     '',
   );
@@ -180,13 +181,13 @@ export function pairReport({ results, probes, pairs, settings, cpus, runs, secon
     const e = ratio('pair-ka', (x) => x.eff);
     const fixed = ratio('pair-rate', (x) => (x.usPerReq ? 1 / x.usPerReq.pair : null));
     const full = ['sidecar', 'nginx'].every((k) => (med('pair-ka', k, (x) => x.cpu.a) ?? 0) >= SATURATED && (med('pair-ka', k, (x) => x.cpu.b) ?? 0) >= SATURATED);
-    const basis = full ? r.median : fixed.median;
+    const basis = full ? r.median : e.median;
     if (basis !== null) {
       const cpuText = ['sidecar', 'nginx'].map((k) => `${k} A ${fmt(med('pair-ka', k, (x) => x.cpu.a), 0)} % / B ${fmt(med('pair-ka', k, (x) => x.cpu.b), 0)} %`).join(', ');
       checks.push([
         'keep-alive: sidecar pair ≥ 0.5× nginx pair',
         `${fmt(r.median)}× req/s (runs: ${r.all.map((x) => fmt(x)).join(', ')}; ${cpuText}); ${fmt(e.median)}× per CPU-s; ${fmt(fixed.median)}× CPU per request at ${settings.rate} req/s` +
-          (full ? '' : ' — not every side at full CPU: verdict on CPU per request at the fixed rate'),
+          (full ? '' : ' — not every side at full CPU: verdict on per CPU-s'),
         basis >= 0.5,
         noisyIn('pair-ka') || noisyIn('pair-rate'),
       ]);
@@ -203,7 +204,7 @@ export function pairReport({ results, probes, pairs, settings, cpus, runs, secon
   L.push('| goal | measured | verdict |', '|---|---|---|');
   const short = pairs.filter((k) => (med('pair-rate', k, (r) => r.rps) ?? 0) < 0.95 * settings.rate);
   if (short.length > 0 && checks.length > 0 && checks[0][0].startsWith('keep-alive')) {
-    checks[0][1] += ` (the ${short.join(' and ')} pair reached under 95 % of the offered ${settings.rate} req/s: the CPU-per-request comparison is then not at one rate; lower BENCH_PAIR_RATE)`;
+    checks[0][1] += ` (the ${short.join(' and ')} pair reached under 95 % of the offered ${settings.rate} req/s: that CPU-per-request figure is then not at one rate; lower BENCH_PAIR_RATE)`;
   }
   for (const [what, measured, ok, noisy] of checks) L.push(`| ${what} | ${measured} | ${ok ? '**PASS**' : '**FAIL**'}${noisy ? ' ⚠' : ''} |`);
   L.push('');
