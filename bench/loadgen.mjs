@@ -10,6 +10,12 @@
 //   hold     open --conns N connections (bounded parallelism), one request each, then keep them
 //            idle; prints {"ready":...} and holds until stdin closes or --hold-seconds pass
 //
+// --plain   ka and newconn over plain TCP instead of TLS (an app calling its sidecar's outbound
+//           listener on loopback); --ca/--cert/--key are then not read.
+// --rate R  ka only: a fixed offered rate, R requests/s in all, spread evenly over the
+//           connections (each still has one request in flight at most; a late response delays
+//           that connection's next request, so the rate is a ceiling, reported as offered).
+//
 // Bounded: --warmup seconds (not counted), then --seconds measured, and at most --max-requests
 // requests in all (the window closes early if the cap is hit). Latencies of the requests that
 // complete in the window go into a Float64Array; p50/p90/p99/max from it.
@@ -17,6 +23,7 @@
 // processes (summed; 100 = one core) over exactly the measured window.
 import fs from 'node:fs';
 import http2 from 'node:http2';
+import net from 'node:net';
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -44,6 +51,8 @@ const { values: a } = parseArgs({
     groups: { type: 'string', default: 'X25519:P-256' },
     watch: { type: 'string', multiple: true, default: [] },
     cores: { type: 'string', default: '' },
+    plain: { type: 'boolean', default: false },
+    rate: { type: 'string', default: '0' },
   },
   strict: true,
 });
@@ -56,17 +65,26 @@ const WARMUP = Number(a.warmup);
 const MAX_REQ = Number(a['max-requests']);
 const BODY = Buffer.alloc(Number(a.body), 'x');
 const MODE = a.mode;
+const PLAIN = a.plain;
+const RATE = Number(a.rate);
 if (!Number.isInteger(PORT) || !(CONNS > 0) || !(SECONDS > 0) || !(MAX_REQ > 0)) {
   console.error('loadgen: bad arguments');
   process.exit(2);
 }
 
-const secureContext = tls.createSecureContext({
-  ca: fs.readFileSync(a.ca),
-  cert: fs.readFileSync(a.cert),
-  key: fs.readFileSync(a.key),
-  ecdhCurve: a.groups,
-});
+const secureContext = PLAIN
+  ? null
+  : tls.createSecureContext({
+      ca: fs.readFileSync(a.ca),
+      cert: fs.readFileSync(a.cert),
+      key: fs.readFileSync(a.key),
+      ecdhCurve: a.groups,
+    });
+/** An HTTP/1.1 connection: TLS, or plain TCP with --plain; `ready` is the event to send on. */
+function connect1() {
+  return PLAIN ? net.connect({ host: a.host, port: PORT }) : tls.connect(tlsOpts(['http/1.1']));
+}
+const READY = PLAIN ? 'connect' : 'secureConnect';
 const noop = () => {};
 const tlsOpts = (alpn) => ({
   host: a.host,
@@ -241,6 +259,8 @@ function finish(abort) {
   const round = (x) => (x === null ? null : Math.round(x * 1000) / 1000);
   const out = {
     mode: MODE,
+    plain: PLAIN,
+    offeredRps: RATE > 0 ? RATE : null,
     conns: CONNS,
     streams: MODE === 'h2' || MODE === 'h2node' ? STREAMS : 1,
     method: a.method,
@@ -376,18 +396,30 @@ class ResponseParser {
 // ---- mode: keep-alive ---------------------------------------------------------------------------
 function runKeepAlive() {
   const req = requestBytes(false);
+  const interval = RATE > 0 ? (1000 * CONNS) / RATE : 0; // ms between one connection's requests
   const sockets = new Set();
   closers.add(() => {
     for (const s of sockets) s.destroy();
   });
   const open = () => {
     if (!issuing) return;
-    const sock = tls.connect(tlsOpts(['http/1.1']));
+    const sock = connect1();
     sockets.add(sock);
     const parser = new ResponseParser();
     let t0 = 0;
     let busy = false;
+    let due = 0; // --rate: when this connection may send its next request
     const send = () => {
+      if (RATE > 0) {
+        const now = performance.now();
+        if (due === 0) due = now + Math.random() * interval; // spread the connections' phases
+        if (now < due) {
+          setTimeout(send, due - now);
+          return;
+        }
+        due += interval;
+        if (due < now) due = now; // late: no catching up in a burst
+      }
       if (!take()) return;
       busy = true;
       inFlight++;
@@ -395,7 +427,7 @@ function runKeepAlive() {
       sock.write(req);
     };
     sock.setNoDelay(true);
-    sock.on('secureConnect', () => {
+    sock.on(READY, () => {
       noteTls(sock);
       send();
     });
@@ -446,7 +478,7 @@ function runNewConn() {
     if (!take()) return;
     inFlight++;
     const t0 = performance.now();
-    const sock = tls.connect(tlsOpts(['http/1.1']));
+    const sock = connect1();
     sockets.add(sock);
     const parser = new ResponseParser();
     let done = false;
@@ -460,7 +492,7 @@ function runNewConn() {
       else setTimeout(client, 5);
     };
     sock.setNoDelay(true);
-    sock.on('secureConnect', () => {
+    sock.on(READY, () => {
       noteTls(sock);
       sock.write(req);
     });

@@ -5,7 +5,12 @@
 // Environment (defaults in brackets):
 //   BENCH_RUNS [3]  BENCH_SECONDS [5]  BENCH_WARMUP [1]   runs per scenario, measured s, warm-up s
 //   BENCH_TARGETS [sidecar,sidecar-noaudit,nginx,haproxy,bare,node,ceiling]
-//   BENCH_SCENARIOS [ka1,ka16,ka64,newconn,h2,post4k]
+//   BENCH_SCENARIOS [ka1,ka16,ka64,newconn,h2,post4k,pair]   `pair`: the outbound pair
+//                          (bench/lib/pair.mjs); BENCH_SCENARIOS=pair runs only that and
+//                          rewrites only its section of RESULTS.md
+//   BENCH_PAIR_B_CPU [2 with 3+ cores, else BENCH_LOAD_CPU]  core of the pair's B
+//   BENCH_PAIR_RATE [1000]  BENCH_PAIR_LAT_RATE [200]   the pair's fixed offered rates
+//   BENCH_PAIR_WARM [3]    seconds of unmeasured keep-alive load per pair before its runs
 //   BENCH_TARGET_CPU [0]  BENCH_LOAD_CPU [1]              taskset core lists
 //   BENCH_PROFILE [1]      profile the sidecar (--cpu-prof) under keep-alive 64 afterwards
 //   BENCH_UPSTREAM [nginx] or node                        the app behind every proxy
@@ -27,6 +32,7 @@ import { makePki } from './lib/pki.mjs';
 import * as T from './lib/targets.mjs';
 import { ensureTools, versions, waitQuiet } from './lib/sys.mjs';
 import { summarize, toMarkdown } from './profile-summary.mjs';
+import { runPairs, pairReport, pairSettings, spliceSection } from './lib/pair.mjs';
 
 const env = process.env;
 const num = (v, d) => (v === undefined || v === '' ? d : Number(v));
@@ -69,6 +75,8 @@ const pick = (list, envVal, key) => {
 
 /** `node bench/run.mjs --report-only`: rebuild RESULTS.md and results.svg from out/results.json. */
 function reportOnly() {
+  const pairFile = path.join(T.OUT, 'pair-results.json');
+  if (!fs.existsSync(path.join(T.OUT, 'results.json')) && fs.existsSync(pairFile)) return writePairOnly(JSON.parse(fs.readFileSync(pairFile, 'utf8')));
   const saved = JSON.parse(fs.readFileSync(path.join(T.OUT, 'results.json'), 'utf8'));
   const seen = (k) => [...new Set(saved.results.map((r) => r[k]))];
   RUNS = saved.runs ?? Math.max(...saved.results.map((r) => r.run));
@@ -78,6 +86,7 @@ function reportOnly() {
   const scenarios = SCENARIOS.filter((sc) => (saved.scenarios ?? seen('scenario')).includes(sc.id));
   const probes = saved.probes ?? Object.fromEntries(targets.map((t) => [t, { anonymous: 'not recorded' }]));
   const report = buildReport({ ...saved, targets, probes, upstreamKind: saved.upstreamKind ?? 'nginx', scenarios, ctx: { peerLogs: saved.peerLogs ?? false } });
+  if (fs.existsSync(pairFile)) report.md = spliceSection(report.md, pairReport(withForeign(JSON.parse(fs.readFileSync(pairFile, 'utf8')))).md);
   fs.writeFileSync(path.join(T.BENCH, 'RESULTS.md'), report.md);
   fs.writeFileSync(path.join(T.BENCH, 'results.svg'), report.svg);
   log(`${report.summary}\nbench: rewrote bench/RESULTS.md and bench/results.svg from bench/out/results.json`);
@@ -93,6 +102,11 @@ function setupOnly() {
   const pki = makePki(T.OUT);
   const ctx = T.makeContext({ pki, targetCpu: TARGET_CPU, loadCpu: LOAD_CPU, peerLogs: env.BENCH_PEER_LOGS === '1' });
   const files = [T.upstreamConfig(), ...ALL_TARGETS.map((t) => T.targetConfig(t, ctx, { auditOffLine: AUDIT_OFF_LINE })?.conf).filter(Boolean)];
+  ctx.pairBCpu = LOAD_CPU;
+  for (const kind of T.PAIRS) {
+    const c = T.pairConfig(kind, ctx);
+    files.push(c.a, c.b);
+  }
   log(`bench: wrote ${pki.dir} and\n  ${files.join('\n  ')}`);
   if (!fs.existsSync(path.join(T.ROOT, 'dist', 'main.js'))) log('bench: dist/main.js is missing: run `npm run build` before bench/ab.sh');
 }
@@ -105,20 +119,29 @@ async function main() {
   pinSelf(LOAD_CPU);
   const missing = ensureTools(log);
   let targets = pick(ALL_TARGETS, env.BENCH_TARGETS);
-  const scenarios = pick(SCENARIOS, env.BENCH_SCENARIOS, 'id').filter((sc) => env.BENCH_SCENARIOS || !sc.optional);
+  // `pair` is its own phase (bench/lib/pair.mjs), not a row of the per-target scenarios.
+  const wanted = env.BENCH_SCENARIOS ? env.BENCH_SCENARIOS.split(',').map((x) => x.trim()) : null;
+  const wantPair = (wanted === null || wanted.includes('pair')) && env.BENCH_PAIR !== '0';
+  const scenarioList = wanted?.filter((x) => x !== 'pair').join(',');
+  const scenarios = wanted !== null && scenarioList === '' ? [] : pick(SCENARIOS, scenarioList, 'id').filter((sc) => scenarioList || !sc.optional);
+  if (scenarios.length === 0) targets = [];
+  let pairs = [...T.PAIRS];
   if (missing.includes('nginx')) targets = targets.filter((t) => t !== 'nginx' && t !== 'ceiling');
   if (missing.includes('haproxy')) targets = targets.filter((t) => t !== 'haproxy');
+  if (missing.includes('nginx')) pairs = pairs.filter((k) => k !== 'nginx');
   const upstreamKind = env.BENCH_UPSTREAM ?? (missing.includes('nginx') ? 'node' : 'nginx');
   const info = versions(T.NODE);
-  const cores = [...new Set([TARGET_CPU, LOAD_CPU].flatMap((c) => c.split(',')).map(Number))];
+  const PAIR_B_CPU = env.BENCH_PAIR_B_CPU ?? (info.nproc >= 3 ? '2' : LOAD_CPU);
+  const cores = [...new Set([TARGET_CPU, LOAD_CPU, ...(wantPair ? [PAIR_B_CPU] : [])].flatMap((c) => c.split(',')).map(Number))];
   log(`bench: ${info.nproc} cores (${info.cpu}); target on core ${TARGET_CPU}, load generator and upstream on core ${LOAD_CPU}`);
   log(`bench: ${RUNS} run(s) x ${scenarios.length} scenario(s) x ${targets.length} target(s), ${WARMUP}+${SECONDS} s each`);
   if (info.nproc < 2) log('bench: WARNING: fewer than 2 cores; target and load share a core, numbers mean little');
 
-  await T.checkPorts(['upstream', ...targets]);
+  await T.checkPorts(['upstream', ...targets, ...(wantPair ? ['pairSidecarA', 'pairSidecarAInbound', 'pairSidecarB', 'pairNginxA', 'pairNginxB', 'pairSidecarAAdmin', 'pairSidecarBAdmin'] : [])]);
   const pki = makePki(T.OUT);
   pkiPaths = pki;
   const ctx = T.makeContext({ pki, targetCpu: TARGET_CPU, loadCpu: LOAD_CPU, peerLogs: env.BENCH_PEER_LOGS === '1', upstreamKind });
+  ctx.pairBCpu = PAIR_B_CPU;
   const upstream = await T.startUpstream(ctx);
   log(`bench: upstream (${upstreamKind}) on 127.0.0.1:${T.PORTS.upstream}, pids ${upstream.pids.join(',')}`);
 
@@ -167,9 +190,38 @@ async function main() {
     profile = await profileSidecar(ctx, procs, upstream, cores);
   }
 
+  // ---- the outbound pair ----
+  let pair = null;
+  if (wantPair && pairs.length > 0) {
+    log(`bench: outbound pair: A on core ${TARGET_CPU}, B on core ${PAIR_B_CPU}, load generator and upstream on core ${LOAD_CPU}${PAIR_B_CPU === LOAD_CPU ? ' (B shares the load core)' : ''}`);
+    const settings = pairSettings(env);
+    const measure = async (target, args, watch, seconds = null) => {
+      const quiet = seconds === null ? await waitQuiet(cores, { maxPct: QUIET_MAX, budget: quietBudget }) : null;
+      const res = await runLoadgen({ pki, target, upstream, args, seconds: seconds ?? SECONDS, warmup: seconds === null ? WARMUP : 0, cpu: LOAD_CPU, cores, watch });
+      res.quietBefore = quiet;
+      return res;
+    };
+    const afterEach = async (procs) => {
+      for (const p of procs) if (p.audit && fs.existsSync(p.audit)) fs.truncateSync(p.audit, 0);
+    };
+    const out = await runPairs({ ctx, runs: RUNS, pairs, settings, measure, log, afterEach });
+    pair = { ...out, at: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), pairs, settings, cpus: { a: TARGET_CPU, b: PAIR_B_CPU, load: LOAD_CPU, nproc: info.nproc }, runs: RUNS, seconds: SECONDS, warmup: WARMUP };
+    fs.writeFileSync(path.join(T.OUT, 'pair-results.json'), JSON.stringify(pair, null, 2));
+  }
+  if (targets.length === 0) {
+    if (pair !== null) writePairOnly(pair);
+    await stopAll();
+    return;
+  }
+
   const saved = { info, results, profile, targets, scenarios: scenarios.map((x) => x.id), probes, upstreamKind, peerLogs: ctx.peerLogs, runs: RUNS, seconds: SECONDS, warmup: WARMUP };
   fs.writeFileSync(path.join(T.OUT, 'results.json'), JSON.stringify(saved, null, 2));
   const report = buildReport({ results, targets, scenarios, info, probes, profile, upstreamKind, ctx });
+  if (pair !== null) {
+    const pr = pairReport(withForeign(pair));
+    report.md = spliceSection(report.md, pr.md);
+    report.summary += `\n${pr.summary}`;
+  }
   fs.writeFileSync(path.join(T.BENCH, 'RESULTS.md'), report.md);
   fs.writeFileSync(path.join(T.BENCH, 'results.svg'), report.svg);
   log(`\n${report.summary}\nbench: wrote bench/RESULTS.md, bench/results.svg, bench/out/results.json`);
@@ -177,6 +229,33 @@ async function main() {
 
   if (env.BENCH_MEMORY === '1') await runScript('memory.mjs');
   if (env.BENCH_SOAK === '1') await runScript('soak.mjs');
+}
+
+/** The pair's report inputs with the noise test of its measurements (its own core plan). */
+function withForeign(pair) {
+  const own = (res, core) => {
+    let x = 0;
+    if (core === Number(pair.cpus.a.split(',')[0])) x += res.cpu.a ?? 0;
+    if (core === Number(pair.cpus.b.split(',')[0])) x += res.cpu.b ?? 0;
+    if (core === Number(pair.cpus.load.split(',')[0])) x += (res.cpu.loadgen ?? 0) + (res.cpu.upstream ?? 0);
+    return x;
+  };
+  const foreign = (res) => {
+    const c = res.cores ?? {};
+    const f = Object.keys(c).map((k) => Math.max(0, c[k].busy + c[k].softirq - own(res, Number(k))));
+    return { noisy: f.some((x) => x > QUIET_MAX) };
+  };
+  return { ...pair, foreign };
+}
+
+/** Only the pair ran: rewrite the pair's section of RESULTS.md and leave the rest as it was. */
+function writePairOnly(pair) {
+  const file = path.join(T.BENCH, 'RESULTS.md');
+  const pr = pairReport(withForeign(pair));
+  const note = `_Measured ${pair.at ?? 'at an unrecorded time'} by \`BENCH_SCENARIOS=pair\` (${pair.runs} run(s) × ${pair.seconds} s), apart from the tables above._\n\n`;
+  const md = spliceSection(fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# mtls-sidecar benchmark results\n', pr.md.replace('\n\n', `\n\n${note}`));
+  fs.writeFileSync(file, md);
+  log(`\n${pr.summary}\nbench: rewrote the "Outbound pair" section of bench/RESULTS.md; raw numbers in bench/out/pair-results.json`);
 }
 
 async function runScript(file) {

@@ -11,13 +11,15 @@ function common(pki, port) {
   return [...NODE_FLAGS, path.join(BENCH, 'loadgen.mjs'), '--port', String(port), '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey];
 }
 
-export async function loadgen({ pki, target, upstream = null, args, seconds, warmup, cpu, cores = [] }) {
+/** `watch`: processes whose CPU to report, by name (default: the target's, as `target`). */
+export async function loadgen({ pki, target, upstream = null, args, seconds, warmup, cpu, cores = [], watch = null }) {
+  const w = watch ?? { target: target.pids };
   const a = [
     ...common(pki, target.port),
     ...args,
     '--seconds', String(seconds),
     '--warmup', String(warmup),
-    '--watch', `target=${target.pids.join(',')}`,
+    ...Object.entries(w).flatMap(([name, pids]) => ['--watch', `${name}=${pids.join(',')}`]),
     ...(upstream ? ['--watch', `upstream=${upstream.pids.join(',')}`] : []),
     ...(cores.length ? ['--cores', cores.join(',')] : []),
   ];

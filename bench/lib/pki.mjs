@@ -1,11 +1,15 @@
 // A throwaway PKI for the bench, all ECDSA P-256 (node-forge only does RSA, so openssl makes it):
 // a CA, a server cert (localhost, 127.0.0.1), a client cert with a SPIFFE URI SAN and clientAuth
-// EKU, an empty CRL signed by the CA, and server.pem (cert + key) for HAProxy. Valid 2 days.
+// EKU, two workload certs for the outbound pair (pair-a, pair-b: serverAuth and clientAuth, a
+// SPIFFE URI, localhost, 127.0.0.1, as `make certs` issues them), an empty CRL signed by the CA,
+// and server.pem (cert + key) for HAProxy. Valid 2 days.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
 export const CLIENT_URI = 'spiffe://cluster.local/ns/bench/sa/bench';
+/** The outbound pair's workloads: A calls B. Both match the bench config's `bench` identity. */
+export const PAIR_URI = { a: 'spiffe://cluster.local/ns/bench/sa/pair-a', b: 'spiffe://cluster.local/ns/bench/sa/pair-b' };
 
 function ossl(args, cwd) {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -46,6 +50,15 @@ export function makePki(dir, sub = 'pki') {
     `subjectAltName=URI:${CLIENT_URI}`,
     '',
   ].join('\n'));
+  for (const w of ['a', 'b']) {
+    leaf(`pair-${w}`, `/O=bench/OU=bench/CN=pair-${w}`, [
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature',
+      'extendedKeyUsage=serverAuth,clientAuth',
+      `subjectAltName=URI:${PAIR_URI[w]},DNS:localhost,IP:127.0.0.1`,
+      '',
+    ].join('\n'));
+  }
 
   // Empty CRL via `openssl ca -gencrl` (needs a minimal CA database).
   fs.writeFileSync(path.join(d, 'index.txt'), '');
@@ -69,5 +82,7 @@ export function makePki(dir, sub = 'pki') {
     clientCert: path.join(d, 'client.crt'),
     clientKey: path.join(d, 'client.key'),
     crl: path.join(d, 'crl.pem'),
+    pairA: { cert: path.join(d, 'pair-a.crt'), key: path.join(d, 'pair-a.key') },
+    pairB: { cert: path.join(d, 'pair-b.crt'), key: path.join(d, 'pair-b.key') },
   };
 }

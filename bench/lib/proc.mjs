@@ -19,6 +19,23 @@ export const CLK_TCK = (() => {
  */
 export const NICE = process.getuid?.() === 0 ? Number(process.env.BENCH_NICE ?? -10) : 0;
 
+/**
+ * With autogroup scheduling (sched(7)) a nice value only weighs against processes of the same
+ * session, and every child here is its own session (detached): each would get an even share of
+ * its core with every other session's work, whatever BENCH_NICE says. Root can set a session's
+ * own weight, its autogroup nice: pinned children get NICE there too (as flood-budgets.mjs
+ * does). BENCH_AUTOGROUP=0 leaves it.
+ */
+const AUTOGROUP = NICE !== 0 && process.env.BENCH_AUTOGROUP !== '0';
+function prioritizeSession(pid) {
+  if (!AUTOGROUP) return;
+  try {
+    fs.writeFileSync(`/proc/${pid}/autogroup`, String(NICE));
+  } catch {
+    /* no autogroups here (or already gone): nice alone does it */
+  }
+}
+
 /** Every child started through start(), by pid. */
 const children = new Map();
 let cleanupInstalled = false;
@@ -73,6 +90,7 @@ export function start(name, cmd, args, { cpu = null, log = null, pipe = false, i
   }
   const child = spawn(argv[0], argv.slice(1), { stdio, env, cwd, detached: true });
   if (fd !== null) fs.closeSync(fd);
+  if (cpu !== null && child.pid !== undefined) prioritizeSession(child.pid);
   const proc = { name, pid: child.pid, child, exitCode: null, exited: null };
   proc.exited = new Promise((resolve) => {
     child.once('exit', (code, signal) => {

@@ -8,6 +8,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { start, stop, treePids, waitFor, portFree } from './proc.mjs';
+import { PAIR_URI } from './pki.mjs';
 
 export const BENCH = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 export const ROOT = path.dirname(BENCH);
@@ -29,6 +30,14 @@ export const PORTS = {
   bare: BASE + 47,
   ceiling: BASE + 48,
   node: BASE + 49,
+  // The outbound pair (bench/README.md): A's plain listener, A's unused inbound side, B.
+  pairSidecarA: BASE + 51,
+  pairSidecarAInbound: BASE + 50,
+  pairSidecarB: BASE + 52,
+  pairNginxA: BASE + 53,
+  pairNginxB: BASE + 54,
+  pairSidecarAAdmin: BASE + 93,
+  pairSidecarBAdmin: BASE + 94,
 };
 
 export const LABELS = {
@@ -217,6 +226,133 @@ export async function startTarget(name, ctx, { nodeFlags = [], auditOffLine = nu
 }
 
 export { stop };
+
+// ---- the outbound pair ---------------------------------------------------------------------------
+
+export const PAIRS = ['sidecar', 'nginx'];
+export const PAIR_LABELS = { sidecar: 'mtls-sidecar pair', nginx: 'nginx pair' };
+
+/** Serve with the pair's workload certificate instead of the bench server certificate. */
+function useWorkloadCert(file, pki, w) {
+  const text = fs
+    .readFileSync(file, 'utf8')
+    .replaceAll(`${pki.dir}/server.crt`, pki[w].cert)
+    .replaceAll(`${pki.dir}/server.key`, pki[w].key);
+  fs.writeFileSync(file, text);
+}
+
+/**
+ * The configs of one pair, written to OUT: { a, b } (file paths; for the sidecars also the audit
+ * files). B is the bench's inbound config (sidecar.yaml / nginx.conf) with B's workload
+ * certificate; sidecar A is the same inbound config (nobody calls it) with an `outbound`
+ * destination to B, nginx A is bench/nginx-pair-a.conf.
+ */
+export function pairConfig(kind, ctx) {
+  const { pki } = ctx;
+  if (kind === 'sidecar') {
+    const vars = (port, admin, audit) => ({ PORT: port, PKI: pki.dir, UPSTREAM_PORT: PORTS.upstream, AUDIT: audit, ADMIN_PORT: admin });
+    const auditB = path.join(OUT, 'audit-pair-b.log');
+    const b = render('sidecar.yaml', vars(PORTS.pairSidecarB, PORTS.pairSidecarBAdmin, auditB), 'sidecar-pair-b.yaml');
+    useWorkloadCert(b, pki, 'pairB');
+    const auditA = path.join(OUT, 'audit-pair-a.log');
+    const a = render('sidecar.yaml', vars(PORTS.pairSidecarAInbound, PORTS.pairSidecarAAdmin, auditA), 'sidecar-pair-a.yaml');
+    useWorkloadCert(a, pki, 'pairA');
+    // outbound.cert/key/trust default to tls.cert/key/clientCAs: A's workload cert, the bench CA.
+    // HTTP/1.1 keep-alive to B (http2 off), as nginx A's upstream pool.
+    fs.appendFileSync(
+      a,
+      [
+        'outbound:',
+        '  destinations:',
+        '    - name: pair-b',
+        `      listen: { address: 127.0.0.1, port: ${PORTS.pairSidecarA} }`,
+        `      target: "127.0.0.1:${PORTS.pairSidecarB}"`,
+        '      serverName: localhost',
+        `      expect: { uri: "${PAIR_URI.b}" }`,
+        '      maxConnections: 64',
+        '',
+      ].join('\n'),
+    );
+    return { a, b, auditA, auditB };
+  }
+  const b = render(
+    'nginx.conf',
+    { OUT, NAME: 'pair-b', PORT: PORTS.pairNginxB, PKI: pki.dir, UPSTREAM_PORT: PORTS.upstream, ACCESS_LOG: ctx.peerLogs ? `${OUT}/nginx-pair-b-access.log combined buffer=64k flush=1s` : 'off', LOCATION: NGINX_PROXY },
+    'nginx-pair-b.conf',
+  );
+  useWorkloadCert(b, pki, 'pairB');
+  const a = render(
+    'nginx-pair-a.conf',
+    { OUT, NAME: 'pair-a', PORT: PORTS.pairNginxA, B_PORT: PORTS.pairNginxB, PKI: pki.dir, CERT: pki.pairA.cert, KEY: pki.pairA.key, ACCESS_LOG: ctx.peerLogs ? `${OUT}/nginx-pair-a-access.log combined buffer=64k flush=1s` : 'off' },
+    'nginx-pair-a.conf',
+  );
+  return { a, b, auditA: null, auditB: null };
+}
+
+export function pairPorts(kind) {
+  return kind === 'sidecar' ? { a: PORTS.pairSidecarA, b: PORTS.pairSidecarB } : { a: PORTS.pairNginxA, b: PORTS.pairNginxB };
+}
+
+/**
+ * Start one pair: B pinned to `ctx.pairBCpu`, A to `ctx.targetCpu`. Returns { kind, a, b } with
+ * a.port the plain listener the app calls and b.port B's mTLS port; a.audit/b.audit for the
+ * sidecars.
+ */
+export async function startPair(kind, ctx) {
+  const conf = pairConfig(kind, ctx);
+  const ports = pairPorts(kind);
+  const one = (side, file, cpu) => {
+    const name = `pair-${kind}-${side}`;
+    const logFile = path.join(OUT, `${name}.log`);
+    const p =
+      kind === 'sidecar'
+        ? start(name, NODE, [path.join(ROOT, 'dist', 'main.js'), 'run', '--config', file], { cpu, log: logFile, cwd: OUT })
+        : start(name, 'nginx', nginxArgs(file, `pair-${side}`), { cpu, log: logFile });
+    return Object.assign(p, { log: logFile, config: file, port: ports[side], target: name });
+  };
+  for (const f of [conf.auditA, conf.auditB]) if (f) fs.rmSync(f, { force: true });
+  const b = one('b', conf.b, ctx.pairBCpu);
+  b.audit = conf.auditB;
+  await waitFor(`${b.target} (log: ${b.log})`, () => mtlsGet(ctx.pki, b.port).then((r) => r.status === 200), { proc: b, timeoutMs: 20_000 });
+  b.pids = treePids(b.pid);
+  const a = one('a', conf.a, ctx.targetCpu);
+  a.audit = conf.auditA;
+  await waitFor(`${a.target} (log: ${a.log})`, () => plainGet(a.port).then((r) => r.status === 200), { proc: a, timeoutMs: 20_000 });
+  a.pids = treePids(a.pid);
+  return { kind, a, b };
+}
+
+/** One plain HTTP/1.1 request (the app calling A's listener). */
+export function plainGet(port, { method = 'GET', body = null, path: p = '/bench/probe' } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path: p, method, agent: false, timeout: 3000, headers: body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : {} },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8').on('data', (d) => (data += d));
+        res.on('end', () => resolve({ status: res.statusCode, body: data, headers: res.headers }));
+      },
+    );
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end(body ?? undefined);
+  });
+}
+
+/**
+ * Checks that a pair does the job: GET and a 4 KiB POST through A reach the app, B does the job
+ * of any target (probe()), and B refuses a client without a certificate.
+ */
+export async function probePair(pki, pair) {
+  const problems = [];
+  const get = await plainGet(pair.a.port).catch((e) => ({ status: 0, body: e.message }));
+  if (get.status !== 200 || get.body !== UPSTREAM_BODY) problems.push(`GET through A: ${get.status} ${JSON.stringify(get.body).slice(0, 80)}`);
+  const post = await plainGet(pair.a.port, { method: 'POST', body: Buffer.alloc(4096, 'x') }).catch((e) => ({ status: 0, body: e.message }));
+  if (post.status !== 200 || post.body !== UPSTREAM_BODY) problems.push(`POST 4KiB through A: ${post.status} ${JSON.stringify(post.body).slice(0, 80)}`);
+  const b = await probe(pki, pair.b.port);
+  problems.push(...b.problems.map((x) => `B: ${x}`));
+  return { problems, anonymous: b.anonymous };
+}
 
 // ---- probes -------------------------------------------------------------------------------------
 
