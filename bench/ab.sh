@@ -8,7 +8,7 @@
 #                        sidecar@DIR: another build (DIR/dist/main.js, e.g. a git worktree of an
 #                        older commit) with the same config on its own ports; `sidecar sidecar`
 #                        runs this build twice (B on its own ports), told apart by A_ENV/B_ENV or
-#                        A_FLAGS/B_FLAGS, e.g. B_ENV=MTLS_SIDECAR_UPSTREAM=undici
+#                        A_FLAGS/B_FLAGS, e.g. B_ENV=MTLS_SIDECAR_HTTP2=node
 #   RUNS [3]  SECS [3]  LG ["--mode ka --conns 64"] (loadgen arguments)
 #   A_FLAGS, B_FLAGS: extra node flags for a sidecar or script target (e.g. A_FLAGS=--max-semi-space-size=64)
 #   A_ENV, B_ENV: environment for a sidecar or script target (e.g. B_ENV=GLIBC_TUNABLES=glibc.malloc.mmap_threshold=65536)

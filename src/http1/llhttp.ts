@@ -1,6 +1,6 @@
 /**
  * llhttp — the HTTP/1.1 parser inside Node's own http module — as the WebAssembly build that
- * undici ships, set up to parse requests (and, for the upstream client, responses). The sidecar's HTTP/1.1 server (transport/h1/) uses it
+ * undici ships, set up to parse requests. The sidecar's HTTP/1.1 server (transport/h1/) uses it
  * instead of node:http: the parser is the same code with the same strictness (no lenient flags:
  * conflicting Content-Length/Transfer-Encoding, bad chunk sizes, bare LF, obs-fold are errors),
  * while the per-request request/response stream objects node:http builds around it are skipped.
@@ -47,28 +47,22 @@ interface LlhttpExports {
   llhttp_errno_name(errno: number): number;
   llhttp_method_name(method: number): number;
   llhttp_resume_after_upgrade(parser: number): void;
-  llhttp_finish(parser: number): number;
-  llhttp_resume(parser: number): void;
 }
 
-/**
- * What a parser reports; a non-zero return from a callback stops the parse with HPE_USER.
- * `status` is the response's status code (0 when parsing requests).
- */
+/** What a parser reports; a non-zero return from a callback stops the parse with HPE_USER. */
 export interface ParserEvents {
   onMessageBegin(): number;
   onUrl(part: string): number;
   onHeaderField(part: string): number;
   onHeaderValue(part: string): number;
-  onHeadersComplete(upgrade: boolean, keepAlive: boolean, status: number): number;
+  onHeadersComplete(upgrade: boolean, keepAlive: boolean): number;
   onBody(chunk: Buffer): number;
   onMessageComplete(): number;
 }
 
 /**
  * A message's header names and values as llhttp reports them: one span at a time, and a read
- * boundary may split a name or a value into several spans. The server (requests) and the
- * upstream client (responses) both collect them here.
+ * boundary may split a name or a value into several spans.
  */
 export class HeaderPairs {
   /** Flat name/value pairs, as received. */
@@ -114,10 +108,7 @@ export class HeaderPairs {
 }
 
 const TYPE_REQUEST = 1;
-const TYPE_RESPONSE = 2;
 export const HPE_OK = 0;
-/** A callback returned it: the parse stops after that callback; llhttp_resume goes on. */
-export const HPE_PAUSED = 21;
 export const HPE_PAUSED_UPGRADE = 22;
 
 /** The callbacks Engine binds (module "env"): the wasm must import exactly these. */
@@ -147,8 +138,6 @@ const EXPORTS = [
   'llhttp_errno_name',
   'llhttp_method_name',
   'llhttp_resume_after_upgrade',
-  'llhttp_finish',
-  'llhttp_resume',
 ];
 
 /**
@@ -204,9 +193,7 @@ const wasmModule = loadModule();
 
 /**
  * One wasm instance and its input buffer. Data callbacks name the bytes by their offset in the
- * instance's memory and one parser of an instance runs at a time, so the server's request parsers
- * and the upstream client's response parsers get an instance each: a response completing inside
- * its parse may start the next client request's parse, which must not reuse the same buffer.
+ * instance's memory; one parser of an instance runs at a time.
  */
 class Engine {
   readonly llhttp: LlhttpExports;
@@ -225,8 +212,8 @@ class Engine {
         wasm_on_status: (): number => 0,
         wasm_on_header_field: (_p: number, at: number, len: number): number => ev().onHeaderField(str(at, len)),
         wasm_on_header_value: (_p: number, at: number, len: number): number => ev().onHeaderValue(str(at, len)),
-        wasm_on_headers_complete: (_p: number, status: number, upgrade: number, keepAlive: number): number =>
-          ev().onHeadersComplete(upgrade === 1, keepAlive === 1, status),
+        wasm_on_headers_complete: (_p: number, _status: number, upgrade: number, keepAlive: number): number =>
+          ev().onHeadersComplete(upgrade === 1, keepAlive === 1),
         // A copy: the wasm buffer is reused for the next read.
         wasm_on_body: (_p: number, at: number, len: number): number => ev().onBody(Buffer.from(this.view.subarray(at, at + len))),
         wasm_on_message_complete: (): number => ev().onMessageComplete(),
@@ -253,16 +240,6 @@ class Engine {
     }
   }
 
-  /** End of input: completes a message whose end is the connection's end. */
-  finish(ptr: number, events: ParserEvents): number {
-    this.current = events;
-    try {
-      return this.llhttp.llhttp_finish(ptr);
-    } finally {
-      this.current = null;
-    }
-  }
-
   consumed(ptr: number, rc: number, len: number): number {
     return rc === HPE_OK ? len : this.llhttp.llhttp_get_error_pos(ptr) - this.inPtr;
   }
@@ -270,8 +247,6 @@ class Engine {
 
 const server = new Engine();
 const llhttp = server.llhttp;
-/** Made when the first upstream connection is (tests that only parse requests never pay for it). */
-let upstream: Engine | null = null;
 
 function cString(ptr: number): string {
   const v = Buffer.from(llhttp.memory.buffer);
@@ -334,45 +309,6 @@ export class RequestParser {
 
   free(): void {
     if (this.#ptr !== 0) llhttp.llhttp_free(this.#ptr);
-    this.#ptr = 0;
-  }
-}
-
-/** One per upstream connection: parses the app's responses (http1/llhttp's twin for the client side). */
-export class ResponseParser {
-  #ptr: number;
-  readonly #events: ParserEvents;
-  readonly #engine: Engine;
-
-  constructor(ev: ParserEvents) {
-    this.#events = ev;
-    upstream ??= new Engine();
-    this.#engine = upstream;
-    this.#ptr = this.#engine.llhttp.llhttp_alloc(TYPE_RESPONSE);
-  }
-
-  /** After a non-OK execute(): how many bytes of the chunk were consumed. */
-  consumed = 0;
-
-  /** Parse one read; returns llhttp's errno (0, HPE_PAUSED, or an error). */
-  execute(chunk: Buffer): number {
-    const rc = this.#engine.execute(this.#ptr, this.#events, chunk);
-    this.consumed = this.#engine.consumed(this.#ptr, rc, chunk.length);
-    return rc;
-  }
-
-  /** After HPE_PAUSED: the next execute() goes on where the parse stopped. */
-  resume(): void {
-    this.#engine.llhttp.llhttp_resume(this.#ptr);
-  }
-
-  /** The connection ended: completes a close-delimited body; an error if a message was cut short. */
-  finish(): number {
-    return this.#engine.finish(this.#ptr, this.#events);
-  }
-
-  free(): void {
-    if (this.#ptr !== 0) this.#engine.llhttp.llhttp_free(this.#ptr);
     this.#ptr = 0;
   }
 }

@@ -1,8 +1,7 @@
 /**
- * Stage 6: forward to the app over the sidecar's keep-alive upstream pool (proxy/upstream.ts, or
- * undici's with proxy/undici-upstream.ts),
- * streaming both bodies with backpressure (the client's slow reads pause the upstream, never
- * buffer more than one read of it).
+ * Stage 6: forward to the app over the sidecar's keep-alive upstream pool (an UpstreamClient,
+ * undici's Pool in proxy/undici-upstream.ts), streaming both bodies with backpressure (the
+ * client's slow reads pause the upstream, never buffer more than one read of it).
  */
 import { performance } from 'node:perf_hooks';
 import { Transform } from 'node:stream';

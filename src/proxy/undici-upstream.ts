@@ -1,35 +1,34 @@
 /**
- * The upstream hop on undici's Pool, behind the same UpstreamClient interface as the own client
- * (proxy/upstream.ts), for an A/B measurement of the two and as the way back should the own
- * client not prove itself. The runtime picks it with MTLS_SIDECAR_UPSTREAM=undici; the switch is
- * temporary and goes when the measurement has decided (one client stays).
+ * The upstream hop on undici's Pool, behind the UpstreamClient interface (proxy/upstream.ts): the
+ * hop to the app, and each outbound destination's pool (outbound/pool.ts, with UndiciPoolOptions).
+ * undici is the well-kept general HTTP client; a client of the sidecar's own was measured against
+ * it and did not gain enough to carry its own HTTP/1.1 framing code (docs/performance.md).
  *
- * It keeps the own client's contract wherever undici allows: the same options, UpstreamError
- * codes (undici's errors are translated, so classifyUpstreamError and the audit reasons do not
- * change), a keep-alive pool with no connection cap, `timeout`/`connectTimeout` with 0 as none,
- * an idle close after 30 s or the app's `Keep-Alive: timeout` less 2 s, response heads up to
- * 64 KiB, at most 10 interim responses, 101 refused, trailers never handed on, Host from the
+ * What it adds to undici's Pool: UpstreamError codes (undici's errors are translated, so
+ * classifyUpstreamError and the audit reasons need not know undici), a keep-alive pool with no
+ * connection cap, `timeout`/`connectTimeout` with 0 as none, an idle close after 30 s or the
+ * app's `Keep-Alive: timeout` less 2 s, response heads up to 64 KiB, at most 10 interim responses, 101 refused, trailers never handed on, Host from the
  * origin when the request has none, a bodiless request that declares a body refused before
  * anything is written, one more try of a bodiless GET/HEAD/OPTIONS whose connection closed
  * before any response byte, and a handler that throws ends its exchange as an internal error.
- * Differences undici does not let an adapter remove are listed in docs/reference.md ("Upstream
- * connections") and pinned by test/unit/proxy/upstream.test.ts.
+ * The behaviour is described in docs/reference.md ("Upstream connections") and pinned by
+ * test/unit/proxy/upstream.test.ts.
  *
  * Handler API: undici's original one (onConnect/onHeaders/onData/onComplete/onError), not the
  * controller one (onRequestStart/onResponseStart/...). In undici 7 the controller API is an
  * adapter over the original (lib/handler/unwrap-handler.js) that allocates a controller per
  * request and parses every response head into an object; the forward stage takes the head as
  * the flat name/value list the original API hands over, so with the controller API each request
- * would pay for a parse it throws away, which would tilt the measurement against undici. The
- * original API is also the only one that types onResponseStarted, which tells a response undici
- * refused (101, a bare 100) from a connection closed before any response byte.
+ * would pay for a parse it throws away. The original API is also the only one that types
+ * onResponseStarted, which tells a response undici refused (101, a bare 100) from a connection
+ * closed before any response byte.
  */
 import { createRequire } from 'node:module';
 import type { Client as UndiciClient, Dispatcher, Pool as UndiciPool, buildConnector as UndiciBuildConnector, errors as UndiciErrors } from 'undici';
 import { UpstreamError, handlerThrew } from './upstream.js';
 import type { UpstreamClient, UpstreamControl, UpstreamHandler, UpstreamOptions, UpstreamRequest, UpstreamStats } from './upstream.js';
 
-/** As the own client (proxy/upstream.ts). */
+/** Idle connections closed after 30 s, or 2 s before the app's `Keep-Alive: timeout` says it will close them. */
 const KEEP_ALIVE_MS = 30_000;
 const KEEP_ALIVE_MARGIN_MS = 2_000;
 const MAX_INTERIM = 10;
@@ -46,8 +45,7 @@ let ParserError: typeof UndiciErrors.HTTPParserError | null = null;
 
 /**
  * undici's Pool alone, loaded on first use: the package index also loads fetch, WebSocket, the
- * cache and mock layers (~2 MiB of RSS the sidecar would not use), and the default client never
- * loads undici's client at all. undici has no "exports" map and is pinned to one version in
+ * cache and mock layers (~2 MiB of RSS the sidecar would not use). undici has no "exports" map and is pinned to one version in
  * package.json; a version that moves these files fails the tests at the first request.
  */
 function undiciPool(): typeof UndiciPool {
@@ -99,7 +97,7 @@ export class UndiciUpstream implements UpstreamClient {
     const Pool = undiciPool();
     this.onInternalError = o.onInternalError;
     this.pool = new Pool(o.origin, {
-      // 0 is "none" for each of these, as in the own client.
+      // 0 is "none" for each of these, as in the config.
       connect: { timeout: o.connectTimeoutMs },
       headersTimeout: o.timeoutMs,
       bodyTimeout: o.timeoutMs,
@@ -132,7 +130,7 @@ export class UndiciUpstream implements UpstreamClient {
       return;
     }
     this.running++;
-    // As the own client: the handler holds the exchange's control before any connection exists.
+    // The handler holds the exchange's control before any connection exists (it may abort at once).
     try {
       handler.onConnect(ex);
     } catch (err) {
@@ -163,7 +161,7 @@ export class UndiciUpstream implements UpstreamClient {
   /** New requests are refused at once; undici's close waits for those in flight, then closes every connection. */
   close(): Promise<void> {
     this.closed = true;
-    // undici refuses a second close; the own client's close may be called again (reload, then shutdown).
+    // undici refuses a second close; this one may be called again (reload, then shutdown).
     this.#closing ??= this.pool.close();
     return this.#closing;
   }
@@ -174,8 +172,8 @@ export class UndiciUpstream implements UpstreamClient {
  * value itself, but a request it refuses while the Pool hands it to a connection leaves that
  * connection marked busy until it drains, which an idle one never does: each refusal would cost
  * a connection. And a bodiless request that declares a body undici would send with
- * `content-length: 0`, where the own client refuses it (the app would read the next request on
- * the connection as that body).
+ * `content-length: 0`; it is refused instead (the app would read the next request on the
+ * connection as that body).
  */
 function headCheck(req: UpstreamRequest): string | null {
   const h = req.headers;
@@ -217,8 +215,8 @@ class UndiciExchange implements Dispatcher.DispatchHandler, UpstreamControl {
       headers: req.headers as string[],
       body: req.body,
       blocking: false,
-      // undici closes a connection after HEAD (for apps that send a body anyway); the own client
-      // keeps it, as llhttp reads no body after HEAD and bytes nobody asked for close it.
+      // undici closes a connection after HEAD (for apps that send a body anyway); it is kept
+      // here, as llhttp reads no body after HEAD and bytes nobody asked for close it.
       reset: req.method === 'HEAD' ? false : undefined,
       ...(tag !== null ? { tag } : {}),
     };
@@ -268,7 +266,7 @@ class UndiciExchange implements Dispatcher.DispatchHandler, UpstreamControl {
     return true;
   }
 
-  /** A request body not read to its end is destroyed, as the own client does (an H1 body then discards the rest). */
+  /** A request body not read to its end is destroyed (an H1 body then discards the rest). */
   #dropBody(): void {
     const body = this.req.body;
     if (body !== null && !body.destroyed && !body.readableEnded) body.destroy();
@@ -356,7 +354,7 @@ class UndiciExchange implements Dispatcher.DispatchHandler, UpstreamControl {
     this.tell(err);
   }
 
-  /** undici's error codes as the own client's (classifyUpstreamError and the audit reasons stay the same). */
+  /** undici's error codes as UpstreamError codes (what classifyUpstreamError and the audit reasons know). */
   #translate(err: Error, code: string): Error {
     let mine: UpstreamError['code'] | null = null;
     switch (code) {

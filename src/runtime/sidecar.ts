@@ -5,7 +5,6 @@
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { UpstreamPool } from '../proxy/upstream.js';
 import type { UpstreamClient, UpstreamHandler } from '../proxy/upstream.js';
 import { UndiciUpstream } from '../proxy/undici-upstream.js';
 import { ForwardHandler } from '../proxy/forward.js';
@@ -122,7 +121,6 @@ export class Sidecar implements PipelineHost {
     this.jwt = this.#jwtFor(snapshot);
     this.admin = new AdminServer(this);
     this.pool = this.#upstream(snapshot.upstream);
-    if (this.pool instanceof UndiciUpstream) this.log.info("upstream hop on undici's Pool (MTLS_SIDECAR_UPSTREAM=undici)");
     if (snapshot.outbound !== null) this.outbound = this.#outboundFor(snapshot.outbound, snapshot);
     this.#listener = new Listener(snapshot, {
       onSecureConnection: (socket) => this.#onSecureConnection(socket),
@@ -236,14 +234,9 @@ export class Sidecar implements PipelineHost {
     return warnings;
   }
 
-  /**
-   * The upstream client: the own (proxy/upstream.ts), or undici's Pool with
-   * MTLS_SIDECAR_UPSTREAM=undici. The switch is temporary, for the A/B measurement of the two
-   * clients (docs/performance.md); it goes once one of them is chosen.
-   */
+  /** The upstream client: undici's Pool behind the UpstreamClient interface (docs/performance.md says why). */
   #upstream(u: Snapshot['upstream']): UpstreamClient {
-    const o = { ...u, onInternalError: this.#onUpstreamBug };
-    return process.env['MTLS_SIDECAR_UPSTREAM'] === 'undici' ? new UndiciUpstream(o) : new UpstreamPool(o);
+    return new UndiciUpstream({ ...u, onInternalError: this.#onUpstreamBug });
   }
 
   /**

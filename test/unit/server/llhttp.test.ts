@@ -1,18 +1,17 @@
 /**
- * http1/llhttp.ts against the llhttp wasm of the undici that is installed: one request and one
- * response parsed through the callbacks bound by name, so an undici upgrade that renames the
+ * http1/llhttp.ts against the llhttp wasm of the undici that is installed: requests parsed
+ * through the callbacks bound by name, so an undici upgrade that renames the
  * wasm's imports, reorders a callback's arguments or changes what an export returns fails here
  * (package.json pins undici exactly; this is what an upgrade has to pass).
  */
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { HPE_OK, HPE_PAUSED, HPE_PAUSED_UPGRADE, HeaderPairs, RequestParser, ResponseParser, llhttpErrorName, llhttpMismatch } from '../../../src/http1/llhttp.js';
+import { HPE_OK, HPE_PAUSED_UPGRADE, HeaderPairs, RequestParser, llhttpErrorName, llhttpMismatch } from '../../../src/http1/llhttp.js';
 import type { ParserEvents } from '../../../src/http1/llhttp.js';
 
 interface Head {
   upgrade: boolean;
   keepAlive: boolean;
-  status: number;
   method: string;
   version: string;
 }
@@ -31,8 +30,6 @@ class Recorder implements ParserEvents {
   headers = new HeaderPairs();
   /** The parser, for method() and the HTTP version, valid inside onHeadersComplete. */
   request: RequestParser | null = null;
-  /** Returned from onMessageComplete (HPE_PAUSED stops the parse after it). */
-  onComplete = 0;
 
   get current(): Message {
     const m = this.messages[this.messages.length - 1];
@@ -55,12 +52,11 @@ class Recorder implements ParserEvents {
     this.headers.value(part);
     return 0;
   }
-  onHeadersComplete(upgrade: boolean, keepAlive: boolean, status: number): number {
+  onHeadersComplete(upgrade: boolean, keepAlive: boolean): number {
     const p = this.request;
     this.current.head = {
       upgrade,
       keepAlive,
-      status,
       method: p?.method() ?? '',
       version: p === null ? '' : `${p.httpMajor()}.${p.httpMinor()}`,
     };
@@ -73,7 +69,7 @@ class Recorder implements ParserEvents {
   }
   onMessageComplete(): number {
     this.completed.push(this.messages.length);
-    return this.onComplete;
+    return 0;
   }
 }
 
@@ -94,7 +90,7 @@ describe('RequestParser (llhttp wasm, request mode)', () => {
     expect(rec.messages).toEqual([
       {
         url: '/orders/7?q=1',
-        head: { upgrade: false, keepAlive: true, status: 0, method: 'POST', version: '1.1' },
+        head: { upgrade: false, keepAlive: true, method: 'POST', version: '1.1' },
         headers: ['Host', 'shop', 'X-Trace-Id', 'a b', 'Transfer-Encoding', 'chunked'],
         body: 'hello world',
       },
@@ -106,7 +102,7 @@ describe('RequestParser (llhttp wasm, request mode)', () => {
   it('HTTP/1.0 without keep-alive: no keep-alive, and bytes after it are refused (strict, no lenient flags)', () => {
     const { parser, rec } = requestParser();
     expect(parser.execute(Buffer.from('GET /a HTTP/1.0\r\n\r\n'))).toBe(HPE_OK);
-    expect(rec.messages.map((m) => [m.url, m.head])).toEqual([['/a', { upgrade: false, keepAlive: false, status: 0, method: 'GET', version: '1.0' }]]);
+    expect(rec.messages.map((m) => [m.url, m.head])).toEqual([['/a', { upgrade: false, keepAlive: false, method: 'GET', version: '1.0' }]]);
     expect(llhttpErrorName(parser.execute(Buffer.from('GET /b HTTP/1.0\r\n\r\n')))).toBe('HPE_CLOSED_CONNECTION');
     parser.free();
   });
@@ -120,8 +116,8 @@ describe('RequestParser (llhttp wasm, request mode)', () => {
     parser.resumeAfterUpgrade();
     expect(parser.execute(chunk.subarray(parser.consumed))).toBe(HPE_OK);
     expect(rec.messages.map((m) => [m.url, m.head])).toEqual([
-      ['/ws', { upgrade: true, keepAlive: true, status: 0, method: 'GET', version: '1.1' }],
-      ['/orders/1', { upgrade: false, keepAlive: true, status: 0, method: 'DELETE', version: '1.1' }],
+      ['/ws', { upgrade: true, keepAlive: true, method: 'GET', version: '1.1' }],
+      ['/orders/1', { upgrade: false, keepAlive: true, method: 'DELETE', version: '1.1' }],
     ]);
     parser.free();
   });
@@ -132,53 +128,6 @@ describe('RequestParser (llhttp wasm, request mode)', () => {
     expect(rc).not.toBe(HPE_OK);
     expect(llhttpErrorName(rc)).toBe('HPE_INVALID_TRANSFER_ENCODING');
     expect(parser.consumed).toBeGreaterThan(0);
-    parser.free();
-  });
-});
-
-describe('ResponseParser (llhttp wasm, response mode)', () => {
-  it('a 404 with a Content-Length body, then a close-delimited 200 completed by finish()', () => {
-    const rec = new Recorder();
-    const parser = new ResponseParser(rec);
-    expect(parser.execute(Buffer.from('HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\nX-A: b\r\n\r\nnope!'))).toBe(HPE_OK);
-    expect(parser.execute(Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the'))).toBe(HPE_OK);
-    expect(parser.execute(Buffer.from(' end'))).toBe(HPE_OK);
-    expect(rec.completed).toEqual([1]);
-    expect(parser.finish()).toBe(HPE_OK);
-    expect(rec.completed).toEqual([1, 2]);
-    const heads = rec.messages.map((m) => ({ status: m.head?.status, keepAlive: m.head?.keepAlive, upgrade: m.head?.upgrade, headers: m.headers, body: m.body }));
-    expect(heads).toEqual([
-      { status: 404, keepAlive: true, upgrade: false, headers: ['Content-Length', '5', 'X-A', 'b'], body: 'nope!' },
-      // No length: the body runs to the connection's end, which ends keep-alive.
-      { status: 200, keepAlive: false, upgrade: false, headers: ['Content-Type', 'text/plain'], body: 'until the end' },
-    ]);
-    parser.free();
-  });
-
-  it('HPE_PAUSED from a callback stops after that message; resume() goes on with the rest', () => {
-    const rec = new Recorder();
-    rec.onComplete = HPE_PAUSED;
-    const parser = new ResponseParser(rec);
-    const first = 'HTTP/1.1 204 No Content\r\n\r\n';
-    const chunk = Buffer.from(`${first}HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok`);
-    expect(parser.execute(chunk)).toBe(HPE_PAUSED);
-    expect(parser.consumed).toBe(first.length);
-    expect(rec.completed).toEqual([1]);
-    parser.resume();
-    expect(parser.execute(chunk.subarray(parser.consumed))).toBe(HPE_PAUSED);
-    expect(rec.messages.map((m) => [m.head?.status, m.body])).toEqual([
-      [204, ''],
-      [200, 'ok'],
-    ]);
-    parser.free();
-  });
-
-  it('a response without a status line is an error, not a message', () => {
-    const rec = new Recorder();
-    const parser = new ResponseParser(rec);
-    const rc = parser.execute(Buffer.from('HTTP/1.1 abc\r\n\r\n'));
-    expect(llhttpErrorName(rc)).toBe('HPE_INVALID_STATUS');
-    expect(rec.completed).toEqual([]);
     parser.free();
   });
 });
