@@ -165,8 +165,11 @@ function build(spec: H1Spec, path: string): Built {
         ? spec.framing === 'chunked'
         : d === 'cl-and-te'
           ? spec.framing !== 'none'
-          : // Of two request-line variants the first one wins.
-            (d !== 'version-2' || !dirt.has('version-10')) && (d !== 'space-in-target' || !dirt.has('absolute-target')),
+          : // Of two request-line variants the first one wins; "no Host" and "a second Host"
+            // together write exactly one Host line, a well-formed head.
+            (d !== 'version-2' || !dirt.has('version-10')) &&
+            (d !== 'space-in-target' || !dirt.has('absolute-target')) &&
+            !((d === 'host-dup' || d === 'no-host') && dirt.has('host-dup') && dirt.has('no-host')),
   );
   // HTTP/1.0 may leave out Host (RFC 9112 3.2 requires it of HTTP/1.1).
   const headMustRefuse = applied.some((d) => MUST_REFUSE.has(d) && !BODY_DIRT.has(d) && !(d === 'no-host' && dirt.has('version-10')));
