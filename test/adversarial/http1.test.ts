@@ -51,7 +51,8 @@ interface Exchange {
 async function exchange(bytes: string, who: ClientCreds = orders()): Promise<Exchange> {
   const seenMark = t.app.seen.length;
   const auditMark = t.sc.audit.lines.length;
-  const raw = await rawExchange(t.sc.port, who, bytes, 1500);
+  // The window covers the TLS handshake too: 2.5 s leaves room on a loaded 2-core machine.
+  const raw = await rawExchange(t.sc.port, who, bytes, 2500);
   // Audit lines are written when each response closes, a tick after the socket may close: wait
   // for one per final response (not asserted here: the invariants below say what is missing).
   const answered = statusLines(raw).filter((status) => status >= 200).length;
