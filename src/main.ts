@@ -2,6 +2,7 @@
 /** The binary: argv -> command -> exit code. The only place that calls process.exit. */
 import type { Command, CommandIo } from './cli/io.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from './errors.js';
+import { nodeTooOld, packageFacts, versionLine } from './cli/engines.js';
 
 const USAGE = `Usage: mtls-sidecar <command> [options]
 
@@ -13,7 +14,8 @@ Commands:
   inject       add the sidecar to Kubernetes manifests (offline, like istioctl kube-inject)
   webhook      serve the Kubernetes mutating admission webhook that injects the sidecar
 
-Run "mtls-sidecar <command> --help" for the options of each. --debug prints stack traces.`;
+Run "mtls-sidecar <command> --help" for the options of each. --debug prints stack traces;
+--version prints the version.`;
 
 // Each command is imported only when it runs: `run` must not carry node-forge (certs), the
 // Kubernetes inject/webhook code or their dependencies in its resident memory.
@@ -32,7 +34,17 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   },
 };
 
-export async function main(argv: string[], io: CommandIo): Promise<number> {
+export async function main(argv: string[], io: CommandIo, nodeVersion: string = process.version): Promise<number> {
+  // Before anything else: on an unsupported Node, one line and exit 2, whatever the command.
+  const tooOld = nodeTooOld(nodeVersion, packageFacts().node);
+  if (tooOld !== null) {
+    io.stderr(tooOld);
+    return EXIT_USAGE;
+  }
+  if (argv[0] === '--version' || argv[0] === '-v') {
+    io.stdout(versionLine(nodeVersion));
+    return EXIT_OK;
+  }
   const debug = argv.includes('--debug');
   const args = argv.filter((a) => a !== '--debug');
   const [name, ...rest] = args;

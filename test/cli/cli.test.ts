@@ -1,5 +1,5 @@
 /** The built binary, black-box: exit codes, one-line errors, serving, SIGTERM drain (SPEC §2, §7). */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -539,4 +539,33 @@ describe('audit sink under faults', () => {
       s.child.kill('SIGKILL');
     }
   }, 90_000);
+});
+
+describe('--version and the supported Node', () => {
+  it('--version prints the package version and the Node it runs on', async () => {
+    const pkg = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { version: string };
+    const r = await cli(['--version']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toBe(`mtls-sidecar ${pkg.version} (node ${process.version})\n`);
+  });
+
+  // The machine's own Node (/usr/bin/node), when it is older than engines allows: every command
+  // answers one line and exit 2 instead of failing somewhere inside.
+  const old = ['/usr/bin/node', '/usr/local/bin/node'].find((p) => existsSync(p));
+  const oldVersion = old === undefined ? null : spawnSync(old, ['--version'], { encoding: 'utf8' }).stdout.trim();
+  const tooOld = oldVersion !== null && Number(/^v(\d+)/.exec(oldVersion)?.[1]) < 22;
+  if (!tooOld) process.stderr.write('cli: no Node older than 22 on this machine: the old-Node refusal runs only in test/unit/cli/engines.test.ts\n');
+  it.skipIf(!tooOld).each([['run'], ['check'], ['--version'], ['certs', '--help']])('on an old Node, %s exits 2 with one line naming the Node needed', async (...args: string[]) => {
+    let code = 0;
+    let stderr = '';
+    try {
+      await run(old as string, [bin, ...args], { cwd: dir });
+    } catch (err) {
+      const e = err as { code: number; stderr: string };
+      code = e.code;
+      stderr = e.stderr;
+    }
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^mtls-sidecar needs Node >=22\.13 \(this is Node v\d+\.\d+\.\d+\): install a supported Node \(22 or 24\) and run it again\n$/);
+  });
 });
