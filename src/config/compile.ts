@@ -36,7 +36,7 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
   const ctx = new CompileContext(opts.configFile, opts.locate, (opts.now ?? Date.now)());
   // Sections that read files, in the order their problems are reported.
   const tls = await compileTls(raw.tls, ctx);
-  const jwt = await compileJwt(raw.jwt, raw.routes, ctx);
+  const jwt = await compileJwt(raw.jwt, ctx);
   const outbound = await compileOutbound(raw.outbound, raw.tls, tls, ctx);
   if (tls === null || ctx.issues.length > 0) return { ok: false, issues: ctx.issues };
 

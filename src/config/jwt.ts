@@ -10,15 +10,10 @@ import type { Snapshot } from './snapshot.js';
 /**
  * The `jwt` section: keys and denylist are read now, so a bad JWKS is a config error like a bad
  * PEM. Only the loaded data goes into the snapshot; the sidecar builds (and keeps) the verifier.
- * Without the section, a route's tokenScopes has nothing to check it.
  */
-export async function compileJwt(jwt: RawJwtConfig | undefined, routes: RawConfig['routes'], ctx: CompileContext): Promise<Snapshot['jwt']> {
-  if (jwt === undefined) {
-    routes.forEach((r, i) => {
-      if (r.tokenScopes !== undefined) ctx.add(['routes', i, 'tokenScopes'], 'tokenScopes needs a jwt section', 'schema');
-    });
-    return null;
-  }
+export async function compileJwt(jwt: RawJwtConfig | undefined, ctx: CompileContext): Promise<Snapshot['jwt']> {
+  // Without the section a route's tokenScopes has nothing to check it: a schema issue (schema.ts).
+  if (jwt === undefined) return null;
   try {
     const material = await loadJwtMaterial(jwtSettingsFromConfig(jwt, (f) => ctx.resolve(f)));
     for (const [f, digest] of material.fileDigests) ctx.digests.set(f, digest);

@@ -233,6 +233,11 @@ export const configSchema = z
     uniquePorts(c, ctx);
     uniqueNames(c.identities, 'identities', ctx);
     uniqueNames(c.routes, 'routes', ctx);
+    if (c.jwt === undefined) {
+      c.routes.forEach((r, i) => {
+        if (r.tokenScopes !== undefined) ctx.addIssue({ code: 'custom', path: ['routes', i, 'tokenScopes'], message: 'tokenScopes needs a jwt section' });
+      });
+    }
     const known = new Set(c.identities.map((i) => i.name));
     for (const id of Object.keys(c.rateLimit?.identities ?? {})) {
       if (!known.has(id)) ctx.addIssue({ code: 'custom', path: ['rateLimit', 'identities', id], message: `no identity named "${id}"` });

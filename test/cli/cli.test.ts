@@ -115,6 +115,29 @@ describe('check', () => {
     expect(r.stderr).not.toMatch(/PRIVATE KEY|\n\s+at /);
   });
 
+  it('--no-files: files that exist only in the pod are not read; schema and cross-references still are', async () => {
+    const elsewhere = { cert: '/etc/mtls/tls.crt', key: '/etc/mtls/tls.key', clientCAs: ['/etc/mtls/ca.crt'] };
+    const cfg = baseConfig(pki, app.url, { tls: elsewhere, jwt: undefined });
+    const file = await configFile('pod-only.yaml', cfg);
+    expect((await cli(['check', '--config', file])).code).toBe(2);
+    const r = await cli(['check', '--no-files', '--config', file]);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout.trim()).toBe('ok');
+    // Cross-references: a rate limit for an identity that does not exist, tokenScopes without jwt.
+    const bad = baseConfig(pki, app.url, {
+      tls: elsewhere,
+      rateLimit: { identities: { ghost: { rps: 1, burst: 1 } } },
+      routes: [{ name: 'r', prefix: '/', scopes: ['orders:read'], tokenScopes: ['x'] }],
+    });
+    const badFile = await configFile('pod-only-bad.yaml', bad);
+    const b = await cli(['check', '--no-files', '--config', badFile]);
+    expect(b.code).toBe(2);
+    const lines = b.stderr.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines.some((l) => /:\d+:\d+: rateLimit\.identities\.ghost: no identity named "ghost"/.test(l))).toBe(true);
+    expect(lines.some((l) => /:\d+:\d+: routes\[0\]\.tokenScopes: tokenScopes needs a jwt section/.test(l))).toBe(true);
+  });
+
   it('says why a Redis Cluster setting cannot work (database, braces in keyPrefix), without the password', async () => {
     const redis = { url: 'redis://app:s3cret@127.0.0.1:7000/2', keyPrefix: '{app}:', cluster: true };
     const cfg = baseConfig(pki, app.url, { rateLimit: { default: { rps: 1, burst: 1 }, backend: 'redis', redis } });
