@@ -19,7 +19,9 @@ const USAGE = `Usage: mtls-sidecar fingerprint FILE...
 For each certificate in each PEM file (a file may hold several), prints its subject, SANs,
 expiry, SHA-256 thumbprint and SPKI pin, in the forms tls.pins accepts:
   sha256:AB:CD:...   (SHA-256 of the DER certificate)
-  spki:<base64>      (SHA-256 of the SubjectPublicKeyInfo; survives re-issuing with the same key)`;
+  spki:<base64>      (SHA-256 of the SubjectPublicKeyInfo; survives re-issuing with the same key)
+and the thumbprint as the audit log (certSha256) and x-forwarded-client-cert (Hash) write it:
+  hex:   abcd...     (the same SHA-256, lower-case hex without colons)`;
 
 /** Certificate fields may carry attacker-chosen bytes; never let them drive the terminal. */
 function printable(s: string): string {
@@ -129,6 +131,7 @@ export async function fingerprintCommand(argv: string[], io: CommandIo): Promise
       io.stdout(`  not-after: ${s.notAfter.toISOString()}`);
       io.stdout(`  sha256:${s.sha256}`);
       io.stdout(`  spki:${s.spki}`);
+      io.stdout(`  hex:   ${s.sha256.replaceAll(':', '').toLowerCase()}`);
     });
   }
   return failed ? 2 : 0;

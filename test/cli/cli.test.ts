@@ -336,13 +336,18 @@ describe('run', () => {
       expect(before).toMatchObject({ failure: 0, ok: 1 });
       expect(before['success']).toBeGreaterThanOrEqual(1);
       // A SIGHUP with nothing changed is logged (info) and counted too.
-      const unchanged = (): number => stderr().match(/"level":30,[^\n]*"trigger":"SIGHUP"[^\n]*"msg":"reload: nothing changed"/g)?.length ?? 0;
+      const unchanged = (): number => stderr().match(/"level":"info",[^\n]*"trigger":"SIGHUP"[^\n]*"msg":"reload: nothing changed"/g)?.length ?? 0;
       const seen = unchanged();
       child.kill('SIGHUP');
       const deadline = Date.now() + 10_000;
       while (unchanged() === seen && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       expect(unchanged()).toBe(seen + 1);
       expect(await reloads()).toEqual({ ...before, success: before['success']! + 1 });
+      // The operational log: level names, and one component key on every line.
+      for (const line of stderr().split('\n').filter((l) => l.startsWith('{'))) {
+        expect(line).toMatch(/^\{"level":"(trace|debug|info|warn|error|fatal)",/);
+        expect(line.match(/"component":/g)).toHaveLength(1);
+      }
     } finally {
       await agent.close();
       child.kill('SIGTERM');

@@ -66,7 +66,9 @@ describe('fingerprint', () => {
         '  san:       URI:spiffe://cluster.local/ns/shop/sa/orders, DNS:orders.shop.svc\n' +
         '  not-after: 2030-01-02T03:04:05.000Z\n' +
         `  sha256:${opensslSha256(p('leaf.crt'))}\n` +
-        `  spki:${opensslSpki(p('leaf.crt'))}\n`,
+        `  spki:${opensslSpki(p('leaf.crt'))}\n` +
+        // As the audit log's certSha256 and XFCC's Hash write it: one grep finds it everywhere.
+        `  hex:   ${opensslSha256(p('leaf.crt')).replaceAll(':', '').toLowerCase()}\n`,
     );
   });
 
