@@ -8,11 +8,11 @@
 #                        `make image` passes a locally built stand-in where no registry is reachable)
 #   NPM_CONFIG_REGISTRY  the npm registry to install from (a private mirror)
 #   NPM_CONFIG_CA        the PEM of the CA that registry's certificate chains to (TLS interception)
-# Both npm settings exist in the build stage only; the runtime image carries neither.
+# Both npm settings exist in the deps stage only; the runtime image carries neither.
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# 1. Compile TypeScript with the dev dependencies, then drop them: one `npm ci`, one download.
-FROM ${NODE_IMAGE} AS build
+# 1. Every dependency, from the registry: one `npm ci`, one download.
+FROM ${NODE_IMAGE} AS deps
 ARG NPM_CONFIG_REGISTRY
 ARG NPM_CONFIG_CA
 WORKDIR /src
@@ -20,17 +20,23 @@ COPY package.json package-lock.json ./
 # --ignore-scripts: the "node" devDependency would fetch a second Node; the image has one. None of
 # the production dependencies has an install script or native code.
 RUN npm ci --ignore-scripts --no-audit --no-fund
+
+# 2. Compile TypeScript with the dev dependencies. No source maps: Node would not use them
+# without --enable-source-maps, and stack traces are printed only with --debug.
+FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# No source maps: Node would not use them without --enable-source-maps, and stack traces are
-# printed only with --debug.
-RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json --sourceMap false \
- && npm prune --omit=dev --ignore-scripts --no-audit --no-fund --offline \
- && chmod 0755 dist/main.js
+RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json --sourceMap false && chmod 0755 dist/main.js
 
-# 2. The runtime root file system, distroless style: the Node binary and the shared libraries it
-# links (found with ldd), the dynamic loader, CA certificates, a passwd/group entry for 65532.
-# No shell, no package manager, no headers.
+# 3. The production dependencies: the same tree with the dev ones removed, offline (a stage of
+# its own, so a change in src/ does not redo it).
+FROM deps AS prod
+RUN npm prune --omit=dev --ignore-scripts --no-audit --no-fund --offline
+
+# 4. The runtime root file system, distroless style: the Node binary and the shared libraries it
+# links (found with ldd), the dynamic loader, a passwd/group entry for 65532. No shell, no
+# package manager, no headers. TLS roots: Node's bundled Mozilla store, plus the system CA bundle
+# where the base has one (node:*-slim has none).
 FROM ${NODE_IMAGE} AS rootfs
 RUN set -eu; \
     out=/rootfs; \
@@ -46,12 +52,12 @@ RUN set -eu; \
     chmod 1777 "$out/tmp"; \
     chroot "$out" /usr/local/bin/node -e 'process.stdout.write(`runtime root: node ${process.version}\n`)'
 
-# 3. Runtime: that root, the compiled code, the production dependencies and package.json (its
+# 5. Runtime: that root, the compiled code, the production dependencies and package.json (its
 # "type": "module" makes Node load dist/ as ES modules).
 FROM scratch
 COPY --from=rootfs /rootfs/ /
 COPY --from=build /src/package.json /app/package.json
-COPY --from=build /src/node_modules /app/node_modules
+COPY --from=prod /src/node_modules /app/node_modules
 COPY --from=build /src/dist /app/dist
 ENV NODE_ENV=production PATH=/usr/local/bin
 WORKDIR /app

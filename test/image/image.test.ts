@@ -112,19 +112,20 @@ describe('the image', () => {
     const inspected = await docker(['image', 'inspect', IMAGE]);
     expect(inspected.code, inspected.stderr).toBe(0);
     const [image] = JSON.parse(inspected.stdout) as [{ Size: number; Config: { User: string; Entrypoint: string[]; ExposedPorts: Obj } }];
-    expect(image.Config.User).toBe('65532:65532');
-    expect(image.Config.Entrypoint).toEqual(['/usr/local/bin/node', '/app/dist/main.js']);
-    expect(Object.keys(image.Config.ExposedPorts).sort()).toEqual(['8443/tcp', '9901/tcp', '9902/tcp']);
-    expect(image.Size).toBeLessThan(SIZE_LIMIT);
+    // Soft: each property is reported on its own.
+    expect.soft(image.Config.User).toBe('65532:65532');
+    expect.soft(image.Config.Entrypoint).toEqual(['/usr/local/bin/node', '/app/dist/main.js']);
+    expect.soft(Object.keys(image.Config.ExposedPorts).sort()).toEqual(['8443/tcp', '9901/tcp', '9902/tcp']);
+    expect.soft(image.Size).toBeLessThan(SIZE_LIMIT);
     process.stdout.write(`image size: ${(image.Size / 1e6).toFixed(1)} MB\n`);
     for (const tool of ['/bin/sh', '/usr/local/bin/npm', '/usr/bin/apt-get']) {
       const r = await docker(['run', '--rm', ...SEC, '--entrypoint', tool, IMAGE]);
-      expect(r.code, `${tool} runs in the image`).not.toBe(0);
+      expect.soft(r.code, `${tool} runs in the image`).not.toBe(0);
     }
     // No headers, no source maps: what is shipped is what runs.
     const maps = await docker(['run', '--rm', ...SEC, '--entrypoint', '/usr/local/bin/node', IMAGE, '-e',
-      "const fs=require('fs');console.log(JSON.stringify([fs.existsSync('/usr/local/include'),fs.readdirSync('/app/dist').some((f)=>f.endsWith('.map'))]))"]);
-    expect(maps.stdout.trim()).toBe('[false,false]');
+      "const fs=require('fs');console.log(JSON.stringify([['/usr/include','/usr/local/include/node'].some((d)=>fs.existsSync(d)),fs.readdirSync('/app/dist').some((f)=>f.endsWith('.map'))]))"]);
+    expect.soft(maps.stdout.trim(), 'headers, source maps').toBe('[false,false]');
   });
 
   it('--help', async (ctx) => {
