@@ -31,7 +31,7 @@ if [[ -z ${NODE_IMAGE:-} ]]; then
   if "$DOCKER" image inspect "$OFFICIAL" >/dev/null 2>&1 || "$DOCKER" pull -q "$OFFICIAL" >/dev/null 2>&1; then
     NODE_IMAGE=$OFFICIAL
   else
-    say "$OFFICIAL cannot be pulled here: building the local stand-in $LOCAL_NODE_IMAGE"
+    say "$OFFICIAL cannot be pulled here: using the local stand-in $LOCAL_NODE_IMAGE (built if missing)"
     DOCKER=$DOCKER bash deploy/image/local-node-image.sh "$LOCAL_NODE_IMAGE" 24
     NODE_IMAGE=$LOCAL_NODE_IMAGE
   fi
