@@ -11,8 +11,9 @@
 #   NODE_IMAGE           the base to build on; set it to skip the pull/stand-in logic
 #   LOCAL_NODE_IMAGE     the stand-in's tag (default local/node:24-bookworm-slim)
 #   NPM_CONFIG_REGISTRY  the npm registry the build installs from (a private mirror)
-#   NPM_CA_FILE          a PEM file: the CA that registry's certificate chains to, passed as the
-#                        NPM_CONFIG_CA build argument (it stays in the build stage)
+#   NPM_CA_FILE          a PEM file: the CA that registry's certificate chains to (a proxy's
+#                        interception CA, say; not a whole system bundle), passed as the
+#                        NPM_CONFIG_CA build argument (it stays in the deps stage)
 #   DOCKER               the docker CLI (default docker)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,6 +28,16 @@ say() { printf '[image] %s\n' "$*" >&2; }
 
 "$DOCKER" info >/dev/null 2>&1 || { say "the Docker engine does not answer (see docs/kubernetes.md, \"The image\")"; exit 1; }
 
+ARGS=()
+[[ -n ${NPM_CONFIG_REGISTRY:-} ]] && ARGS+=(--build-arg "NPM_CONFIG_REGISTRY=$NPM_CONFIG_REGISTRY")
+if [[ -n ${NPM_CA_FILE:-} ]]; then
+  [[ -r $NPM_CA_FILE ]] || { say "NPM_CA_FILE $NPM_CA_FILE is not readable"; exit 1; }
+  # A build argument is one command-line argument, at most 128 KiB: the registry's CA, not a
+  # whole system bundle.
+  (($(wc -c <"$NPM_CA_FILE") < 120000)) || { say "NPM_CA_FILE $NPM_CA_FILE is over 120 kB: give the registry's CA only, not a system bundle"; exit 1; }
+  ARGS+=(--build-arg "NPM_CONFIG_CA=$(cat "$NPM_CA_FILE")")
+fi
+
 if [[ -z ${NODE_IMAGE:-} ]]; then
   if "$DOCKER" image inspect "$OFFICIAL" >/dev/null 2>&1 || "$DOCKER" pull -q "$OFFICIAL" >/dev/null 2>&1; then
     NODE_IMAGE=$OFFICIAL
@@ -37,13 +48,7 @@ if [[ -z ${NODE_IMAGE:-} ]]; then
   fi
 fi
 
-ARGS=(--network=host --build-arg "NODE_IMAGE=$NODE_IMAGE" -t "$IMAGE")
-[[ -n ${NPM_CONFIG_REGISTRY:-} ]] && ARGS+=(--build-arg "NPM_CONFIG_REGISTRY=$NPM_CONFIG_REGISTRY")
-if [[ -n ${NPM_CA_FILE:-} ]]; then
-  [[ -r $NPM_CA_FILE ]] || { say "NPM_CA_FILE $NPM_CA_FILE is not readable"; exit 1; }
-  ARGS+=(--build-arg "NPM_CONFIG_CA=$(cat "$NPM_CA_FILE")")
-fi
-
+ARGS+=(--network=host --build-arg "NODE_IMAGE=$NODE_IMAGE" -t "$IMAGE")
 say "docker build $IMAGE FROM $NODE_IMAGE"
 start=$SECONDS
 "$DOCKER" build "${ARGS[@]}" .

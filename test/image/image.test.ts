@@ -40,7 +40,7 @@ interface Ran {
 
 function run(cmd: string, args: string[], opts: { stdin?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { cwd: ROOT, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -65,6 +65,7 @@ async function engine(): Promise<string | null> {
   );
   if (dockerd === '') return 'the engine does not answer and there is no dockerd (apt-get install docker.io)';
   // No bridge, no NAT, no iptables rules: every container here uses --network=host.
+  await mkdir(path.join(ROOT, '.tmp'), { recursive: true });
   const log = openSync(path.join(ROOT, '.tmp/dockerd.log'), 'a');
   spawn(dockerd, ['--bridge=none', '--iptables=false', '--ip-masq=false'], { detached: true, stdio: ['ignore', log, log] }).unref();
   const up = await until(async () => (await docker(['info'])).code === 0, 30_000, 200);
