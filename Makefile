@@ -4,7 +4,8 @@ SHELL := /bin/bash
 NODE := node_modules/.bin/node
 CLI := $(NODE) dist/main.js
 
-.PHONY: all install build typecheck lint test test-deps test-h2-node test-node22 run certs check clean bench flood-budgets
+.PHONY: all install build typecheck lint test test-deps test-h2-node test-node22 run certs check clean bench flood-budgets \
+  image test-image ci-summary
 
 all: build
 
@@ -62,6 +63,10 @@ NODE22_RUN = { [ "$$($(NODE22) --version 2>/dev/null)" = v$(NODE22_VERSION) ] ||
     npm install --no-save --no-audit --no-fund --prefix .tmp/node22 node@$(NODE22_VERSION); } && \
   $(NODE22) node_modules/vitest/vitest.mjs run $(NODE22_TESTS) $(call REPORT,.tmp/vitest-node22.json)
 
+TEST_REPORTS := "Node 24=.tmp/vitest.json" "node:http2 engine=.tmp/vitest-h2-node.json" \
+  "Node $(NODE22_VERSION)=.tmp/vitest-node22.json"
+IMAGE_REPORT := "image smoke test=.tmp/vitest-image.json"
+
 # Type-check, then every test (unit, integration on real sockets, CLI) on Node 24, the HTTP/2
 # suites on node:http2, the integration suite on Node 22; a summary line for each run, and the
 # total last.
@@ -72,8 +77,7 @@ test: build test-deps
 	@status=0; npx vitest run $(call REPORT,.tmp/vitest.json) || status=$$?; \
 	  $(H2_NODE_RUN) || status=$$?; \
 	  $(NODE22_RUN) || status=$$?; \
-	  $(NODE) .ci/summary.mjs "Node 24=.tmp/vitest.json" "node:http2 engine=.tmp/vitest-h2-node.json" \
-	    "Node $(NODE22_VERSION)=.tmp/vitest-node22.json"; exit $$status
+	  $(NODE) .ci/summary.mjs $(TEST_REPORTS); exit $$status
 
 test-h2-node: build test-deps
 	@mkdir -p .tmp && rm -f .tmp/vitest-h2-node.json
@@ -82,6 +86,23 @@ test-h2-node: build test-deps
 test-node22: build test-deps
 	@mkdir -p .tmp && rm -f .tmp/vitest-node22.json
 	@status=0; $(NODE22_RUN) || status=$$?; $(NODE) .ci/summary.mjs .tmp/vitest-node22.json; exit $$status
+
+# The container image (Dockerfile), host networking only. Where node:24-bookworm-slim cannot be
+# pulled, deploy/image/local-node-image.sh builds a stand-in base first. IMAGE=name:tag to tag it
+# otherwise; NODE_IMAGE, NPM_CONFIG_REGISTRY, NPM_CA_FILE: see deploy/image/build.sh.
+image:
+	@bash deploy/image/build.sh
+
+# The image smoke test (test/image): starts the Docker engine if it is not running, builds the
+# image and runs the CLI, the sidecar and the webhook in containers as a cluster runs them.
+test-image: install
+	@mkdir -p .tmp && rm -f .tmp/vitest-image.json
+	@status=0; npx vitest run --config test/image/vitest.config.ts $(call REPORT,.tmp/vitest-image.json) || status=$$?; \
+	  $(NODE) .ci/summary.mjs $(IMAGE_REPORT); exit $$status
+
+# CI's closing line: every run of `make test` and the image smoke test, and their total.
+ci-summary:
+	@$(NODE) .ci/summary.mjs $(TEST_REPORTS) $(IMAGE_REPORT)
 
 # Benchmark (issue 9): the sidecar vs nginx, HAProxy and a bare undici proxy, each on one pinned
 # core; installs nginx/haproxy from Debian if missing. Writes bench/RESULTS.md + bench/results.svg.

@@ -456,13 +456,20 @@ describe('monitoring', () => {
 });
 
 describe('the image', () => {
-  it('Dockerfile: multi-stage, no dev dependencies, numeric non-root user, mtls-sidecar as entrypoint', () => {
+  // The static shape; `make test-image` (test/image) builds the image and runs it.
+  it('Dockerfile: no frontend to pull, one npm ci, a FROM scratch runtime with production dependencies, user 65532, every served port exposed', () => {
     const text = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
-    expect(text.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2);
-    expect(text).toMatch(/npm ci --omit=dev/);
-    expect(text).toMatch(/^USER \d+:\d+$/m);
-    expect(text).toMatch(/^ENTRYPOINT \["mtls-sidecar"\]$/m);
+    expect(text).not.toMatch(/^# *syntax=/m);
+    expect(text.match(/^RUN npm ci /gm)?.length).toBe(1);
+    expect(text).toMatch(/npm prune --omit=dev/);
+    expect(text).toMatch(/^ARG NPM_CONFIG_REGISTRY$/m);
+    expect(text).toMatch(/^ARG NPM_CONFIG_CA$/m);
+    expect(text).toMatch(/^USER 65532:65532$/m);
+    expect(text).toMatch(/^ENTRYPOINT \["\/usr\/local\/bin\/node", "\/app\/dist\/main\.js"\]$/m);
+    expect(text).toMatch(/^EXPOSE 8443 9901 9902$/m);
     const last = text.slice(text.lastIndexOf('\nFROM '));
+    expect(last).toMatch(/^\nFROM scratch$/m);
+    expect(last).toMatch(/COPY --from=prod \/src\/node_modules/);
     expect(last).not.toMatch(/COPY --from=build \/src\/node_modules/);
     const ignore = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8');
     expect(ignore.split('\n')).toContain('*');
