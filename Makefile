@@ -96,6 +96,7 @@ image:
 # The image smoke test (test/image): starts the Docker engine if it is not running, builds the
 # image and runs the CLI, the sidecar and the webhook in containers as a cluster runs them.
 test-image: install
+	@bash .ci/image-deps.sh
 	@mkdir -p .tmp && rm -f .tmp/vitest-image.json
 	@status=0; npx vitest run --config test/image/vitest.config.ts $(call REPORT,.tmp/vitest-image.json) || status=$$?; \
 	  $(NODE) .ci/summary.mjs $(IMAGE_REPORT); exit $$status
