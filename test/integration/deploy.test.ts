@@ -257,7 +257,10 @@ describe('the example apps', () => {
       expect(get(cert, 'spec', 'privateKey', 'rotationPolicy')).toBe('Always');
       find('cert-manager', str(cert, 'spec', 'issuerRef', 'kind'), str(cert, 'spec', 'issuerRef', 'name'));
       find('example', 'ServiceAccount', sa);
-      expect(get(find('example', 'Service', w), 'spec', 'ports', 0, 'targetPort')).toBe('mtls');
+      // By number: the port is declared only on the sidecar, an init container, and older
+      // Kubernetes resolves a named targetPort against the regular containers alone.
+      const sidecarPort = list(list(get(pod, 'spec') as Record<string, unknown>, 'initContainers').find((c) => c['name'] === 'mtls-sidecar'), 'ports').find((p) => p['name'] === 'mtls')?.['containerPort'];
+      expect(get(find('example', 'Service', w), 'spec', 'ports', 0, 'targetPort')).toBe(sidecarPort);
     });
   }
 
@@ -268,7 +271,7 @@ describe('the example apps', () => {
     if (dest === undefined) throw new Error('sidecar.yaml: no outbound destination "billing"');
     // The Service's cluster name and port, which lead to billing's sidecar (targetPort mtls).
     const svc = exampleDoc('app.yaml', 'Service', 'billing');
-    const svcPort = list(svc, 'spec', 'ports').find((p) => p['targetPort'] === 'mtls');
+    const svcPort = list(svc, 'spec', 'ports').find((p) => p['targetPort'] === 8443);
     expect(dest.target).toBe(`billing.${str(svc, 'metadata', 'namespace')}.svc.cluster.local:${String(svcPort?.['port'])}`);
     // Who billing is: the URI SAN of the Certificate its pod mounts.
     const billingUri = get(exampleDoc('certificate.yaml', 'Certificate', 'billing-mtls'), 'spec', 'uris', 0);
@@ -288,13 +291,13 @@ describe('the example apps', () => {
     const podLabels = (w: Workload): unknown => get(exampleDoc('app.yaml', 'Deployment', w), 'spec', 'template', 'metadata', 'labels', 'app.kubernetes.io/name');
     const billingPolicy = exampleDoc('networkpolicy.yaml', 'NetworkPolicy', 'billing');
     expect(get(billingPolicy, 'spec', 'podSelector', 'matchLabels', 'app.kubernetes.io/name')).toBe(podLabels('billing'));
-    const mtlsIn = list(billingPolicy, 'spec', 'ingress').filter((r) => list(r, 'ports').some((p) => p['port'] === 'mtls'));
-    expect(mtlsIn).toEqual([{ from: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': podLabels('orders') } } }], ports: [{ port: 'mtls', protocol: 'TCP' }] }]);
+    const mtlsIn = list(billingPolicy, 'spec', 'ingress').filter((r) => list(r, 'ports').some((p) => p['port'] === 8443));
+    expect(mtlsIn).toEqual([{ from: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': podLabels('orders') } } }], ports: [{ port: 8443, protocol: 'TCP' }] }]);
     const ordersPolicy = exampleDoc('networkpolicy.yaml', 'NetworkPolicy', 'orders');
     expect(get(ordersPolicy, 'spec', 'policyTypes')).toEqual(['Ingress', 'Egress']);
     const egress = list(ordersPolicy, 'spec', 'egress');
     // A policy sees the pod's port after the Service's translation: "mtls" (8443), not 443.
-    expect(egress).toContainEqual({ to: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': podLabels('billing') } } }], ports: [{ port: 'mtls', protocol: 'TCP' }] });
+    expect(egress).toContainEqual({ to: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': podLabels('billing') } } }], ports: [{ port: 8443, protocol: 'TCP' }] });
     expect(egress.some((r) => list(r, 'ports').some((p) => p['port'] === 53 && p['protocol'] === 'UDP'))).toBe(true);
   });
 
