@@ -5,7 +5,7 @@ NODE := node_modules/.bin/node
 CLI := $(NODE) dist/main.js
 
 .PHONY: all install build typecheck lint test test-deps test-h2-node test-node22 run certs check clean bench flood-budgets \
-  image test-image ci-summary
+  image test-image ci-summary schema
 
 all: build
 
@@ -36,6 +36,10 @@ certs/ca.crt:
 # (:8081, its sidecar on :9443); orders calls billing through both sidecars (outbound :15001).
 run: build certs/ca.crt
 	@bash examples/demo.sh
+
+# The config's JSON Schema for editors, generated from the code's schema (a test keeps them equal).
+schema: build
+	$(NODE) -e "import('./dist/config/json-schema.js').then((m) => process.stdout.write(JSON.stringify(m.configJsonSchema(), null, 2) + '\\n'))" > docs/sidecar.schema.json
 
 check: build
 	$(CLI) check --config examples/sidecar.yaml
