@@ -32,6 +32,8 @@ export const REQUEST_REASONS = [
   // CONNECT there (never a tunnel: the sidecar must see every request it carries).
   'unknown_destination',
   'method_not_allowed',
+  // policy.mode audit: authorization would have refused (wouldDeny says why); the request was served.
+  'audit_mode',
   // A bug in the sidecar's own request handling (logged and counted; never the client's fault).
   'internal_error',
 ] as const;
@@ -88,7 +90,7 @@ export interface Refusal {
 }
 
 /** reason -> HTTP status and generic body code; the one mapping (linkerd's errors module idea). */
-export const REFUSALS: Readonly<Record<Exclude<RequestReason, 'ok' | 'client_aborted'>, Refusal>> = Object.freeze({
+export const REFUSALS: Readonly<Record<Exclude<RequestReason, 'ok' | 'client_aborted' | 'audit_mode'>, Refusal>> = Object.freeze({
   bad_path: { status: 400, code: 'bad_request' },
   bad_request: { status: 400, code: 'bad_request' },
   misdirected: { status: 421, code: 'misdirected_request' },
@@ -116,3 +118,16 @@ export const REFUSALS: Readonly<Record<Exclude<RequestReason, 'ok' | 'client_abo
   unknown_destination: { status: 403, code: 'unknown_destination' },
   method_not_allowed: { status: 405, code: 'method_not_allowed' },
 });
+
+/** The refusals `policy.mode: audit` turns into `wouldDeny` (authorization only: never trust or rate limits). */
+export const AUTHORIZATION_REASONS: ReadonlySet<RequestReason> = new Set<RequestReason>([
+  'no_route',
+  'no_identity',
+  'scope_missing',
+  'jwt_missing',
+  'jwt_invalid',
+  'jwt_expired',
+  'jwt_cert_mismatch',
+  'jwt_revoked',
+  'token_scope_missing',
+]);

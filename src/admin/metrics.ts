@@ -226,6 +226,7 @@ export class Metrics {
   readonly #lastReloadOkTime: Gauge;
   readonly #jwksFetchFailures: Counter;
   readonly #internalErrors: Counter<'where'>;
+  readonly #wouldDeny: Counter<'identity' | 'route' | 'reason'>;
   readonly #outboundRequests: ScrapeTimeCounter;
   readonly #outboundDuration: ScrapeTimeHistogram;
   readonly #outboundHandshakes: ScrapeTimeCounter;
@@ -357,6 +358,13 @@ export class Metrics {
       help: 'Failed fetches of the JWKS URL (unreachable, not HTTP 200, too large, or not a usable JWK Set).',
       registers: [registry],
     });
+    // Per request only in audit mode (a rollout phase), so prom-client's own counter is enough.
+    this.#wouldDeny = new Counter({
+      name: 'mtls_sidecar_policy_would_deny_total',
+      help: 'Requests served in audit mode that authorization would have refused, by identity, route and reason.',
+      labelNames: ['identity', 'route', 'reason'],
+      registers: [registry],
+    });
     this.#handshakeSeriesFor('accepted', 'ok');
     for (const where of INTERNAL_ERROR_WHERE) this.#internalErrors.labels(where).inc(0);
   }
@@ -468,6 +476,11 @@ export class Metrics {
     this.#reloads.labels(result).inc();
     this.#lastReloadOk.set(result === 'success' ? 1 : 0);
     if (result === 'success') this.#lastReloadOkTime.set(this.#now() / 1000);
+  }
+
+  /** policy.mode audit: a request authorization would have refused, served. */
+  policyWouldDeny(identity: string, route: string, reason: string): void {
+    this.#wouldDeny.labels(identity, route, reason).inc();
   }
 
   jwksFetchFailure(): void {

@@ -52,6 +52,8 @@ export interface RequestRecord {
   bytesIn: number;
   bytesOut: number;
   protocol: string;
+  /** policy.mode audit: what authorization would have refused (absent or null otherwise). */
+  wouldDeny?: RequestReason | null;
 }
 
 export interface HandshakeRecord {
@@ -147,7 +149,8 @@ function lineMid(r: RequestRecord): string {
 }
 
 function lineTail(r: RequestRecord): string {
-  return `,"protocol":${JSON.stringify(r.protocol)},"direction":"inbound","msg":"request"}\n`;
+  const would = r.wouldDeny === undefined || r.wouldDeny === null ? '' : `,"wouldDeny":"${r.wouldDeny}"`;
+  return `,"protocol":${JSON.stringify(r.protocol)}${would},"direction":"inbound","msg":"request"}\n`;
 }
 
 /** The outbound request line, in the same fixed-shape way as requestLine (time first, msg last). */

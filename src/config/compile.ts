@@ -48,7 +48,7 @@ export async function compileConfig(raw: RawConfig, opts: CompileOptions): Promi
     listen: Object.freeze({ ...raw.listen }),
     ...tls,
     certs: outbound === null ? tls.certs : Object.freeze([...tls.certs, ...outbound.certs.map((c) => Object.freeze(c))]),
-    ...compileRules(raw.identities, raw.routes),
+    ...compileRules(raw.identities, raw.routes, raw.policy.mode),
     jwt,
     rateLimit: compileRateLimit(raw.rateLimit),
     upstream: compileUpstream(raw.upstream),

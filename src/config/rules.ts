@@ -8,7 +8,8 @@ import type { IdentityRule, RouteRule, Snapshot } from './snapshot.js';
 export function compileRules(
   rawIdentities: RawConfig['identities'],
   rawRoutes: RawConfig['routes'],
-): Pick<Snapshot, 'identities' | 'identityMatcher' | 'routes' | 'routeTable'> {
+  policyMode: RawConfig['policy']['mode'],
+): Pick<Snapshot, 'identities' | 'identityMatcher' | 'routes' | 'routeTable' | 'policyAudit'> {
   const identities: IdentityRule[] = rawIdentities.map((id, index) =>
     Object.freeze({
       index,
@@ -31,6 +32,7 @@ export function compileRules(
       scopes: Object.freeze([...r.scopes]),
       tokenScopes: r.tokenScopes === undefined ? undefined : Object.freeze([...r.tokenScopes]),
       rateLimit: r.rateLimit === undefined ? undefined : Object.freeze({ ...r.rateLimit }),
+      audit: (r.mode ?? policyMode) === 'audit',
     }),
   );
   return {
@@ -38,5 +40,6 @@ export function compileRules(
     identityMatcher: new IdentityMatcher(identities),
     routes: Object.freeze(routes),
     routeTable: new RouteTable(routes),
+    policyAudit: policyMode === 'audit',
   };
 }

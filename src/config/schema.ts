@@ -99,6 +99,7 @@ const route = z
     scopes: z.array(scope).default([]),
     tokenScopes: z.array(scope).optional(),
     rateLimit: bucket.optional(),
+    mode: z.enum(['enforce', 'audit']).optional(),
   })
   .superRefine((r, ctx) => {
     const problem = validateRouteSpec(r);
@@ -228,6 +229,7 @@ export const configSchema = z
     admin: admin.prefault({}),
     shutdown: shutdown.prefault({}),
     outbound: outbound.optional(),
+    policy: z.strictObject({ mode: z.enum(['enforce', 'audit']).default('enforce') }).prefault({}),
   })
   .superRefine((c, ctx) => {
     uniquePorts(c, ctx);

@@ -34,6 +34,8 @@ export interface RouteRule {
   readonly scopes: readonly string[];
   readonly tokenScopes: readonly string[] | undefined;
   readonly rateLimit: Bucket | undefined;
+  /** This route's policy mode (its own `mode`, else `policy.mode`). */
+  readonly audit: boolean;
 }
 
 export interface CertSummary {
@@ -164,6 +166,8 @@ export interface Snapshot {
   /** exposeConfig: /config to every caller, not just loopback ones (SPEC §6). */
   readonly admin: { readonly address: string; readonly port: number; readonly exposeConfig: boolean };
   readonly shutdown: { readonly drainDelayMs: number; readonly timeoutMs: number };
+  /** `policy.mode: audit`: authorization refusals are logged and counted, not enforced (a route's own `mode` wins). */
+  readonly policyAudit: boolean;
   /** `outbound` section: the app's calls out over mTLS; null when absent. */
   readonly outbound: OutboundSettings | null;
 }

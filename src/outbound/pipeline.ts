@@ -145,7 +145,7 @@ function onDone(rt: OutboundHost, ctx: OutboundContext, res: OutboundResponse, f
   if (failure === 'client_aborted') {
     ctx.status = 499;
   } else if (!res.headersSent && !res.writableEnded) {
-    const as: RefusalReason = refused !== null || failure === 'ok' ? 'upstream_error' : failure;
+    const as: RefusalReason = refused !== null || failure === 'ok' || failure === 'audit_mode' ? 'upstream_error' : failure;
     ctx.bytesOut = writeRefusal(res, as, ctx.requestId, false, null, true);
     ctx.status = res.statusCode;
   } else {

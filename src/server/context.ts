@@ -144,6 +144,8 @@ export class RequestContext {
   route: RouteRule | null;
   decision: 'allow' | 'deny';
   reason: RequestReason;
+  /** policy.mode audit: the authorization refusal this request would have had (the first one). */
+  wouldDeny: RequestReason | null;
   status: number;
   upstreamStart: number;
   upstreamMs: number | null;
@@ -164,6 +166,7 @@ export class RequestContext {
     this.path = '';
     this.route = null;
     this.decision = 'deny';
+    this.wouldDeny = null;
     this.reason = 'ok';
     this.status = 0;
     this.upstreamStart = 0;

@@ -157,16 +157,28 @@ function admit(rt: PipelineHost, s: Snapshot, ctx: RequestContext, req: InboundR
   ctx.path = norm.path;
 
   // 3. Route (default deny).
+  // In audit mode (policy.mode, or the route's own) an authorization refusal is noted as
+  // wouldDeny and the request goes on; trust, limits and rate limits are never relaxed.
   const route = s.routeTable.match(ctx.method, norm.path);
-  if (route === undefined) return refuse(rt, ctx, 'no_route', false, null);
-  ctx.route = route;
-
-  // 4. Identity and scopes. A public route admits any trusted certificate.
-  if (!route.public) {
-    const identity = conn.identity;
-    if (identity === null) return refuse(rt, ctx, 'no_identity', false, null);
-    for (const scope of route.scopes) {
-      if (!identity.scopeSet.has(scope)) return refuse(rt, ctx, 'scope_missing', false, null);
+  if (route === undefined) {
+    if (!s.policyAudit) return refuse(rt, ctx, 'no_route', false, null);
+    ctx.wouldDeny = 'no_route';
+  } else {
+    ctx.route = route;
+    // 4. Identity and scopes. A public route admits any trusted certificate.
+    if (!route.public) {
+      const identity = conn.identity;
+      if (identity === null) {
+        if (!route.audit) return refuse(rt, ctx, 'no_identity', false, null);
+        ctx.wouldDeny = 'no_identity';
+      } else {
+        for (const scope of route.scopes) {
+          if (identity.scopeSet.has(scope)) continue;
+          if (!route.audit) return refuse(rt, ctx, 'scope_missing', false, null);
+          ctx.wouldDeny = 'scope_missing';
+          break;
+        }
+      }
     }
   }
 
@@ -200,18 +212,19 @@ function checkToken(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: Fo
 
 function afterToken(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: ForwardPlan, r: JwtResult): void {
   if (ctx.audited) return; // the client left while the token was being checked
-  if (!r.ok) return refuse(rt, ctx, r.reason, false, { 'www-authenticate': wwwAuthenticate(r.reason) });
-  ctx.jwt = r;
+  if (r.ok) ctx.jwt = r;
+  else if (ctx.route !== null && ctx.route.audit) ctx.wouldDeny ??= r.reason;
+  else return refuse(rt, ctx, r.reason, false, { 'www-authenticate': wwwAuthenticate(r.reason) });
   checkRate(rt, s, ctx, plan);
 }
 
 /** 7. Rate limit per identity (after authorization: a refused request spends no token). */
 function checkRate(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: ForwardPlan): void {
   const rate = rt.rate;
-  const route = ctx.route;
-  if (rate === null || route === null) return forward(rt, s, ctx, plan);
+  if (rate === null) return forward(rt, s, ctx, plan);
   const conn = ctx.conn;
-  const ratePlan = rate.planner.plan(conn.identity === null ? null : conn.identity.name, conn.peer.sha256Hex, route);
+  // Without a route (audit mode let it through) the identity's own bucket still applies.
+  const ratePlan = rate.planner.plan(conn.identity === null ? null : conn.identity.name, conn.peer.sha256Hex, ctx.route ?? UNROUTED);
   if (ratePlan === null) return forward(rt, s, ctx, plan);
   const decision = rate.limiter.take(ratePlan.takes);
   if (decision instanceof Promise) {
@@ -359,6 +372,7 @@ function onClose(rt: PipelineHost, ctx: RequestContext): void {
   ctx.conn.inflight--;
   if (rt.closing) rt.requestEnded(ctx.conn, ctx.req.socket);
   if (!res.writableEnded && (ctx.reason === 'ok' || ctx.status === 0)) ctx.reason = 'client_aborted';
+  else if (ctx.wouldDeny !== null && ctx.reason === 'ok') ctx.reason = 'audit_mode';
   if (ctx.status === 0) ctx.status = res.statusCode;
   const conn = ctx.conn;
   const durationMs = performance.now() - ctx.start;
@@ -371,6 +385,7 @@ function onClose(rt: PipelineHost, ctx: RequestContext): void {
     durationMs / 1000,
     ctx.upstreamMs === null ? null : ctx.upstreamMs / 1000,
   );
+  if (ctx.wouldDeny !== null) rt.metrics.policyWouldDeny(conn.identity === null ? 'unknown' : conn.identity.name, ctx.route === null ? 'unknown' : ctx.route.name, ctx.wouldDeny);
   rt.audit.request({
     requestId: ctx.requestId,
     conn: conn.audit,
@@ -385,8 +400,12 @@ function onClose(rt: PipelineHost, ctx: RequestContext): void {
     bytesIn: ctx.bytesIn,
     bytesOut: ctx.bytesOut,
     protocol: ctx.protocol,
+    wouldDeny: ctx.wouldDeny,
   });
 }
+
+/** The rate plan of a request no route matched (audit mode): identity buckets, no route bucket. */
+const UNROUTED = Object.freeze({ name: 'unknown', rateLimit: undefined });
 
 /** The path part of a refused target, for the audit line: no query (it may hold secrets), bounded, printable. */
 export function auditPath(target: string): string {

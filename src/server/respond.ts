@@ -4,7 +4,7 @@ import type { ErrorCode, RequestReason } from '../reasons.js';
 import { SECURITY_HEADERS } from '../http/security-headers.js';
 import type { OutboundResponse } from '../transport/types.js';
 
-export type RefusalReason = Exclude<RequestReason, 'ok' | 'client_aborted'>;
+export type RefusalReason = Exclude<RequestReason, 'ok' | 'client_aborted' | 'audit_mode'>;
 
 export function refusalBody(reason: RefusalReason, requestId: string): string {
   return errorBody(REFUSALS[reason].code, requestId);

@@ -146,6 +146,12 @@ class ReferenceMetrics {
       help: 'Failed fetches of the JWKS URL (unreachable, not HTTP 200, too large, or not a usable JWK Set).',
       registers: [registry],
     });
+    new Counter({
+      name: 'mtls_sidecar_policy_would_deny_total',
+      help: 'Requests served in audit mode that authorization would have refused, by identity, route and reason.',
+      labelNames: ['identity', 'route', 'reason'],
+      registers: [registry],
+    });
     this.#handshakes.labels('accepted', 'ok').inc(0);
     for (const where of ['h1', 'h2', 'h2_frame', 'upstream', 'outbound']) this.#internalErrors.labels(where).inc(0);
   }
@@ -327,7 +333,7 @@ describe('Metrics exposition', () => {
     const a = ours(await mine.registry.metrics());
     const b = ours(await ref.registry.metrics());
     expect(a.names).toEqual(b.names);
-    expect(a.blocks.length).toBe(17);
+    expect(a.blocks.length).toBe(18);
     expect(a.blocks.join('\n\n')).toBe(b.blocks.join('\n\n'));
     // And per metric through the registry's single-metric path.
     for (const name of a.names.filter((n) => n.startsWith('mtls_sidecar_'))) {

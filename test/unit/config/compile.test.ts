@@ -66,7 +66,7 @@ describe('compileConfig: a good config', () => {
     });
 
     expect(Object.keys(s)).toEqual([
-      'generation', 'configFile', 'fileDigests', 'listen', 'tls', 'certs', 'crlFiles', 'identities', 'identityMatcher', 'routes', 'routeTable',
+      'generation', 'configFile', 'fileDigests', 'listen', 'tls', 'certs', 'crlFiles', 'identities', 'identityMatcher', 'routes', 'routeTable', 'policyAudit',
       'jwt', 'rateLimit', 'upstream', 'forwardClientCert', 'limits', 'securityHeaders', 'audit', 'admin', 'shutdown', 'outbound',
     ]);
     expect(Object.isFrozen(s)).toBe(true);

@@ -255,6 +255,7 @@ function exercisedMetrics(): Registry {
   m.reload('success');
   m.jwksFetchFailure();
   m.internalError('h1');
+  m.policyWouldDeny('orders', 'read', 'scope_missing');
   m.outboundRequest('billing', 'GET', 200, 0.002);
   m.outboundHandshake('billing', 'rejected', 'identity_mismatch');
   const cert: CertSummary = {
