@@ -33,6 +33,7 @@ import * as T from './lib/targets.mjs';
 import { ensureTools, versions, waitQuiet } from './lib/sys.mjs';
 import { summarize, toMarkdown } from './profile-summary.mjs';
 import { runPairs, pairReport, pairSettings, spliceSection } from './lib/pair.mjs';
+import { fmt, median } from './lib/stats.mjs';
 
 const env = process.env;
 const num = (v, d) => (v === undefined || v === '' ? d : Number(v));
@@ -302,13 +303,6 @@ async function profileSidecar(ctx, procs, upstream, cores) {
 
 // ---- report --------------------------------------------------------------------------------------
 
-const fmt = (x, d = 2) => (x === null || x === undefined || Number.isNaN(x) ? '–' : Number(x).toFixed(d));
-function median(xs) {
-  const v = xs.filter((x) => x !== null && x !== undefined && !Number.isNaN(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
 
 function buildReport({ results, targets, scenarios, info, probes, profile, upstreamKind, ctx }) {
   const agg = {}; // agg[scenario][target] = medians

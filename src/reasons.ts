@@ -119,15 +119,3 @@ export const REFUSALS: Readonly<Record<Exclude<RequestReason, 'ok' | 'client_abo
   method_not_allowed: { status: 405, code: 'method_not_allowed' },
 });
 
-/** The refusals `policy.mode: audit` turns into `wouldDeny` (authorization only: never trust or rate limits). */
-export const AUTHORIZATION_REASONS: ReadonlySet<RequestReason> = new Set<RequestReason>([
-  'no_route',
-  'no_identity',
-  'scope_missing',
-  'jwt_missing',
-  'jwt_invalid',
-  'jwt_expired',
-  'jwt_cert_mismatch',
-  'jwt_revoked',
-  'token_scope_missing',
-]);

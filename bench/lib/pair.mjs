@@ -6,6 +6,7 @@
 // low load (through A, minus straight to B over TLS). Report: a RESULTS.md section.
 import * as T from './targets.mjs';
 import { stop } from './proc.mjs';
+import { fmt, median } from './stats.mjs';
 
 /** A pair's side under this CPU % was not saturated: its req/s ratio does not count. */
 const SATURATED = 90;
@@ -87,13 +88,6 @@ export async function runPairs({ ctx, runs, pairs, settings, measure, log, after
 
 // ---- report --------------------------------------------------------------------------------------
 
-const fmt = (x, d = 2) => (x === null || x === undefined || Number.isNaN(x) ? '–' : Number(x).toFixed(d));
-function median(xs) {
-  const v = xs.filter((x) => x !== null && x !== undefined && !Number.isNaN(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
 
 /**
  * The "## Outbound pair" section of RESULTS.md, and console lines. `foreign(res)` says how much

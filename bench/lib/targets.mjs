@@ -327,11 +327,7 @@ export function plainGet(port, { method = 'GET', body = null, path: p = '/bench/
   return new Promise((resolve, reject) => {
     const req = http.request(
       { host: '127.0.0.1', port, path: p, method, agent: false, timeout: 3000, headers: body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : {} },
-      (res) => {
-        let data = '';
-        res.setEncoding('utf8').on('data', (d) => (data += d));
-        res.on('end', () => resolve({ status: res.statusCode, body: data, headers: res.headers }));
-      },
+      (res) => collect(res, resolve),
     );
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error('timeout')));
@@ -367,6 +363,13 @@ function httpGet(port) {
   });
 }
 
+/** A response's status, text body and headers, once it has ended. */
+function collect(res, resolve) {
+  let data = '';
+  res.setEncoding('utf8').on('data', (d) => (data += d));
+  res.on('end', () => resolve({ status: res.statusCode, body: data, headers: res.headers }));
+}
+
 /** One HTTPS request over HTTP/1.1; cert=false leaves out the client certificate. */
 export function mtlsGet(pki, port, { cert = true, method = 'GET', body = null, path: p = '/bench/probe' } = {}) {
   return new Promise((resolve, reject) => {
@@ -383,11 +386,7 @@ export function mtlsGet(pki, port, { cert = true, method = 'GET', body = null, p
         timeout: 3000,
         headers: body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : {},
       },
-      (res) => {
-        let data = '';
-        res.setEncoding('utf8').on('data', (d) => (data += d));
-        res.on('end', () => resolve({ status: res.statusCode, body: data, headers: res.headers }));
-      },
+      (res) => collect(res, resolve),
     );
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error('timeout')));

@@ -12,10 +12,11 @@ import type { Metrics } from '../admin/metrics.js';
 import type { ListenAddress, OutboundDestination, OutboundSettings, Snapshot } from '../config/snapshot.js';
 import type { Log } from '../log.js';
 import { REFUSALS } from '../reasons.js';
-import { rawRefusal } from '../server/respond.js';
+import { clientErrorReason, rawRefusal } from '../server/respond.js';
 import { newRequestId } from '../server/request-id.js';
 import { H1Server } from '../transport/h1/server.js';
-import type { H1ClientError, H1Limits } from '../transport/h1/connection.js';
+import type { H1ClientError } from '../transport/h1/connection.js';
+import { h1Limits } from '../transport/listener.js';
 import type { InboundRequest, OutboundResponse } from '../transport/types.js';
 import { ForwardHandler } from '../proxy/forward.js';
 import type { UpstreamHandler } from '../proxy/upstream.js';
@@ -202,8 +203,7 @@ export class Outbound implements OutboundHost {
   }
 
   #onClientError(err: H1ClientError, socket: Socket): void {
-    const reason: 'header_too_large' | 'request_timeout' | 'bad_request' =
-      err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
+    const reason = clientErrorReason(err.code);
     const requestId = newRequestId();
     const name = this.#conns.get(socket)?.name ?? null;
     this.audit.outbound({
@@ -245,15 +245,4 @@ export class Outbound implements OutboundHost {
 interface AppConn {
   readonly name: string | null;
   inflight: number;
-}
-
-function h1Limits(l: Snapshot['limits']): H1Limits {
-  return {
-    maxHeaderSize: l.maxHeaderSize,
-    maxHeaders: l.maxHeaders,
-    headersTimeoutMs: l.headersTimeoutMs,
-    requestTimeoutMs: l.requestTimeoutMs,
-    idleTimeoutMs: l.idleTimeoutMs,
-    pipelineDepth: l.maxConcurrentStreams,
-  };
 }

@@ -31,7 +31,7 @@ import { MemoryRateLimiter } from '../ratelimit/memory.js';
 import { RedisRateLimiter } from '../ratelimit/redis.js';
 import { RatePlanner } from '../ratelimit/plan.js';
 import type { RateLimiter } from '../ratelimit/types.js';
-import { rawRefusal, writeRefusal } from '../server/respond.js';
+import { clientErrorReason, rawRefusal, writeRefusal } from '../server/respond.js';
 import { bugFacts } from '../errors.js';
 import { refuseCertificate } from '../server/refusal.js';
 import { newRequestId } from '../server/request-id.js';
@@ -320,8 +320,7 @@ export class Sidecar implements PipelineHost {
       socket.destroy();
       return;
     }
-    const reason: 'header_too_large' | 'request_timeout' | 'bad_request' =
-      err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
+    const reason = clientErrorReason(err.code);
     const requestId = newRequestId();
     const status = REFUSALS[reason].status;
     if (conn !== undefined) {

@@ -43,6 +43,11 @@ export function writeRefusal(
   return Buffer.byteLength(body);
 }
 
+/** Why the HTTP/1.1 server refused a request it could not read (transport/h1: a parser error or a time limit). */
+export function clientErrorReason(code: string | undefined): 'header_too_large' | 'request_timeout' | 'bad_request' {
+  return code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
+}
+
 /** A raw HTTP/1.1 refusal for parser-level errors, where there is no response object. */
 export function rawRefusal(reason: RefusalReason, requestId: string): string {
   const { status } = REFUSALS[reason];

@@ -81,7 +81,8 @@ function h2Limits(l: Snapshot['limits']): H2Limits {
   };
 }
 
-function h1Limits(l: Snapshot['limits']): H1Limits {
+/** The HTTP/1.1 server's limits from the config's (the inbound listener's and the outbound listeners'). */
+export function h1Limits(l: Snapshot['limits']): H1Limits {
   return {
     maxHeaderSize: l.maxHeaderSize,
     maxHeaders: l.maxHeaders,
