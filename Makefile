@@ -50,6 +50,10 @@ test-deps:
 
 # vitest's console output, and its JSON report for .ci/summary.mjs.
 REPORT = --reporter=default --reporter=json --outputFile.json=$(1)
+# Runs $(1) and keeps its exit status beside its report ($(2).exit): vitest can exit non-zero on an
+# unhandled error while its JSON still says every test passed, and the summary must count that run
+# as failed. `status` collects the first non-zero exit for the recipe.
+RUN = { $(1); }; rc=$$?; echo $$rc > $(2).exit; [ $$rc -eq 0 ] || status=$$rc
 
 # The HTTP/2 suites run once more on node:http2, the other supported engine (the integration
 # suite's h2-stream and internal-errors tests run on both by themselves).
@@ -77,19 +81,19 @@ IMAGE_REPORT := "image smoke test=.tmp/vitest-image.json"
 test: build test-deps
 	npx tsc -p tsconfig.json --noEmit
 	npm run lint --silent
-	@mkdir -p .tmp && rm -f .tmp/vitest.json .tmp/vitest-h2-node.json .tmp/vitest-node22.json
-	@status=0; npx vitest run $(call REPORT,.tmp/vitest.json) || status=$$?; \
-	  $(H2_NODE_RUN) || status=$$?; \
-	  $(NODE22_RUN) || status=$$?; \
+	@mkdir -p .tmp && rm -f .tmp/vitest.json .tmp/vitest-h2-node.json .tmp/vitest-node22.json .tmp/vitest.json.exit .tmp/vitest-h2-node.json.exit .tmp/vitest-node22.json.exit
+	@status=0; $(call RUN,npx vitest run $(call REPORT,.tmp/vitest.json),.tmp/vitest.json); \
+	  $(call RUN,$(H2_NODE_RUN),.tmp/vitest-h2-node.json); \
+	  $(call RUN,$(NODE22_RUN),.tmp/vitest-node22.json); \
 	  $(NODE) .ci/summary.mjs $(TEST_REPORTS); exit $$status
 
 test-h2-node: build test-deps
-	@mkdir -p .tmp && rm -f .tmp/vitest-h2-node.json
-	@status=0; $(H2_NODE_RUN) || status=$$?; $(NODE) .ci/summary.mjs .tmp/vitest-h2-node.json; exit $$status
+	@mkdir -p .tmp && rm -f .tmp/vitest-h2-node.json .tmp/vitest-h2-node.json.exit
+	@status=0; $(call RUN,$(H2_NODE_RUN),.tmp/vitest-h2-node.json); $(NODE) .ci/summary.mjs .tmp/vitest-h2-node.json; exit $$status
 
 test-node22: build test-deps
-	@mkdir -p .tmp && rm -f .tmp/vitest-node22.json
-	@status=0; $(NODE22_RUN) || status=$$?; $(NODE) .ci/summary.mjs .tmp/vitest-node22.json; exit $$status
+	@mkdir -p .tmp && rm -f .tmp/vitest-node22.json .tmp/vitest-node22.json.exit
+	@status=0; $(call RUN,$(NODE22_RUN),.tmp/vitest-node22.json); $(NODE) .ci/summary.mjs .tmp/vitest-node22.json; exit $$status
 
 # The container image (Dockerfile), host networking only. Where node:24-bookworm-slim cannot be
 # pulled, deploy/image/local-node-image.sh builds a stand-in base first. IMAGE=name:tag to tag it
@@ -101,8 +105,8 @@ image:
 # image and runs the CLI, the sidecar and the webhook in containers as a cluster runs them.
 test-image: install
 	@bash .ci/image-deps.sh
-	@mkdir -p .tmp && rm -f .tmp/vitest-image.json
-	@status=0; npx vitest run --config test/image/vitest.config.ts $(call REPORT,.tmp/vitest-image.json) || status=$$?; \
+	@mkdir -p .tmp && rm -f .tmp/vitest-image.json .tmp/vitest-image.json.exit
+	@status=0; $(call RUN,npx vitest run --config test/image/vitest.config.ts $(call REPORT,.tmp/vitest-image.json),.tmp/vitest-image.json); \
 	  $(NODE) .ci/summary.mjs $(IMAGE_REPORT); exit $$status
 
 # CI's closing line: every run of `make test` and the image smoke test, and their total.
