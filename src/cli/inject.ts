@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { injectManifests } from '../inject/documents.js';
 import { DEFAULT_SETTINGS } from '../inject/settings.js';
 import type { InjectSettings } from '../inject/settings.js';
+import { summarize } from '../inject/summary.js';
 import { loadWebhookConfig } from '../webhook/config.js';
 import { EXIT_OK, EXIT_USAGE, describeError } from '../errors.js';
 import type { CommandIo } from './io.js';
@@ -22,7 +23,10 @@ those inside a List). Other documents are copied unchanged. Injecting twice chan
   --config PATH     take the injection defaults from a webhook config file's "inject" section
 
 Per-workload annotations (mtls-sidecar.io/image, port, admin-port, config, cert-secret, ...)
-are described in docs/kubernetes.md. Warnings go to standard error. Exit 0, or 2 for bad input.`;
+are described in docs/kubernetes.md. Standard output is only YAML. Standard error gets warnings
+(where traffic could reach the app around the sidecar, among others; they do not change the exit
+code) and a last line saying what was injected and what was skipped or passed through.
+Exit 0, or 2 for bad input.`;
 
 export interface InjectCommandOptions {
   /** Standard input, injectable for tests. */
@@ -85,7 +89,9 @@ export async function injectCommand(argv: string[], io: CommandIo, opts: InjectC
     return EXIT_USAGE;
   }
   for (const r of result.reports) for (const w of r.warnings) io.stderr(`inject: warning: ${name}:${r.line} ${r.object}: ${w}`);
+  for (const w of result.warnings) io.stderr(`inject: warning: ${name}: ${w}`);
   if (result.output !== '') io.stdout(result.output.endsWith('\n') ? result.output.slice(0, -1) : result.output);
+  io.stderr(`inject: ${summarize(result.reports, result.passedThrough)}`);
   return EXIT_OK;
 }
 

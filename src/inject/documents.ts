@@ -9,6 +9,7 @@
  */
 import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, visit } from 'yaml';
 import type { Document } from 'yaml';
+import { bypassWarnings, collectNeighbours, NO_POLICY_WARNING } from './bypass.js';
 import { injectTemplate } from './inject.js';
 import type { InjectOptions, SkipReason } from './inject.js';
 import { diff } from './json-patch.js';
@@ -41,18 +42,29 @@ export interface DocumentReport {
 }
 
 export type ManifestResult =
-  | { readonly ok: true; readonly output: string; readonly reports: readonly DocumentReport[] }
+  | {
+      readonly ok: true;
+      readonly output: string;
+      /** One per pod template found, in input order. */
+      readonly reports: readonly DocumentReport[];
+      /** The kind of each object without a pod template (`?` when it has none), a List's items one by one. */
+      readonly passedThrough: readonly string[];
+      /** Warnings about the input as a whole. */
+      readonly warnings: readonly string[];
+    }
   | { readonly ok: false; readonly error: string };
 
 interface Template {
   readonly path: (string | number)[];
   readonly object: string;
+  /** The workload's namespace, if its manifest names one. */
+  readonly namespace: string | undefined;
 }
 
 export function injectManifests(text: string, options: InjectOptions): ManifestResult {
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { version: '1.1', lineCounter, uniqueKeys: true, prettyErrors: false });
-  if ('empty' in docs) return { ok: true, output: text, reports: [] };
+  if ('empty' in docs) return { ok: true, output: text, reports: [], passedThrough: [], warnings: [] };
   for (const doc of docs) {
     const e = doc.errors[0];
     if (e !== undefined) {
@@ -61,38 +73,64 @@ export function injectManifests(text: string, options: InjectOptions): ManifestR
     }
   }
 
-  const reports: DocumentReport[] = [];
-  let output = '';
-  let start = 0;
-  for (let n = 0; n < docs.length; n++) {
-    const doc = docs[n] as Document.Parsed;
-    const end = n === docs.length - 1 ? text.length : doc.range[2];
-    const original = text.slice(start, end);
-    start = end;
+  // All documents first: a workload's Services and NetworkPolicies may come after it.
+  const parsed: { doc: Document.Parsed; line: number; js: unknown }[] = [];
+  for (const doc of docs) {
     const contentStart = doc.contents?.range[0] ?? doc.range[0];
     const line = lineCounter.linePos(contentStart).line;
-    let js: unknown;
     try {
-      js = doc.toJS({ maxAliasCount: 1000 });
+      parsed.push({ doc, line, js: doc.toJS({ maxAliasCount: 1000 }) });
     } catch (err) {
       return { ok: false, error: `${line}:1: ${firstLine((err as Error).message)}` };
     }
+  }
+  const neighbours = collectNeighbours(parsed.map((p) => p.js));
+
+  const reports: DocumentReport[] = [];
+  const passedThrough: string[] = [];
+  let output = '';
+  let start = 0;
+  for (const [n, { doc, line, js }] of parsed.entries()) {
+    const end = n === parsed.length - 1 ? text.length : doc.range[2];
+    const original = text.slice(start, end);
+    start = end;
+    const templates = findTemplates(js);
+    passedThrough.push(...untouchedKinds(js));
     let changed = false;
-    for (const t of findTemplates(js)) {
+    for (const t of templates) {
       const before = getAt(js, t.path);
       const outcome = injectTemplate(before, options);
       if (outcome.kind === 'invalid') return { ok: false, error: `${line}:1: ${t.object}: ${outcome.message}` };
       if (outcome.kind === 'skipped') {
-        reports.push({ document: n + 1, line, object: t.object, outcome: 'skipped', reason: outcome.reason, warnings: outcome.warnings });
+        // An injected template is judged again on every run: the warnings describe the manifests, not the run.
+        const more = outcome.reason === 'already_injected' && isObj(before) ? bypassWarnings(before, t.namespace, neighbours) : [];
+        reports.push({ document: n + 1, line, object: t.object, outcome: 'skipped', reason: outcome.reason, warnings: [...outcome.warnings, ...more] });
         continue;
       }
-      reports.push({ document: n + 1, line, object: t.object, outcome: 'injected', warnings: outcome.warnings });
+      reports.push({ document: n + 1, line, object: t.object, outcome: 'injected', warnings: [...outcome.warnings, ...bypassWarnings(outcome.template, t.namespace, neighbours)] });
       applyToDocument(doc, t.path, before, outcome.template);
       changed = true;
     }
     output += changed ? doc.toString({ lineWidth: 0, ...styleOf(original) }) : original;
   }
-  return { ok: true, output, reports };
+  const warnings: string[] = [];
+  // Said once for the input rather than for each workload: most inputs carry no policy at all.
+  if (neighbours.policies?.length === 0 && reports.some((r) => r.outcome === 'injected' || r.reason === 'already_injected')) warnings.push(NO_POLICY_WARNING);
+  return { ok: true, output, reports, passedThrough, warnings };
+}
+
+/** The kinds of the objects of a document that have no pod template (a List's items one by one). */
+function untouchedKinds(js: unknown): string[] {
+  if (js === null || js === undefined) return [];
+  if (isObj(js) && js['kind'] === 'List' && Array.isArray(js['items'])) return js['items'].filter((item: unknown) => templateOf(item).length === 0).map(kindOf);
+  return templateOf(js).length === 0 ? [kindOf(js)] : [];
+}
+
+/** `Service`; a workload kind also with its apiVersion, as one of another API is passed through. */
+function kindOf(js: unknown): string {
+  const kind = isObj(js) ? str(js['kind']) : undefined;
+  if (!isObj(js) || kind === undefined) return '?';
+  return TEMPLATE_PATHS[kind] === undefined ? kind : `${kind} (${str(js['apiVersion']) ?? 'no apiVersion'})`;
 }
 
 /** Pod templates in one document: a workload's, or each workload's in a `kind: List`. */
@@ -101,7 +139,7 @@ function findTemplates(js: unknown): Template[] {
   const kind = str(js['kind']);
   if (kind === 'List' && Array.isArray(js['items'])) {
     return js['items'].flatMap((item: unknown, i: number) =>
-      templateOf(item).map((t) => ({ path: ['items', i, ...t.path], object: `List/items[${i}] ${t.object}` })),
+      templateOf(item).map((t) => ({ ...t, path: ['items', i, ...t.path], object: `List/items[${i}] ${t.object}` })),
     );
   }
   return templateOf(js);
@@ -114,8 +152,9 @@ function templateOf(o: unknown): Template[] {
   // Only the built-in workload APIs: a CRD that happens to be called "Deployment" passes through.
   if (path === undefined || !isBuiltinApi(kind ?? '', str(o['apiVersion']))) return [];
   if (getAt(o, path) === undefined) return [];
-  const name = isObj(o['metadata']) ? (str(o['metadata']['name']) ?? str(o['metadata']['generateName']) ?? '?') : '?';
-  return [{ path: [...path], object: `${kind}/${name}` }];
+  const meta = isObj(o['metadata']) ? o['metadata'] : {};
+  const name = str(meta['name']) ?? str(meta['generateName']) ?? '?';
+  return [{ path: [...path], object: `${kind}/${name}`, namespace: str(meta['namespace']) }];
 }
 
 function isBuiltinApi(kind: string, apiVersion: string | undefined): boolean {

@@ -3,8 +3,11 @@
  * function of the request body (the HTTP server only moves bytes). The webhook configuration's
  * selectors decide which pods are sent; this injects every pod it is sent, unless the pod opts
  * out (`mtls-sidecar.io/inject: "false"`), is already injected, or uses the host network.
+ * Warnings (the injector's, and an app port a Service could reach around the sidecar) go in
+ * `response.warnings`, which kubectl shows to whoever created the pod.
  */
 import { z } from 'zod';
+import { bypassWarnings, NO_NEIGHBOURS } from '../inject/bypass.js';
 import { injectTemplate } from '../inject/inject.js';
 import { jsonPatch } from '../inject/json-patch.js';
 import type { PatchOp } from '../inject/json-patch.js';
@@ -80,7 +83,8 @@ export function review(body: string, settings: InjectSettings): ReviewOutcome {
           allowed: true,
           patchType: 'JSONPatch',
           patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
-          ...warnings(outcome.warnings),
+          // The pod alone: its declared app ports are judged; Services and policies are not in view.
+          ...warnings([...outcome.warnings, ...bypassWarnings(outcome.template, req.namespace, NO_NEIGHBOURS)]),
         }),
         patch,
       };

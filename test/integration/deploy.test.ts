@@ -217,11 +217,29 @@ function exampleConfig(w: Workload): RawConfig {
 
 describe('the example apps', () => {
   it('app.yaml is exactly `mtls-sidecar inject -f app.source.yaml`', async () => {
-    const ran = await runInject(['-f', path.join(DEPLOY, 'example/app.source.yaml')]);
-    expect(ran.stderr).toBe('');
+    const source = path.join(DEPLOY, 'example/app.source.yaml');
+    const ran = await runInject(['-f', source]);
     expect(ran.code).toBe(0);
     expect(ran.stdout).toBe(readFileSync(path.join(DEPLOY, 'example/app.yaml'), 'utf8'));
     expect(exampleDocs('app.yaml').filter((o) => o['kind'] === 'Deployment').map((o) => get(o, 'metadata', 'name'))).toEqual(WORKLOAD_NAMES);
+    // The Services target the sidecars; the policies live in networkpolicy.yaml, which inject
+    // does not see here and says so (once).
+    expect(ran.stderr.split('\n')).toEqual([
+      `inject: warning: ${source}: no NetworkPolicy in the input limits the injected pods' ingress to their sidecar's ports: pods can reach an app around its sidecar if it listens on the pod IP (policies applied separately are fine)`,
+      'inject: injected 2 of 2 workloads; passed through: 2 Service',
+      '',
+    ]);
+  });
+
+  it('leaves no way around the sidecars: inject with the NetworkPolicies warns about nothing', async () => {
+    const input = `${readFileSync(path.join(DEPLOY, 'example/app.source.yaml'), 'utf8')}---\n${readFileSync(path.join(DEPLOY, 'example/networkpolicy.yaml'), 'utf8')}`;
+    const ran = await runInject([], input);
+    expect(ran.code).toBe(0);
+    expect(ran.stderr).toBe('inject: injected 2 of 2 workloads; passed through: 2 Service, 2 NetworkPolicy\n');
+    // And the policies are what keeps it so: without orders' rules, orders is open.
+    const open = input.replace('    - port: 8443 # the sidecar\'s mTLS port\n      protocol: TCP\n  - from:', '    - port: 8080\n  - from:');
+    expect(open).not.toBe(input);
+    expect((await runInject([], open)).stderr).toContain('Deployment/orders: NetworkPolicy/orders allows ingress to port 8080');
   });
 
   for (const w of WORKLOAD_NAMES) {

@@ -153,6 +153,20 @@ describe('webhook: injection', () => {
     expect(((spec['initContainers'] as Obj[])[0] as Obj)['name']).toBe('mtls-sidecar');
   });
 
+  it('warns in response.warnings about an app port a Service could reach around the sidecar', async () => {
+    const { response } = await admit(simplePod());
+    expect(response['warnings']).toEqual([
+      'mtls-sidecar: container orders declares port 8080 (http): a Service or pod that targets it bypasses the sidecar; the app should listen on 127.0.0.1 only',
+    ]);
+    // No declared app port: nothing to say (policies and Services are not in a pod's review).
+    const quiet = simplePod();
+    delete (((quiet['spec'] as Obj)['containers'] as Obj[])[0] as Obj)['ports'];
+    (((quiet['spec'] as Obj)['containers'] as Obj[])[0] as Obj)['livenessProbe'] = { httpGet: { path: '/livez', port: 8080 } };
+    const answered = await admit(quiet);
+    expect(answered.response['patchType']).toBe('JSONPatch');
+    expect(answered.response['warnings']).toBeUndefined();
+  });
+
   it('escapes / in keys as ~1 when the pod already has annotations', async () => {
     const { patch } = await admit(simplePod({}, { 'team.example.com/owner': 'shop' }));
     expect(patch?.map((o) => o.path)).toEqual(expect.arrayContaining(['/metadata/annotations/mtls-sidecar.io~1status', '/metadata/annotations/prometheus.io~1port']));

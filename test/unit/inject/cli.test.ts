@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { runInject } from './run.js';
 
 const POD = `apiVersion: v1
@@ -31,15 +32,63 @@ describe('inject command', () => {
     const fromFile = await runInject(['-f', file]);
     expect(fromFile.code).toBe(0);
     expect(fromFile.stdout).toContain('name: mtls-sidecar');
-    expect(await runInject(['-f', '-'], POD)).toEqual(fromFile);
-    expect(await runInject([], POD)).toEqual(fromFile);
+    // Warnings name the input: the file, or <stdin>.
+    expect(fromFile.stderr).toContain(`inject: warning: ${file}: `);
+    const fromStdin = await runInject(['-f', '-'], POD);
+    expect(fromStdin).toEqual({ code: 0, stdout: fromFile.stdout, stderr: fromFile.stderr.replaceAll(file, '<stdin>') });
+    expect(await runInject([], POD)).toEqual(fromStdin);
     expect(await runInject(['--file', file])).toEqual(fromFile);
   });
 
-  it('passes empty input and non-workloads through', async () => {
-    expect(await runInject([], '')).toEqual({ code: 0, stdout: '', stderr: '' });
+  it('passes empty input and non-workloads through, and says so', async () => {
+    expect(await runInject([], '')).toEqual({ code: 0, stdout: '', stderr: 'inject: no workloads to inject; the input is empty\n' });
     const cm = '# just a comment\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n';
-    expect(await runInject([], cm)).toEqual({ code: 0, stdout: cm, stderr: '' });
+    expect(await runInject([], cm)).toEqual({ code: 0, stdout: cm, stderr: 'inject: no workloads to inject; passed through: 1 ConfigMap\n' });
+  });
+
+  it('ends standard error with what it did: injected of found, each skip and why, the other kinds', async () => {
+    const doc = (name: string, label: string | null, extra = ''): string =>
+      `apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ${name}}\nspec:\n  selector: {matchLabels: {app: ${name}}}\n  template:\n    metadata:\n      labels: {app: ${name}${label === null ? '' : `, mtls-sidecar.io/inject: "${label}"`}}\n    spec:\n${extra}      containers: [{name: app, image: app:1}]\n`;
+    const input = [
+      doc('a', 'true'),
+      doc('b', null),
+      doc('c', 'false'),
+      doc('d', 'true', '      hostNetwork: true\n'),
+      'apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {selector: {app: a}, ports: [{port: 443, targetPort: 8443}]}\n',
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n',
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n',
+      'apiVersion: example.com/v1\nkind: Deployment\nmetadata: {name: crd}\n',
+      '---\n', // an empty document counts as nothing
+    ].join('---\n');
+    const labelled = await runInject([], input);
+    expect(labelled.code).toBe(0);
+    const last = (stderr: string): string => stderr.trimEnd().split('\n').at(-1) ?? '';
+    expect(last(labelled.stderr)).toBe(
+      'inject: injected 1 of 4 workloads; skipped: Deployment/b (not opted in), Deployment/c (opted out), Deployment/d (hostNetwork); passed through: 1 Service, 2 ConfigMap, 1 Deployment (example.com/v1)',
+    );
+    // Standard output is the YAML alone.
+    expect(labelled.stdout).not.toMatch(/^inject: /m);
+    expect(parseAllDocuments(labelled.stdout).length).toBe(parseAllDocuments(input).length);
+
+    // --all: the unlabelled one too; the label "false" still wins.
+    const all = await runInject(['--all'], input);
+    expect(last(all.stderr)).toMatch(/^inject: injected 2 of 4 workloads; skipped: Deployment\/c \(opted out\), Deployment\/d \(hostNetwork\);/);
+
+    // A re-run: nothing injected, everything already so.
+    const again = await runInject(['--all'], all.stdout);
+    expect(last(again.stderr)).toMatch(/^inject: injected 0 of 4 workloads; skipped: Deployment\/a \(already injected\), Deployment\/b \(already injected\), Deployment\/c \(opted out\), Deployment\/d \(hostNetwork\);/);
+    expect(again.stdout).toBe(all.stdout);
+  });
+
+  it('prints warnings before the summary and keeps exit code 0', async () => {
+    const r = await runInject([], POD.replace('    image: app:1\n', '    image: app:1\n    ports: [{name: http, containerPort: 8080}]\n'));
+    expect(r.code).toBe(0);
+    expect(r.stderr.split('\n')).toEqual([
+      'inject: warning: <stdin>:1 Pod/p: container app declares port 8080 (http): a Service or pod that targets it bypasses the sidecar; the app should listen on 127.0.0.1 only',
+      "inject: warning: <stdin>: no NetworkPolicy in the input limits the injected pods' ingress to their sidecar's ports: pods can reach an app around its sidecar if it listens on the pod IP (policies applied separately are fine)",
+      'inject: injected 1 of 1 workload',
+      '',
+    ]);
   });
 
   it('exits 2 with one line for a missing file, bad YAML, duplicate keys and unknown flags', async () => {

@@ -64,10 +64,16 @@ describe('inject golden files', () => {
         }
       }
 
-      // Idempotent: injecting the output changes nothing, and warns about nothing new.
+      // Idempotent: injecting the output changes nothing, and warns about nothing new (the
+      // warnings about the manifests come again; line numbers move as documents grew).
       const again = await runInject(args, ran.stdout);
       expect(again.code).toBe(0);
       expect(again.stdout).toBe(ran.stdout);
+      const warningsOf = (stderr: string): string[] => stderr.split('\n').filter((l) => l.startsWith('inject: warning: ')).map((l) => l.replace(/^(inject: warning: <stdin>):\d+ /, '$1 '));
+      const first = warningsOf(ran.stderr);
+      for (const w of warningsOf(again.stderr)) expect(first, 'a warning only the second run gives').toContain(w);
+      const summary = again.stderr.trimEnd().split('\n').at(-1) ?? '';
+      expect(summary).toMatch(/^inject: (injected 0 of \d+ workloads?|no workloads to inject)/);
 
       // Documents that were not injected are copied byte for byte.
       const result = injectManifests(input, { settings: args.includes('--legacy') ? { ...DEFAULT_SETTINGS, mode: 'legacy' } : DEFAULT_SETTINGS, policy: args.includes('--all') ? 'all' : 'label' });
