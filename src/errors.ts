@@ -15,6 +15,8 @@ export class SidecarError extends Error {
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** `explain`: the request would be refused. */
+export const EXIT_DENIED = 3;
 
 /** One readable line for any thrown value: the message, without a stack. */
 export function describeError(err: unknown): string {

@@ -9,6 +9,7 @@ const USAGE = `Usage: mtls-sidecar <command> [options]
 Commands:
   run          serve: verify, authorize, audit and proxy every request
   check        validate a config and every file it names
+  explain      what the sidecar would decide for a certificate, method and path
   certs        generate a dev PKI (CA, server cert, workload certs, CRL)
   fingerprint  print the sha256: thumbprint and spki: pin of PEM certificates
   inject       add the sidecar to Kubernetes manifests (offline, like istioctl kube-inject)
@@ -22,6 +23,7 @@ Run "mtls-sidecar <command> --help" for the options of each. --debug prints stac
 const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   run: async () => (await import('./cli/run.js')).runCommand,
   check: async () => (await import('./cli/check.js')).checkCommand,
+  explain: async () => (await import('./cli/explain.js')).explainCommand,
   certs: async () => (await import('./cli/certs.js')).certsCommand,
   fingerprint: async () => (await import('./cli/fingerprint.js')).fingerprintCommand,
   inject: async () => {

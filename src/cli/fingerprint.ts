@@ -47,7 +47,7 @@ export function summarize(x509: X509Certificate): CertSummary {
   };
 }
 
-function fsMessage(e: unknown): string {
+export function fsMessage(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code;
   switch (code) {
     case 'ENOENT':

@@ -55,7 +55,7 @@ export interface IdentityMatch {
 }
 
 const FIELDS = ['uri', 'dns', 'cn', 'o', 'ou', 'sha256'] as const;
-type Field = (typeof FIELDS)[number];
+export type Field = (typeof FIELDS)[number];
 
 /** A readable problem with one identity's `match`, or null when it is usable. */
 export function validateIdentityMatch(m: IdentityMatch): string | null {
@@ -281,5 +281,16 @@ export class IdentityMatcher<T extends { readonly match: IdentityMatch }> {
       if (ok) return rule.rule;
     }
     return undefined;
+  }
+
+  /**
+   * For `explain`, not the hot path: every rule in config order with the first of its fields
+   * the peer fails (null: the rule matches), judged by the same compiled matchers as match().
+   */
+  mismatches(peer: PeerFields): { readonly rule: T; readonly field: Field | null }[] {
+    return this.#rules.map((r) => {
+      const failed = r.fields.find((f) => !fieldMatches(f, peer));
+      return { rule: r.rule, field: failed === undefined ? null : (FIELDS[failed.field] ?? null) };
+    });
   }
 }

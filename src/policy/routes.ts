@@ -140,6 +140,8 @@ export class RouteTable<T extends RouteSpec> {
   readonly #buckets = new Map<string, readonly CompiledRoute<T>[]>();
   /** Routes for a path whose first segment has no bucket: only the "any" routes. */
   readonly #anyRoutes: readonly CompiledRoute<T>[];
+  /** Every route, in config order. */
+  readonly #all: readonly CompiledRoute<T>[];
 
   /** Compiles once. Input is assumed validated; an invalid route throws. */
   constructor(routes: readonly T[]) {
@@ -169,6 +171,7 @@ export class RouteTable<T extends RouteSpec> {
       this.#buckets.set(key, compiled.filter((c) => c.key === null || c.key === key).map((c) => c.route));
     }
     this.#anyRoutes = compiled.filter((c) => c.key === null).map((c) => c.route);
+    this.#all = compiled.map((c) => c.route);
   }
 
   /** The first route, in config order, matching this method and normalized path. */
@@ -185,6 +188,11 @@ export class RouteTable<T extends RouteSpec> {
       if (routeMatches(c, path)) return c.route;
     }
     return undefined;
+  }
+
+  /** For `explain`, not the hot path: the routes, in config order, whose pattern matches the path whatever the method. */
+  matchingPath(path: string): T[] {
+    return this.#all.filter((c) => routeMatches(c, path)).map((c) => c.route);
   }
 }
 

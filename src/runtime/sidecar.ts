@@ -20,6 +20,7 @@ import { REFUSALS } from '../reasons.js';
 import type { RequestReason } from '../reasons.js';
 import { ConnInfo, attachConn, connOf } from '../server/context.js';
 import { PeerMemo } from '../server/peers.js';
+import { identityOf, ratePlannerOf } from '../server/decide.js';
 import { Metrics } from '../admin/metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { AppHealthHandler } from '../admin/app-health.js';
@@ -29,7 +30,6 @@ import { auditPath, handleRequest } from '../server/pipeline.js';
 import type { PipelineHost, RateLimitState } from '../server/pipeline.js';
 import { MemoryRateLimiter } from '../ratelimit/memory.js';
 import { RedisRateLimiter } from '../ratelimit/redis.js';
-import { RatePlanner } from '../ratelimit/plan.js';
 import type { RateLimiter } from '../ratelimit/types.js';
 import { clientErrorReason, rawRefusal, writeRefusal } from '../server/respond.js';
 import { bugFacts } from '../errors.js';
@@ -186,7 +186,7 @@ export class Sidecar implements PipelineHost {
     const s = this.snapshot;
     const verdict = rejudgeCertificate(conn.x509, conn.trust, s.tls.trust, this.#now(), this.#judge);
     if (!verdict.ok) return 'trust_withdrawn';
-    conn.setIdentity(s.identityMatcher.match(conn.peer.fields) ?? null);
+    conn.setIdentity(identityOf(s, conn.peer));
     conn.trust = s.tls.trust;
     conn.generation = s.generation;
     return null;
@@ -273,7 +273,7 @@ export class Sidecar implements PipelineHost {
     this.metrics.handshake('accepted', 'ok');
     const entry = this.#peers.entry(verdict.x509, trust);
     const peer = entry.peer;
-    const identity = entry.identity(s.generation, (p) => s.identityMatcher.match(p.fields) ?? null);
+    const identity = entry.identity(s.generation, (p) => identityOf(s, p));
     this.#accepted.add(socket);
     socket.on('close', () => this.#accepted.delete(socket));
     const conn = new ConnInfo(s.generation, trust, verdict.x509, peer, identity, remote, socket.getProtocol());
@@ -377,9 +377,9 @@ export class Sidecar implements PipelineHost {
    */
   #rateFor(s: Snapshot): RateLimitState | null {
     const rl = s.rateLimit;
-    const settings = rl === null ? null : { default: rl.default, identities: rl.identities };
+    const planner = ratePlannerOf(s);
     const prev = this.rate;
-    if (RatePlanner.inert(settings, s.routes)) {
+    if (planner === null) {
       if (prev !== null) void prev.limiter.close();
       this.#limiterKey = '';
       return null;
@@ -394,7 +394,7 @@ export class Sidecar implements PipelineHost {
       limiter = redis === undefined ? new MemoryRateLimiter(this.#rateClock === undefined ? {} : { now: this.#rateClock }) : new RedisRateLimiter({ url: redis.url, keyPrefix: redis.keyPrefix, cluster: redis.cluster, log: this.log, ...(this.#redisTimeoutMs !== undefined ? { timeoutMs: this.#redisTimeoutMs } : {}) });
       this.#limiterKey = key;
     }
-    return { planner: new RatePlanner(settings), limiter, onError: redis?.onError ?? 'allow' };
+    return { planner, limiter, onError: redis?.onError ?? 'allow' };
   }
 
   /**

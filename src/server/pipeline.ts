@@ -2,10 +2,12 @@
  * The inbound pipeline: the only place that knows the order of the stages (linkerd's
  * push_* idea, as straight-line functions). Each stage is a plain function over the frozen
  * snapshot; only JWT verification without a cached token, the Redis limiter and the upstream
- * call are asynchronous, and the synchronous cases never touch a Promise.
+ * call are asynchronous, and the synchronous cases never touch a Promise. The decisions shared
+ * with `explain` (server/explain.ts, which walks these stages for a certificate and a path) live
+ * in server/decide.ts, so the two cannot disagree.
  *
  *   connection (tls/verify, identity/peer, identity/match — once per connection)
- *   -> headers scan -> path normalize -> route -> identity/scopes -> body limit
+ *   -> headers scan -> path normalize -> route -> identity/scopes (server/decide.ts) -> body limit
  *   -> JWT (jwt/verify) -> rate limit (ratelimit/*) -> 100-continue -> forward (proxy/forward)
  *   -> audit + metrics when the response closes
  */
@@ -31,6 +33,7 @@ import type { RateDecision, RateLimiter } from '../ratelimit/types.js';
 import { ForwardPlan, RequestContext, connOfConnection } from './context.js';
 import type { ConnInfo } from './context.js';
 import { writeRefusal } from './respond.js';
+import { authorizationRefusal, ratePlanOf, refusalAudited, servedReason } from './decide.js';
 import { newRequestId } from './request-id.js';
 import type { RefusalReason } from './respond.js';
 import type { InboundRequest, OutboundResponse } from '../transport/types.js';
@@ -156,30 +159,15 @@ function admit(rt: PipelineHost, s: Snapshot, ctx: RequestContext, req: InboundR
   }
   ctx.path = norm.path;
 
-  // 3. Route (default deny).
+  // 3-4. Route (default deny), identity and scopes (server/decide.ts, shared with `explain`).
   // In audit mode (policy.mode, or the route's own) an authorization refusal is noted as
   // wouldDeny and the request goes on; trust, limits and rate limits are never relaxed.
   const route = s.routeTable.match(ctx.method, norm.path);
-  if (route === undefined) {
-    if (!s.policyAudit) return refuse(rt, ctx, 'no_route', false, null);
-    ctx.wouldDeny = 'no_route';
-  } else {
-    ctx.route = route;
-    // 4. Identity and scopes. A public route admits any trusted certificate.
-    if (!route.public) {
-      const identity = conn.identity;
-      if (identity === null) {
-        if (!route.audit) return refuse(rt, ctx, 'no_identity', false, null);
-        ctx.wouldDeny = 'no_identity';
-      } else {
-        for (const scope of route.scopes) {
-          if (identity.scopeSet.has(scope)) continue;
-          if (!route.audit) return refuse(rt, ctx, 'scope_missing', false, null);
-          ctx.wouldDeny = 'scope_missing';
-          break;
-        }
-      }
-    }
+  if (route !== undefined) ctx.route = route;
+  const refusal = authorizationRefusal(route, conn.identity);
+  if (refusal !== null) {
+    if (!refusalAudited(s, route)) return refuse(rt, ctx, refusal, false, null);
+    ctx.wouldDeny = refusal;
   }
 
   // 5. Body limit known up front.
@@ -213,7 +201,7 @@ function checkToken(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: Fo
 function afterToken(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: ForwardPlan, r: JwtResult): void {
   if (ctx.audited) return; // the client left while the token was being checked
   if (r.ok) ctx.jwt = r;
-  else if (ctx.route !== null && ctx.route.audit) ctx.wouldDeny ??= r.reason;
+  else if (refusalAudited(s, ctx.route)) ctx.wouldDeny ??= r.reason;
   else return refuse(rt, ctx, r.reason, false, { 'www-authenticate': wwwAuthenticate(r.reason) });
   checkRate(rt, s, ctx, plan);
 }
@@ -224,7 +212,7 @@ function checkRate(rt: PipelineHost, s: Snapshot, ctx: RequestContext, plan: For
   if (rate === null) return forward(rt, s, ctx, plan);
   const conn = ctx.conn;
   // Without a route (audit mode let it through) the identity's own bucket still applies.
-  const ratePlan = rate.planner.plan(conn.identity === null ? null : conn.identity.name, conn.peer.sha256Hex, ctx.route ?? UNROUTED);
+  const ratePlan = ratePlanOf(rate.planner, conn.identity, conn.peer, ctx.route);
   if (ratePlan === null) return forward(rt, s, ctx, plan);
   const decision = rate.limiter.take(ratePlan.takes);
   if (decision instanceof Promise) {
@@ -372,7 +360,7 @@ function onClose(rt: PipelineHost, ctx: RequestContext): void {
   ctx.conn.inflight--;
   if (rt.closing) rt.requestEnded(ctx.conn, ctx.req.socket);
   if (!res.writableEnded && (ctx.reason === 'ok' || ctx.status === 0)) ctx.reason = 'client_aborted';
-  else if (ctx.wouldDeny !== null && ctx.reason === 'ok') ctx.reason = 'audit_mode';
+  else if (ctx.reason === 'ok') ctx.reason = servedReason(ctx.wouldDeny);
   if (ctx.status === 0) ctx.status = res.statusCode;
   const conn = ctx.conn;
   const durationMs = performance.now() - ctx.start;
@@ -403,9 +391,6 @@ function onClose(rt: PipelineHost, ctx: RequestContext): void {
     wouldDeny: ctx.wouldDeny,
   });
 }
-
-/** The rate plan of a request no route matched (audit mode): identity buckets, no route bucket. */
-const UNROUTED = Object.freeze({ name: 'unknown', rateLimit: undefined });
 
 /** The path part of a refused target, for the audit line: no query (it may hold secrets), bounded, printable. */
 export function auditPath(target: string): string {

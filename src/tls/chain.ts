@@ -59,22 +59,9 @@ export class ChainMemo {
    */
   facts(leaf: X509Certificate, presented: readonly X509Certificate[] = presentedChain(leaf)): ChainFacts | null {
     const trust = this.trust;
-    const path: X509Certificate[] = [];
-    const onPath = new Set<string>([leaf.fingerprint256]);
-    let anchored = false;
-    let cur = leaf;
-    while (path.length <= MAX_CAS_ABOVE_LEAF) {
-      // A self-signed CA ends the path (the root).
-      if (path.length > 0 && cur.checkIssued(cur) && cur.verify(cur.publicKey)) break;
-      const next = issuerOf(cur, trust.cas, onPath) ?? issuerOf(cur, presented, onPath) ?? issuerOf(cur, this.#learned.values(), onPath);
-      if (next === undefined) break;
-      path.push(next);
-      onPath.add(next.fingerprint256);
-      if (trust.caFingerprints.has(next.fingerprint256)) anchored = true;
-      cur = next;
-    }
+    const path = buildPath(leaf, trust, presented, this.#learned.values());
     // Past the limit the walk stops before the root: too long is all there is to know.
-    if (!anchored && path.length <= MAX_CAS_ABOVE_LEAF) return null;
+    if (!anchored(path, trust) && path.length <= MAX_CAS_ABOVE_LEAF) return null;
     let revoked = false;
     let crlDeadline = Infinity;
     let child = leaf;
@@ -124,6 +111,59 @@ export class ChainMemo {
 
 function indexFor(p: PendingCrl, ca: X509Certificate): CrlIndex {
   return Object.freeze({ file: p.file, ca, revoked: p.revoked, thisUpdate: p.thisUpdate, nextUpdate: p.nextUpdate, nextUpdateMs: p.nextUpdateMs });
+}
+
+/**
+ * The CAs above `leaf`, nearest first: each issuer taken from clientCAs, then from `presented`,
+ * then from `learned`; the walk ends at a self-signed CA (the root), where no issuer is found,
+ * or one past the limit.
+ */
+export function buildPath(leaf: X509Certificate, trust: TrustPolicy, presented: readonly X509Certificate[], learned: Iterable<X509Certificate>): X509Certificate[] {
+  const path: X509Certificate[] = [];
+  const onPath = new Set<string>([leaf.fingerprint256]);
+  let cur = leaf;
+  while (path.length <= MAX_CAS_ABOVE_LEAF) {
+    // A self-signed CA ends the path (the root).
+    if (path.length > 0 && cur.checkIssued(cur) && cur.verify(cur.publicKey)) break;
+    const next = issuerOf(cur, trust.cas, onPath) ?? issuerOf(cur, presented, onPath) ?? issuerOf(cur, learned, onPath);
+    if (next === undefined) break;
+    path.push(next);
+    onPath.add(next.fingerprint256);
+    cur = next;
+  }
+  return path;
+}
+
+/** Whether a clientCA stands on the path (an intermediate in clientCAs is an anchor too). */
+function anchored(path: readonly X509Certificate[], trust: TrustPolicy): boolean {
+  return path.some((ca) => trust.caFingerprints.has(ca.fingerprint256));
+}
+
+const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const EKU_ANY = '2.5.29.37.0';
+
+/**
+ * OpenSSL's chain verdict where there is no handshake to get it from (`explain` holds a
+ * certificate, not its key): the same path as above (issuer name and signature at each step,
+ * from clientCAs and what the client presents), then what OpenSSL checks of each CA up to the
+ * first clientCA: its validity and, when it has an extended key usage, that it allows client
+ * authentication. Returns the OpenSSL error code verdictFrom (tls/verify.ts) maps, or null
+ * when the chain verifies. A path one past the limit is left to ChainFacts.depth, as on a live
+ * connection.
+ */
+export function offlineChainError(leaf: X509Certificate, presented: readonly X509Certificate[], trust: TrustPolicy, now: number): string | null {
+  const path = buildPath(leaf, trust, presented, []);
+  if (path.length > MAX_CAS_ABOVE_LEAF) return null;
+  if (!anchored(path, trust)) return 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY';
+  for (const ca of path) {
+    if (now < ca.validFromDate.getTime()) return 'CERT_NOT_YET_VALID';
+    if (now > ca.validToDate.getTime()) return 'CERT_HAS_EXPIRED';
+    // @types/node says string[]; Node gives undefined when the certificate has no EKU extension.
+    const eku = ca.keyUsage as string[] | undefined;
+    if (eku !== undefined && eku.length > 0 && !eku.includes(EKU_CLIENT_AUTH) && !eku.includes(EKU_ANY)) return 'INVALID_PURPOSE';
+    if (trust.caFingerprints.has(ca.fingerprint256)) break;
+  }
+  return null;
 }
 
 /** The first CA among `candidates` that issued and signed `cert`, not already on the path. */

@@ -14,7 +14,7 @@ import type { TrustPolicy } from '../config/snapshot.js';
 import type { HandshakeReason } from '../reasons.js';
 import { usesSha1Signature } from '../pki/certinfo.js';
 import { spkiPin } from '../pki/thumbprint.js';
-import { ChainMemo, MAX_CAS_ABOVE_LEAF } from './chain.js';
+import { ChainMemo, MAX_CAS_ABOVE_LEAF, buildPath, offlineChainError } from './chain.js';
 import type { ChainFacts } from './chain.js';
 
 export type TrustVerdict =
@@ -84,6 +84,30 @@ export function verifyPeer(socket: TLSSocket, trust: TrustPolicy, now: number, j
   const chain = trust.hasClientCAs && chainError === null ? judge.chain(x509) : undefined;
   const reason = verdictFrom(judge.facts(x509), chainError, now, chain);
   return reason === null ? { ok: true, x509 } : { ok: false, reason, x509 };
+}
+
+/** A certificate judged without a handshake, with what the verdict rests on (for `explain`). */
+export interface OfflineVerdict {
+  /** null: trusted. */
+  readonly reason: HandshakeReason | null;
+  readonly facts: CertFacts;
+  /** The CAs above the leaf, nearest first, as far as clientCAs and the presented ones reach. */
+  readonly path: readonly X509Certificate[];
+  /** As verdictFrom's `chain`: the path facts once the chain verified (revocation, CRL freshness). */
+  readonly chain: ChainFacts | null | undefined;
+}
+
+/**
+ * Judge a leaf and the certificates a client would present after it, as a fresh handshake
+ * would be judged, but without one: `explain` has the certificate, not its key. Only OpenSSL's
+ * chain verdict is reached differently (tls/chain.ts offlineChainError); the facts, the path
+ * facts and the verdict are the same functions verifyPeer uses.
+ */
+export function verifyOffline(leaf: X509Certificate, presented: readonly X509Certificate[], trust: TrustPolicy, now: number): OfflineVerdict {
+  const facts = certFacts(leaf, trust);
+  const chainError = trust.hasClientCAs ? offlineChainError(leaf, presented, trust, now) : null;
+  const chain = trust.hasClientCAs && chainError === null ? new ChainMemo(trust).facts(leaf, presented) : undefined;
+  return { reason: verdictFrom(facts, chainError, now, chain), facts, path: buildPath(leaf, trust, presented, []), chain };
 }
 
 /**
