@@ -344,6 +344,46 @@ describe('outbound failures', () => {
     }
   });
 
+  it('answers 504 when the timeout is due and 502 when connectTimeout is, not later (1.5 s: undici alone fired them ~0.5 s late)', async () => {
+    const appA = await startUpstream();
+    // A server that completes the handshake and never answers; one that never answers the handshake.
+    const stall = tls.createServer({ cert: await readFile(pki.workloads.billing.cert), key: await readFile(pki.workloads.billing.key) }, (s) => {
+      s.on('error', () => undefined);
+    });
+    const mute = net.createServer((s) => s.on('error', () => undefined));
+    await Promise.all([stall, mute].map((srv) => new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))));
+    const a = await startSidecar(
+      outboundConfig(appA.url, [
+        destination('slow', (stall.address() as AddressInfo).port, { timeout: '1500ms' }),
+        destination('mute', (mute.address() as AddressInfo).port, { connectTimeout: '1500ms' }),
+      ]),
+    );
+    const timed = async (name: string): Promise<{ status: number; took: number }> => {
+      const t0 = performance.now();
+      const res = await plain(a.outboundPort(name), '/x', { headers: { 'x-request-id': `due-${name}` } });
+      return { status: res.status, took: performance.now() - t0 };
+    };
+    try {
+      // Side by side: one wait for both.
+      const [slow, handshake] = await Promise.all([timed('slow'), timed('mute')]);
+      expect(slow.status).toBe(504);
+      expect(handshake.status).toBe(502);
+      for (const { took } of [slow, handshake]) {
+        // Never early (1 ms: the timer clock's resolution); late only by the event loop's lag on
+        // a busy machine, given generously.
+        expect(took).toBeGreaterThanOrEqual(1_499);
+        expect(took).toBeLessThan(1_900);
+      }
+      expect(await a.audit.waitFor((l) => l['requestId'] === 'due-slow')).toMatchObject({ status: 504, reason: 'upstream_timeout' });
+      expect(await a.audit.waitFor((l) => l['requestId'] === 'due-mute')).toMatchObject({ status: 502, reason: 'upstream_unreachable' });
+    } finally {
+      await a.close();
+      stall.close();
+      mute.close();
+      await appA.close();
+    }
+  });
+
   it('answers 502 to a malformed or smuggling-shaped response and keeps serving the next request', async () => {
     const appA = await startUpstream();
     let n = 0;
