@@ -292,6 +292,24 @@ describe('outbound headers', () => {
     expect(head).toMatch(/\r\nhost: billing\.shop\.svc/);
   });
 
+  it.each([
+    ['a destination listener', 'billing', 'GET /x HTTP/1.1\r\nHost: billing\r\nno colon here\r\n\r\n'],
+    ['the proxy listener', null, 'POST http://billing/x HTTP/1.1\r\nHost: billing\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+  ])('answers a malformed request on %s 400, audits it as an outbound line, and sends nothing out', async (_where, destination, bytes) => {
+    const port = destination === null ? a.outboundProxyPort() : a.outboundPort(destination);
+    const sent = remote.heads.length;
+    const raw = await rawPlain(port, bytes, true);
+    expect(raw).toMatch(/^HTTP\/1\.1 400 /);
+    expect(raw.toLowerCase()).toContain('\r\nconnection: close\r\n');
+    const id = /\r\nx-request-id: ([^\r]+)/i.exec(raw)?.[1];
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toEqual({ error: 'bad_request', requestId: id });
+    const line = await a.audit.waitFor((l) => l['requestId'] === id);
+    expect(line).toMatchObject({ msg: 'request', direction: 'outbound', destination, status: 400, reason: 'bad_request', peerUri: null, protocol: null });
+    expect(remote.heads.length).toBe(sent);
+    const samples = parseProm(await (await request(`${a.admin}/metrics`)).body.text());
+    expect(value(samples, 'mtls_sidecar_outbound_requests_total', { destination: destination ?? 'unknown', code: '400' })).toBeGreaterThanOrEqual(1);
+  });
+
   it('reuses pooled connections across requests', async () => {
     const pool = new Pool(`http://127.0.0.1:${a.outboundPort('billing')}`, { connections: 1 });
     try {
