@@ -109,14 +109,18 @@ export class Outbound implements OutboundHost {
   /**
    * A reload: destinations whose connections were made or judged under other settings get new
    * pools now (the old ones finish their in-flight requests and close), so no request uses a
-   * connection that no longer qualifies. Listener addresses need a restart: returned as warnings.
+   * connection that no longer qualifies. Listeners are bound at start: a moved, added or removed
+   * one needs a restart, returned as a warning. A destination added without a listener of its
+   * own is served by the proxy listener at once, so it warns of nothing.
    */
   apply(next: OutboundSettings, limits: Snapshot['limits']): string[] {
     const warnings: string[] = [];
     const had = new Map(this.settings.destinations.map((d) => [d.name, d.listen === null ? null : `${d.listen.address}:${String(d.listen.port)}`]));
     for (const d of next.destinations) {
       const at = d.listen === null ? null : `${d.listen.address}:${String(d.listen.port)}`;
-      if (!had.has(d.name) || had.get(d.name) !== at) warnings.push(`outbound destination "${d.name}" listener changed: restart to apply`);
+      if (!had.has(d.name)) {
+        if (at !== null) warnings.push(`outbound destination "${d.name}" added: its listener opens at a restart`);
+      } else if (had.get(d.name) !== at) warnings.push(`outbound destination "${d.name}" listener changed: restart to apply`);
     }
     for (const name of had.keys()) if (!next.destinations.some((d) => d.name === name)) warnings.push(`outbound destination "${name}" removed: its listener stays until a restart`);
     if (JSON.stringify(next.proxy) !== JSON.stringify(this.settings.proxy)) warnings.push('outbound.proxy changed: restart to apply');

@@ -6,8 +6,9 @@
  *
  * What it adds to undici's Pool: UpstreamError codes (undici's errors are translated, so
  * classifyUpstreamError and the audit reasons need not know undici), a keep-alive pool with no
- * connection cap, `timeout`/`connectTimeout` with 0 as none, an idle close after 30 s or the
- * app's `Keep-Alive: timeout` less 2 s, response heads up to 64 KiB, at most 10 interim responses, 101 refused, trailers never handed on, Host from the
+ * connection cap, `timeout`/`connectTimeout` with 0 as none and on Node's own timers (see
+ * preciseTimers), an idle close after 30 s or the app's `Keep-Alive: timeout` less 2 s,
+ * response heads up to 64 KiB, at most 10 interim responses, 101 refused, trailers never handed on, Host from the
  * origin when the request has none, a bodiless request that declares a body refused before
  * anything is written, one more try of a bodiless GET/HEAD/OPTIONS whose connection closed
  * before any response byte, and a handler that throws ends its exchange as an internal error.
@@ -51,15 +52,55 @@ let ParserError: typeof UndiciErrors.HTTPParserError | null = null;
 function undiciPool(): typeof UndiciPool {
   if (PoolClass === null) {
     const load = createRequire(import.meta.url);
+    preciseTimers(load);
     PoolClass = load('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
     ParserError = (load('undici/lib/core/errors.js') as typeof UndiciErrors).HTTPParserError;
   }
   return PoolClass;
 }
 
+/** The two functions of undici's timer module its HTTP/1.1 parser and its connector arm their limits with. */
+interface UndiciTimers {
+  setFastTimeout: (callback: (arg: unknown) => void, delay: number, arg?: unknown) => NodeJS.Timeout;
+  clearFastTimeout: (timer: NodeJS.Timeout) => void;
+}
+
+function nativeTimeout(callback: (arg: unknown) => void, delay: number, arg?: unknown): NodeJS.Timeout {
+  // unref'd as undici's own are: a pending limit never keeps the process alive.
+  return setTimeout(callback, delay, arg).unref();
+}
+
+function clearNative(timer: NodeJS.Timeout): void {
+  clearTimeout(timer);
+}
+
+let timersPatched = false;
+
+/**
+ * undici arms the HTTP/1.1 headers and body timeouts and the connect timeout on its "fast
+ * timers", a clock that ticks every ~0.5 s: a 1.5 s `timeout` fired ~0.5 s late, and later
+ * still on a busy event loop. Node's own timers fire on the millisecond. Each request then
+ * arms one native timer, created once and refreshed on progress where undici refreshes its
+ * own (~0.3 % of a request's CPU, docs/performance.md). undici looks both functions up on its
+ * module object at each call, so replacing them here covers every undici client of the
+ * process; what counts as progress and when a limit is paused stay undici's. A version that
+ * renames them is refused at the first request rather than left coarse.
+ */
+function preciseTimers(load: NodeJS.Require): void {
+  if (timersPatched) return;
+  const timers = load('undici/lib/util/timers.js') as UndiciTimers;
+  if (typeof timers.setFastTimeout !== 'function' || typeof timers.clearFastTimeout !== 'function') {
+    throw new Error('undici/lib/util/timers.js has no setFastTimeout/clearFastTimeout: the upstream timeouts cannot be made precise');
+  }
+  timers.setFastTimeout = nativeTimeout;
+  timers.clearFastTimeout = clearNative;
+  timersPatched = true;
+}
+
 /** undici's Client and connector, loaded as the Pool is (the outbound hop makes its own clients). */
 export function undiciClientParts(): { Client: typeof UndiciClient; buildConnector: typeof UndiciBuildConnector } {
   const load = createRequire(import.meta.url);
+  preciseTimers(load);
   return {
     Client: load('undici/lib/dispatcher/client.js') as typeof UndiciClient,
     buildConnector: load('undici/lib/core/connect.js') as typeof UndiciBuildConnector,

@@ -385,11 +385,15 @@ describe('monitoring', () => {
     'mtls_sidecar_config_last_reload_successful',
     'mtls_sidecar_config_last_reload_success_timestamp_seconds',
     'mtls_sidecar_crl_next_update_timestamp_seconds',
+    'mtls_sidecar_policy_would_deny_total',
     'mtls_sidecar_audit_buffered_bytes',
     'mtls_sidecar_audit_write_errors_total',
     'mtls_sidecar_audit_lines_dropped_total',
+    'mtls_sidecar_outbound_requests_total',
+    'mtls_sidecar_outbound_duration_seconds',
+    'mtls_sidecar_outbound_handshakes_total',
   ];
-  const HISTOGRAMS = ['mtls_sidecar_request_duration_seconds', 'mtls_sidecar_upstream_duration_seconds'];
+  const HISTOGRAMS = ['mtls_sidecar_request_duration_seconds', 'mtls_sidecar_upstream_duration_seconds', 'mtls_sidecar_outbound_duration_seconds'];
 
   // The reference (docs/reference.md §6, checked against the code by test/unit/docs) also lists
   // metrics the rules and the dashboard do not use, so the list above is checked as a part of it.
@@ -427,7 +431,7 @@ describe('monitoring', () => {
     expect(stdout).toMatch(/SUCCESS: \d+ rules found/);
   });
 
-  it('alerts.test.yml passes promtool test rules (the reload alert fires while broken, clears once fixed)', async (ctx) => {
+  it('alerts.test.yml passes promtool test rules (the reload alert fires while broken, clears once fixed; the audit-mode alert fires at the first would-deny)', async (ctx) => {
     if (!(await has('promtool'))) ctx.skip();
     const { stdout } = await run('promtool', ['test', 'rules', path.join(DEPLOY, 'monitoring/alerts.test.yml')]);
     expect(stdout).toMatch(/SUCCESS/);
@@ -444,6 +448,9 @@ describe('monitoring', () => {
     // broken, and kept firing for 15 minutes after it was fixed.
     expect(expr('MtlsSidecarConfigReloadFailed')).toBe('mtls_sidecar_config_last_reload_successful == 0');
     expect(expr('MtlsSidecarCrlExpiringSoon')).toMatch(/\(mtls_sidecar_crl_next_update_timestamp_seconds - time\(\)\) < 24 \* 3600/);
+    // Not increase(): a caller's first would-deny request starts its series, and increase() reads that as 0.
+    expect(expr('MtlsSidecarAuditModeWouldDeny')).toMatch(/mtls_sidecar_policy_would_deny_total offset 1h/);
+    expect(expr('MtlsSidecarAuditModeWouldDeny')).not.toMatch(/increase\(/);
     for (const r of rules) {
       expect(str(r, 'labels', 'severity'), str(r, 'alert')).toMatch(/^(critical|warning|info)$/);
       expect(get(r, 'annotations', 'summary'), str(r, 'alert')).toBeTruthy();

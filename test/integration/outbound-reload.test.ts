@@ -1,18 +1,19 @@
 /**
  * Outbound life cycle (SPEC §7): a rotated workload certificate is presented on new connections
  * at once while pooled ones finish their requests; a reload that changes `expect` retires the
- * pooled connections before the next request uses them.
+ * pooled connections before the next request uses them; what a reload cannot apply (listeners
+ * are bound at start) is logged as a warning and left as it was.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { Pool } from 'undici';
+import { Pool, request } from 'undici';
 import { stringify } from 'yaml';
 import { issueLeaf, loadCa } from '../../src/pki/devca.js';
 import { silentLog } from '../../src/log.js';
 import { Reloader } from '../../src/runtime/reload.js';
-import { startSidecar, startSidecarFile, withEphemeralPorts } from '../helpers/sidecar.js';
+import { memoryLog, startSidecar, startSidecarFile, withEphemeralPorts } from '../helpers/sidecar.js';
 import type { ConfigObject, RunningSidecar } from '../helpers/sidecar.js';
 import { startUpstream } from '../helpers/upstream.js';
 import type { Upstream } from '../helpers/upstream.js';
@@ -136,6 +137,78 @@ describe.each([false, true])('outbound reloads, http2 %s', (http2) => {
       const line = await a.audit.waitFor((l) => l['requestId'] === `expect-${String(http2)}`);
       expect(line).toMatchObject({ direction: 'outbound', reason: 'identity_mismatch', status: 502 });
     } finally {
+      await a.close();
+    }
+  });
+});
+
+describe('outbound reload warnings', () => {
+  const dest = (name: string, over: ConfigObject = {}): ConfigObject => ({ name, target: `127.0.0.1:${b.port}`, serverName: 'localhost', expect: { uri: spiffe('billing') }, ...over });
+  function withOutbound(outbound: ConfigObject | null): ConfigObject {
+    return withEphemeralPorts({
+      version: 1,
+      tls: { cert: path.join(dir, 'orders.crt'), key: path.join(dir, 'orders.key'), clientCAs: [pki.rootCa.cert] },
+      routes: [{ name: 'health', path: '/healthz', public: true }],
+      upstream: { url: appA.url },
+      ...(outbound !== null ? { outbound } : {}),
+    });
+  }
+  async function status(port: number, host: string): Promise<number> {
+    const res = await request(`http://127.0.0.1:${port}/w`, { headers: { host } });
+    await res.body.text();
+    return res.statusCode;
+  }
+
+  it('logs each change a reload cannot apply and keeps the listeners as they were; a destination added without a listener is served at once', async () => {
+    await rotate();
+    const file = path.join(dir, 'sidecar-warnings.yaml');
+    await writeFile(
+      file,
+      stringify(withOutbound({ proxy: { port: 0 }, destinations: [dest('billing', { listen: { port: 0 } }), dest('ledger', { listen: { port: 0 } }), dest('pay', { hosts: ['pay'] })] })),
+    );
+    const a = await startSidecarFile(file);
+    const { log, lines } = memoryLog('info');
+    const reloader = new Reloader(a.sidecar, file, log);
+    try {
+      const billing = a.outboundPort('billing');
+      const proxy = a.outboundProxyPort();
+      // Ports no listener binds: a restart would, a reload does not.
+      await writeFile(
+        file,
+        stringify(
+          withOutbound({
+            proxy: { port: 65001 },
+            destinations: [
+              dest('billing', { listen: { port: 65002 } }),
+              dest('pay', { hosts: ['pay'] }),
+              dest('invoices', { listen: { port: 65003 } }),
+              dest('receipts', { hosts: ['receipts'] }),
+            ],
+          }),
+        ),
+      );
+      expect(await reloader.reload('test')).toBe('applied');
+      const reloaded = await lines.waitFor((l) => l.msg === 'configuration reloaded');
+      expect(reloaded['warnings']).toEqual([
+        'outbound destination "billing" listener changed: restart to apply',
+        'outbound destination "invoices" added: its listener opens at a restart',
+        'outbound destination "ledger" removed: its listener stays until a restart',
+        'outbound.proxy changed: restart to apply',
+      ]);
+      // The listeners are where they were: billing's still serves, the proxy listener serves
+      // the destination added without a listener of its own.
+      expect(await status(billing, 'billing')).toBe(200);
+      expect(await status(proxy, 'receipts')).toBe(200);
+      expect(await status(proxy, 'pay')).toBe(200);
+
+      // The whole section removed: warned, and the outbound side stays as it was.
+      await writeFile(file, stringify(withOutbound(null)));
+      expect(await reloader.reload('test')).toBe('applied');
+      const removed = await lines.waitFor((l) => l.msg === 'configuration reloaded' && l !== reloaded);
+      expect(removed['warnings']).toEqual(['outbound removed: restart to apply']);
+      expect(await status(billing, 'billing')).toBe(200);
+    } finally {
+      reloader.close();
       await a.close();
     }
   });

@@ -292,6 +292,24 @@ describe('outbound headers', () => {
     expect(head).toMatch(/\r\nhost: billing\.shop\.svc/);
   });
 
+  it.each([
+    ['a destination listener', 'billing', 'GET /x HTTP/1.1\r\nHost: billing\r\nno colon here\r\n\r\n'],
+    ['the proxy listener', null, 'POST http://billing/x HTTP/1.1\r\nHost: billing\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+  ])('answers a malformed request on %s 400, audits it as an outbound line, and sends nothing out', async (_where, destination, bytes) => {
+    const port = destination === null ? a.outboundProxyPort() : a.outboundPort(destination);
+    const sent = remote.heads.length;
+    const raw = await rawPlain(port, bytes, true);
+    expect(raw).toMatch(/^HTTP\/1\.1 400 /);
+    expect(raw.toLowerCase()).toContain('\r\nconnection: close\r\n');
+    const id = /\r\nx-request-id: ([^\r]+)/i.exec(raw)?.[1];
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toEqual({ error: 'bad_request', requestId: id });
+    const line = await a.audit.waitFor((l) => l['requestId'] === id);
+    expect(line).toMatchObject({ msg: 'request', direction: 'outbound', destination, status: 400, reason: 'bad_request', peerUri: null, protocol: null });
+    expect(remote.heads.length).toBe(sent);
+    const samples = parseProm(await (await request(`${a.admin}/metrics`)).body.text());
+    expect(value(samples, 'mtls_sidecar_outbound_requests_total', { destination: destination ?? 'unknown', code: '400' })).toBeGreaterThanOrEqual(1);
+  });
+
   it('reuses pooled connections across requests', async () => {
     const pool = new Pool(`http://127.0.0.1:${a.outboundPort('billing')}`, { connections: 1 });
     try {
@@ -340,6 +358,46 @@ describe('outbound failures', () => {
     } finally {
       await a.close();
       stall.close();
+      await appA.close();
+    }
+  });
+
+  it('answers 504 when the timeout is due and 502 when connectTimeout is, not later (1.5 s: undici alone fired them ~0.5 s late)', async () => {
+    const appA = await startUpstream();
+    // A server that completes the handshake and never answers; one that never answers the handshake.
+    const stall = tls.createServer({ cert: await readFile(pki.workloads.billing.cert), key: await readFile(pki.workloads.billing.key) }, (s) => {
+      s.on('error', () => undefined);
+    });
+    const mute = net.createServer((s) => s.on('error', () => undefined));
+    await Promise.all([stall, mute].map((srv) => new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))));
+    const a = await startSidecar(
+      outboundConfig(appA.url, [
+        destination('slow', (stall.address() as AddressInfo).port, { timeout: '1500ms' }),
+        destination('mute', (mute.address() as AddressInfo).port, { connectTimeout: '1500ms' }),
+      ]),
+    );
+    const timed = async (name: string): Promise<{ status: number; took: number }> => {
+      const t0 = performance.now();
+      const res = await plain(a.outboundPort(name), '/x', { headers: { 'x-request-id': `due-${name}` } });
+      return { status: res.status, took: performance.now() - t0 };
+    };
+    try {
+      // Side by side: one wait for both.
+      const [slow, handshake] = await Promise.all([timed('slow'), timed('mute')]);
+      expect(slow.status).toBe(504);
+      expect(handshake.status).toBe(502);
+      for (const { took } of [slow, handshake]) {
+        // Never early (1 ms: the timer clock's resolution); late only by the event loop's lag on
+        // a busy machine, given generously.
+        expect(took).toBeGreaterThanOrEqual(1_499);
+        expect(took).toBeLessThan(1_900);
+      }
+      expect(await a.audit.waitFor((l) => l['requestId'] === 'due-slow')).toMatchObject({ status: 504, reason: 'upstream_timeout' });
+      expect(await a.audit.waitFor((l) => l['requestId'] === 'due-mute')).toMatchObject({ status: 502, reason: 'upstream_unreachable' });
+    } finally {
+      await a.close();
+      stall.close();
+      mute.close();
       await appA.close();
     }
   });

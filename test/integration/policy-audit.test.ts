@@ -2,11 +2,19 @@
  * policy.mode: audit (and a route's own mode): requests authorization would refuse reach the app,
  * their audit line says what would have happened (`wouldDeny`), and
  * mtls_sidecar_policy_would_deny_total counts them; certificate trust and rate limits still refuse.
+ * A refused token is authorization too (SPEC §3: "token missing/invalid/scope"): noted, not
+ * enforced, and never handed to the app.
  */
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { request } from 'undici';
 import type { Agent } from 'undici';
 import { agentFor, call, tryRequest, tlsOptions } from '../helpers/client.js';
+import { TEST_AUDIENCE, TEST_ISSUER, jwksOf, makeSigningKey, mintToken, thumbprintOfPem, writeJwksFile } from '../helpers/jwt.js';
+import type { SigningKey } from '../helpers/jwt.js';
 import { parseProm, value } from '../helpers/prom.js';
 import { startSidecar } from '../helpers/sidecar.js';
 import type { RunningSidecar } from '../helpers/sidecar.js';
@@ -96,5 +104,76 @@ describe('a route in audit mode under an enforcing policy', () => {
     const billing = agent('billing');
     expect((await call(billing, mixed.origin, '/orders/1', { method: 'POST', body: 'x' })).status).toBe(403);
     expect((await call(orders, mixed.origin, '/nowhere')).status).toBe(403);
+  });
+});
+
+describe('policy.mode: audit with jwt', () => {
+  let dir = '';
+  let key: SigningKey;
+  let withJwt: RunningSidecar;
+  let ordersThumb = '';
+  let billingThumb = '';
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'mtls-sidecar-audit-jwt-'));
+    key = await makeSigningKey('RS256');
+    const jwksFile = path.join(dir, 'jwks.json');
+    await writeJwksFile(jwksFile, jwksOf(key));
+    ordersThumb = thumbprintOfPem(readFileSync(pki.clients.orders.cert));
+    billingThumb = thumbprintOfPem(readFileSync(pki.clients.billing.cert));
+    const cfg = baseConfig(pki, app.url, {
+      policy: { mode: 'audit' },
+      jwt: { issuer: TEST_ISSUER, audience: TEST_AUDIENCE, jwks: { file: jwksFile }, algorithms: ['RS256'], required: true, certificateBound: true },
+    });
+    const routes = cfg['routes'] as Record<string, unknown>[];
+    withJwt = await startSidecar({ ...cfg, routes: routes.map((r) => (r['name'] === 'write' ? { ...r, tokenScopes: ['orders.write'] } : r)) });
+  });
+  afterAll(async () => {
+    await withJwt.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function send(who: Parameters<typeof creds>[1], id: string, token: string | null, method = 'GET', extra: Record<string, string> = {}): Promise<{ status: number; seen: Record<string, unknown> | undefined }> {
+    const before = app.seen.length;
+    const headers = { 'x-request-id': id, ...extra, ...(token === null ? {} : { authorization: `Bearer ${token}` }) };
+    const res = await call(agent(who), withJwt.origin, '/orders/1', { method, headers, ...(method === 'POST' ? { body: '{}' } : {}) });
+    return { status: res.status, seen: app.seen.length === before + 1 ? app.seen.at(-1)?.headers : undefined };
+  }
+
+  it.each([
+    ['missing', 'jwt_missing', () => Promise.resolve(null), 'GET', 'read'],
+    ['not a token', 'jwt_invalid', () => Promise.resolve('not.a.token'), 'GET', 'read'],
+    ['bound to another certificate', 'jwt_cert_mismatch', () => mintToken(key, { x5t: billingThumb }), 'GET', 'read'],
+    ['without the route tokenScopes', 'token_scope_missing', () => mintToken(key, { scope: 'orders.read', x5t: ordersThumb }), 'POST', 'write'],
+  ])('a token %s: served, noted as wouldDeny %s, and the app gets neither the token nor x-jwt-*', async (_name, reason, make, method, route) => {
+    const id = `audit-jwt-${reason}`;
+    // A forged identity header too: the app must not take it for a verified token.
+    const { status, seen } = await send('orders', id, await make(), method, { 'x-jwt-sub': 'forged' });
+    expect(status).toBe(200);
+    expect(seen).toBeDefined();
+    expect(seen?.['authorization']).toBeUndefined();
+    expect(seen?.['x-jwt-sub']).toBeUndefined();
+    expect(seen?.['x-jwt-scopes']).toBeUndefined();
+    const line = await withJwt.audit.waitFor((l) => l['requestId'] === id);
+    expect(line).toMatchObject({ decision: 'allow', reason: 'audit_mode', wouldDeny: reason, identity: 'orders', route, status: 200 });
+    expect(await wouldDeny(withJwt, 'orders', route, reason)).toBe(1);
+  });
+
+  it('a valid token: served as in enforce mode, nothing noted', async () => {
+    const { status, seen } = await send('orders', 'audit-jwt-ok', await mintToken(key, { sub: 'user-9', x5t: ordersThumb }));
+    expect(status).toBe(200);
+    expect(seen?.['x-jwt-sub']).toBe('user-9');
+    const line = await withJwt.audit.waitFor((l) => l['requestId'] === 'audit-jwt-ok');
+    expect(line).toMatchObject({ decision: 'allow', reason: 'ok' });
+    expect(line).not.toHaveProperty('wouldDeny');
+  });
+
+  it('the first refusal is the one noted: a missing scope before a missing token', async () => {
+    // billing may not write (scope orders:write) and sends no token either.
+    const { status } = await send('billing', 'audit-jwt-first', null, 'POST');
+    expect(status).toBe(200);
+    expect(await withJwt.audit.waitFor((l) => l['requestId'] === 'audit-jwt-first')).toMatchObject({ reason: 'audit_mode', wouldDeny: 'scope_missing', route: 'write' });
+    expect(await wouldDeny(withJwt, 'billing', 'write', 'scope_missing')).toBe(1);
+    expect(await wouldDeny(withJwt, 'billing', 'write', 'jwt_missing')).toBe(0);
   });
 });

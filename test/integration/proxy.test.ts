@@ -312,4 +312,30 @@ describe('upstream failures', () => {
       await slow.close();
     }
   });
+
+  it('answers that 504 when upstream.timeout is due, not later (1.5 s: undici alone fired it ~0.5 s late)', async () => {
+    // The app answers the warm-up and never the request that is timed.
+    const stalled = await startUpstream((req, res) => {
+      if (req.url === '/orders/warm') echo(req, res, Buffer.alloc(0));
+    });
+    const s = await startSidecar(baseConfig(pki, stalled.url, { upstream: { url: stalled.url, timeout: '1500ms' } }));
+    const agent = agentFor(c());
+    try {
+      // The TLS handshake and the app connection are made before the clock starts.
+      expect((await call(agent, s.origin, '/orders/warm')).status).toBe(200);
+      const t0 = performance.now();
+      const res = await call(agent, s.origin, '/orders/stalled');
+      const took = performance.now() - t0;
+      expect(res.status).toBe(504);
+      // Never early (1 ms: the timer clock's resolution); late only by the event loop's lag on a
+      // busy machine, given generously.
+      expect(took).toBeGreaterThanOrEqual(1_499);
+      expect(took).toBeLessThan(1_900);
+      await s.audit.waitFor((l) => l.requestId === res.headers['x-request-id'] && l.reason === 'upstream_timeout');
+    } finally {
+      await agent.close();
+      await s.close();
+      await stalled.close();
+    }
+  });
 });

@@ -131,8 +131,13 @@ function normalized(request: string): string {
   return [line, ...headers.sort(), '', request.slice(end + 4)].join('\n');
 }
 
-/** How late past its due time the connect limit may fire (undici's timers tick every ~0.5 s). */
-const LATE_MS = 1_500;
+/**
+ * A limit above 1 s (undici's own timers for those tick every ~0.5 s: a 1.5 s limit fired up to
+ * ~0.5 s late), and how late past it the limit may fire here: the event loop's lag on a busy
+ * machine, generously. A limit never fires early; 1 ms is the timer clock's resolution.
+ */
+const LIMIT_MS = 1_500;
+const LATE_MS = 400;
 
 /** A request body as the app received it: de-chunked, or as it came. */
 function bodyOf(request: string): string {
@@ -309,6 +314,25 @@ describe("upstream client (undici's Pool)", () => {
     expect(r2.error?.code).toBe('ERR_UPSTREAM_BODY_TIMEOUT');
   });
 
+  it('fires a timeout above 1 s when it is due: no response head, and a body that stalls', async () => {
+    const silent = await app(() => undefined);
+    const stall = await app((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfive!'));
+    const timed = async (port: number): Promise<{ r: Result; took: number }> => {
+      const t0 = performance.now();
+      const r = await exchange(pool(port, LIMIT_MS), { path: '/' });
+      return { r, took: performance.now() - t0 };
+    };
+    // Side by side: one wait for both.
+    const [head, body] = await Promise.all([timed(silent.port), timed(stall.port)]);
+    expect(head.r.error?.code).toBe('ERR_UPSTREAM_HEADERS_TIMEOUT');
+    expect(body.r.error?.code).toBe('ERR_UPSTREAM_BODY_TIMEOUT');
+    expect(body.r.body).toBe('five!');
+    for (const { took } of [head, body]) {
+      expect(took).toBeGreaterThanOrEqual(LIMIT_MS - 1);
+      expect(took).toBeLessThan(LIMIT_MS + LATE_MS);
+    }
+  });
+
   it('gives up on a connection the app never accepts after connectTimeout, and does not send the request again', async () => {
     // An app whose accept queue is full: a listener (backlog 1; Node reads 0 as its default) in a worker whose event loop is
     // blocked, so nothing is ever accepted; queued connections fill it and Linux then drops
@@ -331,15 +355,15 @@ describe("upstream client (undici's Pool)", () => {
       // Two fill the queue (backlog 1 holds two); the other two, and the pool's, are dropped.
       await Promise.all(fillers.slice(0, 2).map((f) => once(f, 'connect')));
       const connects = vi.spyOn(net, 'connect');
-      const p = pool(port, 5_000, { connectTimeoutMs: 200 });
+      const p = pool(port, 5_000, { connectTimeoutMs: LIMIT_MS });
       const t0 = performance.now();
       const r = await exchange(p, { path: '/' });
       const took = performance.now() - t0;
       expect(r.error?.code).toBe('ERR_UPSTREAM_CONNECT_TIMEOUT');
-      expect(took).toBeGreaterThanOrEqual(190);
+      expect(took).toBeGreaterThanOrEqual(LIMIT_MS - 1);
       // One connection tried, not a second one for the (bodiless, retryable) GET.
       expect(connects).toHaveBeenCalledTimes(1);
-      expect(took).toBeLessThan(200 + LATE_MS);
+      expect(took).toBeLessThan(LIMIT_MS + LATE_MS);
       connects.mockRestore();
     } finally {
       for (const f of fillers) f.destroy();
