@@ -19,3 +19,12 @@ export async function until(pred: () => boolean | Promise<boolean>, timeoutMs: n
   }
   return true;
 }
+
+/**
+ * When a native timer of `ms` armed now actually fires (performance.now()). A limit armed at the
+ * same moment is held to this rather than to `ms` itself: on a busy machine both are late by the
+ * same event-loop lag, so a test can tell a limit on a coarse clock from a loaded process.
+ */
+export function nativeTimerFires(ms: number): Promise<number> {
+  return new Promise((r) => setTimeout(() => r(performance.now()), ms));
+}
