@@ -1,7 +1,9 @@
 /** Load + compile in one call, with issues already formatted as `file:line:col path: message`. */
 import { compileConfig, compileUpstream } from './compile.js';
 import { formatIssue, loadConfigFile } from './load.js';
+import type { Locator } from './load.js';
 import { compileRules } from './rules.js';
+import type { RawConfig } from './schema.js';
 import type { Snapshot } from './snapshot.js';
 import { configWarnings } from './warnings.js';
 import type { ConfigWarning } from './warnings.js';
@@ -29,7 +31,11 @@ export async function loadWithoutFiles(
 ): Promise<{ readonly ok: true; readonly warnings: readonly ConfigWarning[] } | { readonly ok: false; readonly lines: readonly string[] }> {
   const loaded = await loadConfigFile(file);
   if (!loaded.ok) return { ok: false, lines: loaded.issues.map((i) => formatIssue(file, i)) };
-  const { raw } = loaded;
+  return { ok: true, warnings: warningsWithoutFiles(loaded.raw, loaded.locate) };
+}
+
+/** The warnings of a validated config, from its rules compiled as `run` would (no file read). */
+export function warningsWithoutFiles(raw: RawConfig, locate: Locator): ConfigWarning[] {
   const rules = compileRules(raw.identities, raw.routes, raw.policy.mode);
-  return { ok: true, warnings: configWarnings({ ...rules, upstream: compileUpstream(raw.upstream) }, loaded.locate) };
+  return configWarnings({ ...rules, upstream: compileUpstream(raw.upstream) }, locate);
 }

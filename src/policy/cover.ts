@@ -26,6 +26,8 @@ export function routeGlob(r: RouteSpec): SegmentGlob {
   if (r.prefix !== undefined) {
     const segments = r.prefix.slice(1).split('/');
     if (!r.prefix.endsWith('/')) return { head: segments.map(literal), tail: [] };
+    // Every path has a first segment, so `/` (<any>/**) is `**` alone: the form globCovers sees through.
+    if (r.prefix === '/') return { head: [], tail: [] };
     // The last split segment is the empty text after the trailing slash: any text may follow.
     return { head: [...segments.slice(0, -1).map(literal), { kind: 'any' }], tail: [] };
   }
