@@ -20,8 +20,8 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { Log } from '../log.js';
-import { matchCovers } from '../identity/cover.js';
-import { methodsCover, pathCovers } from '../policy/cover.js';
+import { shadowedBy } from '../identity/cover.js';
+import { methodsCover, pathCoverers } from '../policy/cover.js';
 import { closestKey } from './cascade.js';
 import type { Locator } from './load.js';
 import { formatPath } from './load.js';
@@ -60,8 +60,9 @@ export function configWarnings(c: WarningInput, locate: Locator): ConfigWarning[
 type Add = (code: WarningCode, p: readonly PropertyKey[], message: string) => void;
 
 function identityWarnings(ids: readonly IdentityRule[], add: Add): void {
+  const by = shadowedBy(ids.map((id) => id.match));
   ids.forEach((b, j) => {
-    const a = ids.slice(0, j).find((earlier) => matchCovers(earlier.match, b.match));
+    const a = ids[by[j] ?? -1];
     if (a !== undefined) {
       add('identity_shadowed', ['identities', j, 'match'], `identity "${b.name}" can never match: identity "${a.name}" (identities[${a.index}]) comes before it and matches every certificate it would`);
     }
@@ -69,10 +70,10 @@ function identityWarnings(ids: readonly IdentityRule[], add: Add): void {
 }
 
 /** The earlier routes that together leave `b` nothing, or null when that is not shown. */
-function shadowing(routes: readonly RouteRule[], j: number): readonly { route: RouteRule; methods: readonly string[] | undefined }[] | null {
+function shadowing(routes: readonly RouteRule[], coverers: readonly number[], j: number): readonly { route: RouteRule; methods: readonly string[] | undefined }[] | null {
   const b = routes[j];
   if (b === undefined) return null;
-  const earlier = routes.slice(0, j).filter((a) => pathCovers(a, b));
+  const earlier = coverers.flatMap((i) => routes[i] ?? []);
   const whole = earlier.find((a) => methodsCover(a.methods, b.methods));
   if (whole !== undefined) return [{ route: whole, methods: undefined }];
   if (b.methods === undefined) return null;
@@ -87,8 +88,10 @@ function shadowing(routes: readonly RouteRule[], j: number): readonly { route: R
 }
 
 function routeWarnings(routes: readonly RouteRule[], ids: readonly IdentityRule[], add: Add): void {
+  const coverers = pathCoverers(routes);
+  const held = new Set(ids.flatMap((id) => id.scopes));
   routes.forEach((r, j) => {
-    const shadow = shadowing(routes, j);
+    const shadow = shadowing(routes, coverers[j] ?? [], j);
     if (shadow !== null) {
       const [only] = shadow;
       const by =
@@ -107,11 +110,10 @@ function routeWarnings(routes: readonly RouteRule[], ids: readonly IdentityRule[
       return;
     }
     let unheld = false;
-    const held = [...new Set(ids.flatMap((id) => id.scopes))];
     for (const [k, scope] of r.scopes.entries()) {
-      if (r.scopes.indexOf(scope) !== k || ids.some((id) => id.scopeSet.has(scope))) continue;
+      if (r.scopes.indexOf(scope) !== k || held.has(scope)) continue;
       unheld = true;
-      const near = closestKey(scope, held);
+      const near = closestKey(scope, [...held]);
       const hint =
         r.tokenScopes?.includes(scope) === true
           ? " (a token's scopes count only for tokenScopes; scopes are the certificate identity's)"

@@ -49,3 +49,31 @@ export function pathCovers(a: RouteSpec, b: RouteSpec): boolean {
 export function routeCovers(a: RouteSpec, b: RouteSpec): boolean {
   return methodsCover(a.methods, b.methods) && pathCovers(a, b);
 }
+
+/**
+ * For each route, the earlier routes whose path patterns cover its own, in config order. Each
+ * glob is computed once, and routes are bucketed by a literal first segment (as RouteTable
+ * does): a route whose first segment is the literal L can only cover a route whose first
+ * segment is the literal L too, so a pair in different buckets is never compared.
+ */
+export function pathCoverers(routes: readonly RouteSpec[]): number[][] {
+  const globs = routes.map(routeGlob);
+  const anyFirst: number[] = [];
+  const byFirst = new Map<string, number[]>();
+  globs.forEach((g, i) => {
+    const first = g.head[0];
+    if (first === undefined || first.kind !== 'literal') anyFirst.push(i);
+    else byFirst.set(first.text, [...(byFirst.get(first.text) ?? []), i]);
+  });
+  return globs.map((b, j) => {
+    const first = b.head[0];
+    const bucket = first !== undefined && first.kind === 'literal' ? (byFirst.get(first.text) ?? []) : [];
+    return [...anyFirst, ...bucket]
+      .filter((i) => i < j)
+      .sort((x, y) => x - y)
+      .filter((i) => {
+        const a = globs[i];
+        return a !== undefined && globCovers(a, b);
+      });
+  });
+}

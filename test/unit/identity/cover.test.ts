@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { matchCovers } from '../../../src/identity/cover.js';
+import { matchCovers, shadowedBy } from '../../../src/identity/cover.js';
 import { IdentityMatcher, validateIdentityMatch } from '../../../src/identity/match.js';
 import type { IdentityMatch, PeerFields } from '../../../src/identity/match.js';
 
@@ -82,5 +82,17 @@ describe('matchCovers is sound (the real IdentityMatcher agrees)', () => {
     expect(escapes).toEqual([]);
     // Not vacuous: a fair share of the pairs do cover.
     expect(covers).toBeGreaterThan(40);
+  });
+
+  it('shadowedBy (bucketed by exact field) finds the same first covering rule as comparing every pair', () => {
+    const exact = fc.record({ uri: fc.constantFrom('a/b', 'a/c', 'x'), dns: fc.constantFrom('a.b', 'A.B', 'c'), cn: fc.constantFrom('a', 'b') }, { requiredKeys: [] });
+    const lists = fc.sample(fc.array(fc.oneof(match, exact.filter((m) => validateIdentityMatch(m) === null)), { minLength: 1, maxLength: 12 }), { numRuns: 500, seed: 5 });
+    let found = 0;
+    for (const list of lists) {
+      const naive = list.map((b, j) => list.findIndex((a, i) => i < j && matchCovers(a, b)));
+      expect(shadowedBy(list)).toEqual(naive);
+      found += naive.filter((i) => i !== -1).length;
+    }
+    expect(found).toBeGreaterThan(200);
   });
 });

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { routeCovers } from '../../../src/policy/cover.js';
+import { pathCoverers, routeCovers } from '../../../src/policy/cover.js';
 import { RouteTable, validateRouteSpec } from '../../../src/policy/routes.js';
 import type { RouteSpec } from '../../../src/policy/routes.js';
 
@@ -95,5 +95,17 @@ describe('routeCovers is sound (the real RouteTable agrees)', () => {
     expect(escapes).toEqual([]);
     // The property is not vacuous: a fair share of the pairs do cover.
     expect(covers).toBeGreaterThan(200);
+  });
+
+  it('pathCoverers (bucketed by first segment) lists the same earlier routes as comparing every pair', () => {
+    const lists = fc.sample(fc.array(route, { minLength: 1, maxLength: 12 }), { numRuns: 500, seed: 3 });
+    let found = 0;
+    for (const list of lists) {
+      const pathOnly = list.map((r) => ({ ...r, methods: undefined }));
+      const naive = pathOnly.map((b, j) => pathOnly.flatMap((a, i) => (i < j && routeCovers(a, b) ? [i] : [])));
+      expect(pathCoverers(list)).toEqual(naive);
+      found += naive.flat().length;
+    }
+    expect(found).toBeGreaterThan(200);
   });
 });
