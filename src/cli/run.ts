@@ -1,6 +1,7 @@
 /** `mtls-sidecar run`: serve until SIGTERM/SIGINT, then drain (SPEC §7). */
 import { parseArgs } from 'node:util';
 import { loadAndCompile } from '../config/index.js';
+import { logWarnings } from '../config/warnings.js';
 import { openAudit } from '../audit/audit.js';
 import type { Audit } from '../audit/audit.js';
 import { createLog } from '../log.js';
@@ -57,6 +58,7 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     return EXIT_USAGE;
   }
   const log = createLog();
+  logWarnings(log, file, outcome.warnings);
   let audit: Audit;
   try {
     // Open the audit file before serving: a request must never be served unaudited.

@@ -75,7 +75,7 @@ function compileRateLimit(rl: RawConfig['rateLimit']): Snapshot['rateLimit'] {
   });
 }
 
-function compileUpstream(u: RawConfig['upstream']): Snapshot['upstream'] {
+export function compileUpstream(u: RawConfig['upstream']): Snapshot['upstream'] {
   return Object.freeze({
     origin: u.url.replace(/\/$/, ''),
     connectTimeoutMs: u.connectTimeout,

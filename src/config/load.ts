@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { isMap, isNode, isPair, isScalar, LineCounter, parseDocument } from 'yaml';
 import type { Document } from 'yaml';
 import type { z } from 'zod';
+import { closestKey, dependenciesOf, keysAt, samePath } from './cascade.js';
 import { configSchema } from './schema.js';
 import type { RawConfig } from './schema.js';
 
@@ -52,24 +53,72 @@ export function parseConfigText(text: string): LoadResult {
   const locate: Locator = (path) => locateNode(doc, lineCounter, path);
   const parsed = configSchema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {});
   if (!parsed.success) {
-    return { ok: false, issues: parsed.error.issues.flatMap((issue) => toIssues(issue, doc, lineCounter, locate)) };
+    return { ok: false, issues: toIssues(parsed.error.issues, doc, lineCounter, locate) };
   }
   return { ok: true, raw: parsed.data, locate, text };
 }
 
-function toIssues(issue: z.core.$ZodIssue, doc: Document, lc: LineCounter, locate: Locator): ConfigIssue[] {
-  const path = issue.path;
-  if (issue.code === 'unrecognized_keys') {
-    // Point at each unknown key itself, not at the map that holds it.
-    return issue.keys.map((key) => {
-      const pos = locateKey(doc, lc, path, key) ?? locate(path);
-      return { code: 'schema' as const, path: formatPath([...path, key]), ...pos, message: `unknown key "${key}"` };
-    });
+/**
+ * Zod's issues -> ours, each at its YAML line, one error per mistake (cascade.ts): an unknown
+ * key says which allowed key it probably meant and stands for it, and an error that follows
+ * from a key that already has one is left out.
+ */
+function toIssues(zodIssues: readonly z.core.$ZodIssue[], doc: Document, lc: LineCounter, locate: Locator): ConfigIssue[] {
+  const found: Found[] = [];
+  for (const issue of zodIssues) {
+    const path = issue.path;
+    if (issue.code === 'unrecognized_keys') {
+      const present = mapKeys(doc, path);
+      const allowed = (keysAt(configSchema, path) ?? []).filter((k) => !present.has(k));
+      // Point at each unknown key itself, not at the map that holds it.
+      for (const key of issue.keys) {
+        const meant = closestKey(key, allowed);
+        const pos = locateKey(doc, lc, path, key) ?? locate(path);
+        const message = `unknown key "${key}"${meant === null ? '' : ` (did you mean "${meant}"?)`}`;
+        found.push({ issue: { code: 'schema', path: formatPath([...path, key]), ...pos, message }, at: [...path, key], meant: meant === null ? null : [...path, meant], missing: false, deps: null });
+      }
+      continue;
+    }
+    const missing = path.length > 0 && issue.code !== 'custom' && !hasPath(doc, path);
+    let message = issue.message;
+    if (issue.code === 'invalid_type') message = missing ? `is required (${issue.expected})` : `expected ${issue.expected}`;
+    found.push({ issue: { code: 'schema', path: formatPath(path), ...locate(path), message }, at: path, meant: null, missing, deps: dependenciesOf(issue) });
   }
-  let message = issue.message;
-  if (issue.code === 'invalid_type' && !hasPath(doc, path)) message = `is required (${issue.expected})`;
-  else if (issue.code === 'invalid_type') message = `expected ${issue.expected}`;
-  return [{ code: 'schema', path: formatPath(path), ...locate(path), message }];
+  // A key an unknown key stands for is not missing, and it has failed (its error is the unknown key's).
+  const meant = found.flatMap((f) => (f.meant === null ? [] : [f.meant]));
+  const keep = found.map((f) => !(f.missing && meant.some((m) => samePath(m, f.at))));
+  const failed: (readonly PropertyKey[])[] = [...meant];
+  found.forEach((f, i) => {
+    if (keep[i] === true && f.deps === null) failed.push(f.at);
+  });
+  // In order, so of two dependent errors with one cause (no clientCAs: "give clientCAs or pins",
+  // then "CRLs need clientCAs") only the first is kept.
+  found.forEach((f, i) => {
+    if (keep[i] !== true || f.deps === null) return;
+    if (f.deps.some((d) => failed.some((p) => samePath(p, d)))) keep[i] = false;
+    else failed.push(f.at);
+  });
+  return found.filter((_, i) => keep[i] === true).map((f) => f.issue);
+}
+
+interface Found {
+  readonly issue: ConfigIssue;
+  readonly at: readonly PropertyKey[];
+  /** An unknown key's probable meaning, as a path. */
+  readonly meant: readonly PropertyKey[] | null;
+  /** A key that is required but absent from the YAML. */
+  readonly missing: boolean;
+  /** A rule's error that follows from these keys (cascade.ts `dependent`). */
+  readonly deps: readonly PropertyKey[][] | null;
+}
+
+/** The keys written in the YAML map at `path` (none when it is not a map). */
+function mapKeys(doc: Document, path: readonly PropertyKey[]): Set<string> {
+  const map = path.length === 0 ? doc.contents : doc.getIn(path as unknown[], true);
+  const keys = new Set<string>();
+  if (!isMap(map)) return keys;
+  for (const pair of map.items) if (isPair(pair) && isScalar(pair.key)) keys.add(String(pair.key.value));
+  return keys;
 }
 
 function hasPath(doc: Document, path: readonly PropertyKey[]): boolean {

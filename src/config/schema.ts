@@ -4,6 +4,7 @@
  * at its own line; file contents are checked later in compile.ts.
  */
 import { z } from 'zod';
+import { dependent } from './cascade.js';
 import { parseDuration, parseSize } from './units.js';
 import { validateRouteSpec } from '../policy/routes.js';
 import { validateIdentityMatch } from '../identity/match.js';
@@ -61,12 +62,14 @@ const tls = z
   })
   .superRefine((t, ctx) => {
     if (t.clientCAs.length === 0 && t.pins.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['clientCAs'], message: 'give tls.clientCAs, tls.pins, or both: every client must be trusted by something' });
+      ctx.addIssue(dependent(['clientCAs'], [['clientCAs'], ['pins']], 'give tls.clientCAs, tls.pins, or both: every client must be trusted by something'));
     }
     if (t.crls.length > 0 && t.clientCAs.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['crls'], message: 'CRLs need the CAs that issued them in tls.clientCAs' });
+      ctx.addIssue(dependent(['crls'], [['clientCAs']], 'CRLs need the CAs that issued them in tls.clientCAs'));
     }
   });
+
+const MATCH_FIELDS = ['uri', 'dns', 'cn', 'o', 'ou', 'sha256'] as const;
 
 const identityMatch = z
   .strictObject({
@@ -79,7 +82,10 @@ const identityMatch = z
   })
   .superRefine((m, ctx) => {
     const problem = validateIdentityMatch(m);
-    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+    if (problem === null) return;
+    // No field at all may be one misspelt (`url:`), which already has its error.
+    if (MATCH_FIELDS.every((f) => m[f] === undefined)) ctx.addIssue(dependent([], MATCH_FIELDS.map((f) => [f]), problem));
+    else ctx.addIssue({ code: 'custom', message: problem });
   });
 
 const identity = z.strictObject({
@@ -103,7 +109,9 @@ const route = z
   })
   .superRefine((r, ctx) => {
     const problem = validateRouteSpec(r);
-    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+    // None of path, prefix, glob may be one misspelt (`prefx:`), which already has its error.
+    if (problem !== null && r.path === undefined && r.prefix === undefined && r.glob === undefined) ctx.addIssue(dependent([], [['path'], ['prefix'], ['glob']], problem));
+    else if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
     if (r.public && r.scopes.length > 0) {
       ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'a public route admits any trusted certificate, so it cannot require scopes' });
     }
@@ -191,13 +199,13 @@ const outbound = z
   })
   .superRefine((o, ctx) => {
     if ((o.cert === undefined) !== (o.key === undefined)) {
-      ctx.addIssue({ code: 'custom', path: [o.cert === undefined ? 'cert' : 'key'], message: 'outbound.cert and outbound.key go together (or both default to tls.cert and tls.key)' });
+      ctx.addIssue(dependent([o.cert === undefined ? 'cert' : 'key'], [['cert'], ['key']], 'outbound.cert and outbound.key go together (or both default to tls.cert and tls.key)'));
     }
     uniqueNames(o.destinations, 'destinations', ctx);
     const claimed = new Map<string, string>();
     o.destinations.forEach((d, i) => {
       if (d.listen === undefined && d.hosts.length === 0) {
-        ctx.addIssue({ code: 'custom', path: ['destinations', i], message: `destination "${d.name}" is reachable neither by a listen port nor by hosts on the proxy listener` });
+        ctx.addIssue(dependent(['destinations', i], [['destinations', i, 'listen'], ['destinations', i, 'hosts']], `destination "${d.name}" is reachable neither by a listen port nor by hosts on the proxy listener`));
       }
       d.hosts.forEach((h, j) => {
         const key = h.toLowerCase();
@@ -208,7 +216,7 @@ const outbound = z
     });
     if (o.proxy === undefined && o.destinations.some((d) => d.hosts.length > 0)) {
       const i = o.destinations.findIndex((d) => d.hosts.length > 0);
-      ctx.addIssue({ code: 'custom', path: ['destinations', i, 'hosts'], message: 'hosts are matched by the proxy listener: give outbound.proxy too' });
+      ctx.addIssue(dependent(['destinations', i, 'hosts'], [['proxy']], 'hosts are matched by the proxy listener: give outbound.proxy too'));
     }
   });
 
@@ -237,15 +245,15 @@ export const configSchema = z
     uniqueNames(c.routes, 'routes', ctx);
     if (c.jwt === undefined) {
       c.routes.forEach((r, i) => {
-        if (r.tokenScopes !== undefined) ctx.addIssue({ code: 'custom', path: ['routes', i, 'tokenScopes'], message: 'tokenScopes needs a jwt section' });
+        if (r.tokenScopes !== undefined) ctx.addIssue(dependent(['routes', i, 'tokenScopes'], [['jwt']], 'tokenScopes needs a jwt section'));
       });
     }
     const known = new Set(c.identities.map((i) => i.name));
     for (const id of Object.keys(c.rateLimit?.identities ?? {})) {
-      if (!known.has(id)) ctx.addIssue({ code: 'custom', path: ['rateLimit', 'identities', id], message: `no identity named "${id}"` });
+      if (!known.has(id)) ctx.addIssue(dependent(['rateLimit', 'identities', id], [['identities']], `no identity named "${id}"`));
     }
     if (c.rateLimit?.backend === 'redis' && c.rateLimit.redis === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['rateLimit', 'redis'], message: 'backend redis needs rateLimit.redis.url' });
+      ctx.addIssue(dependent(['rateLimit', 'redis'], [['rateLimit', 'redis']], 'backend redis needs rateLimit.redis.url'));
     }
     const redis = c.rateLimit?.redis;
     if (redis?.cluster === true) {

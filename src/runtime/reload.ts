@@ -14,6 +14,7 @@ import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { loadAndCompile } from '../config/index.js';
+import { logWarnings } from '../config/warnings.js';
 import type { Snapshot } from '../config/snapshot.js';
 import type { Log } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
@@ -152,6 +153,7 @@ export class Reloader {
       { trigger, generation: next.generation, changed, certificates: certChanges(prev, next), ...(warnings.length > 0 ? { warnings } : {}) },
       'configuration reloaded',
     );
+    logWarnings(this.#log, this.#configFile, outcome.warnings);
     this.#rewatch();
     return 'applied';
   }

@@ -2,7 +2,7 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -150,6 +150,49 @@ describe('check', () => {
     expect(r.stderr).not.toContain('s3cret');
   });
 
+  it('warnings: one line each on stderr, FILE:LINE:COL PATH: warning: ..., in file order, then "ok" and exit 0; --no-files too', async () => {
+    const cfg = baseConfig(pki, app.url, {
+      identities: [
+        { name: 'shop', match: { uri: 'spiffe://cluster.local/ns/shop/**' }, scopes: ['orders:read'] },
+        { name: 'orders', match: { uri: 'spiffe://cluster.local/ns/shop/sa/orders' }, scopes: ['orders:read', 'orders:write'] },
+      ],
+      routes: [
+        { name: 'read', prefix: '/orders', methods: ['GET'], scopes: ['orders:read'] },
+        { name: 'write', prefix: '/orders', methods: ['POST'], scopes: ['orders:wirte'] },
+      ],
+    });
+    const text = stringify(cfg);
+    const file = await configFile('warn.yaml', text);
+    const lineOf = (needle: string): number => text.split('\n').findIndex((l) => l.includes(needle)) + 1;
+    const expected = [
+      new RegExp(`^${file}:${lineOf('sa/orders')}:\\d+: identities\\[1\\]\\.match: warning: identity "orders" can never match: identity "shop" \\(identities\\[0\\]\\) comes before it`),
+      new RegExp(`^${file}:${lineOf('orders:wirte')}:\\d+: routes\\[1\\]\\.scopes\\[0\\]: warning: no identity holds scope "orders:wirte", so route "write" refuses every request \\(scope_missing\\) \\(did you mean "orders:write"\\?\\)$`),
+    ];
+    for (const args of [['check', '--config', file], ['check', '--no-files', '--config', file]]) {
+      const r = await cli(args);
+      expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 0, stdout: 'ok\n' });
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(2);
+      lines.forEach((l, i) => expect(l).toMatch(expected[i]!));
+    }
+    // A config with an error gets its error alone, not the warnings as well.
+    const broken = await configFile('warn-broken.yaml', text.replace('upstream:\n', 'upstream:\n  retries: 3\n'));
+    const b = await cli(['check', '--config', broken]);
+    expect(b.code).toBe(2);
+    expect(b.stdout).toBe('');
+    expect(b.stderr.trim().split('\n')).toEqual([expect.stringMatching(/: upstream\.retries: unknown key "retries"$/)]);
+  });
+
+  it('a misspelt key: one error that says what it probably meant, not its consequences', async () => {
+    const cfg = baseConfig(pki, app.url, { jwt: { issuer: 'https://i.example', audience: 'a', jwks: { url: 'https://i.example/jwks.json' } } });
+    const routes = [...(cfg['routes'] as object[]), { name: 'admin', prefix: '/admin', tokenScopes: ['admin'] }];
+    const text = stringify({ ...cfg, routes }).replace('jwt:\n', 'jwtt:\n');
+    const r = await cli(['check', '--config', await configFile('typo.yaml', text)]);
+    expect(r.code).toBe(2);
+    const line = text.split('\n').findIndex((l) => l.startsWith('jwtt:')) + 1;
+    expect(r.stderr).toMatch(new RegExp(`^\\S+typo\\.yaml:${line}:1: jwtt: unknown key "jwtt" \\(did you mean "jwt"\\?\\)\\n$`));
+  });
+
   it('uses $MTLS_SIDECAR_CONFIG when --config is absent', async () => {
     const file = await configFile('env.yaml', baseConfig(pki, app.url));
     const r = await cli(['check'], { MTLS_SIDECAR_CONFIG: file });
@@ -191,13 +234,17 @@ describe('certs', () => {
     expect(r.stderr).toMatch(/^certs: --add issues from the CA in \S+, but \S+ca\.crt does not exist \(create the PKI first: mtls-sidecar certs --out \S+\)\n$/);
   });
 
-  it('examples/sidecar.yaml and examples/billing.yaml (the `make run` demo) check ok against the dev PKI `certs` writes', async () => {
+  it('every examples/*.yaml (the `make run` demo and the common setups) checks ok, without a warning, against the dev PKI `certs` writes', async () => {
     const out = path.join(dir, 'demo-certs');
     expect((await cli(['certs', '--out', out])).code).toBe(0);
-    for (const name of ['sidecar.yaml', 'billing.yaml']) {
+    const names = (await readdir(path.join(root, 'examples'))).filter((n) => n.endsWith('.yaml')).sort();
+    expect(names).toEqual(expect.arrayContaining(['sidecar.yaml', 'billing.yaml', 'pins-only.yaml', 'spiffe-mesh.yaml', 'jwt.yaml', 'redis-ratelimit.yaml', 'outbound.yaml', 'audit-mode.yaml']));
+    for (const name of names) {
       const example = await readFile(path.join(root, 'examples', name), 'utf8');
+      expect(example.startsWith('# yaml-language-server: $schema=../docs/sidecar.schema.json\n')).toBe(true);
+      // `check` reads every file an example names: each must be one `certs` writes.
       expect(example).toContain('../certs/');
-      const file = await configFile(`demo-${name}`, example.replaceAll('../certs/', `${out}/`));
+      const file = await configFile(`example-${name}`, example.replaceAll('../certs/', `${out}/`));
       const r = await cli(['check', '--config', file]);
       expect({ name, code: r.code, stdout: r.stdout.trim(), stderr: r.stderr }).toEqual({ name, code: 0, stdout: 'ok', stderr: '' });
     }
@@ -350,6 +397,47 @@ describe('run', () => {
       }
     } finally {
       await agent.close();
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    }
+  }, 30_000);
+
+  it('logs check\'s warnings at warn level at start, and again after a reload that applies', async () => {
+    const cfg = baseConfig(pki, app.url, {
+      listen: { address: '127.0.0.1', port: 0, http2: true },
+      admin: { address: '127.0.0.1', port: 0 },
+      audit: { file: path.join(dir, 'audit-warn.log') },
+      shutdown: { drainDelay: '0ms', timeout: '2s' },
+    });
+    const routes = [...(cfg['routes'] as object[]), { name: 'refund', prefix: '/refunds', scopes: ['orders:refund'] }];
+    const text = stringify({ ...cfg, routes });
+    const file = await configFile('warn-run.yaml', text);
+    const { child, exited, stderr, waitFor } = spawnRun(file);
+    try {
+      await waitFor('"listening"');
+      const warned = (): Record<string, unknown>[] =>
+        stderr()
+          .split('\n')
+          .filter((l) => l.includes('"config warning: '))
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const line = text.split('\n').findIndex((l) => l.includes('orders:refund')) + 1;
+      expect(warned()).toEqual([
+        expect.objectContaining({ level: 'warn', component: 'config', code: 'scope_unheld', path: 'routes[3].scopes[0]', at: expect.stringMatching(new RegExp(`^${file}:${line}:\\d+$`)) }),
+      ]);
+      // Now someone holds it, but a route after a catch-all can never match.
+      const identities = (cfg['identities'] as { name: string; scopes: string[] }[]).map((i) => (i.name === 'billing' ? { ...i, scopes: [...i.scopes, 'orders:refund'] } : i));
+      await writeFile(file, stringify({ ...cfg, identities, routes: [{ name: 'all', prefix: '/' }, ...routes] }));
+      child.kill('SIGHUP');
+      await waitFor('configuration reloaded');
+      // Logged right after that line, which may reach us in an earlier chunk.
+      await until(() => warned().length >= 5, 10_000);
+      expect(warned().slice(1).map((w) => [w['code'], w['path']])).toEqual([
+        ['route_shadowed', 'routes[1]'],
+        ['route_shadowed', 'routes[2]'],
+        ['route_shadowed', 'routes[3]'],
+        ['route_shadowed', 'routes[4]'],
+      ]);
+    } finally {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     }
