@@ -89,15 +89,36 @@ export class DestinationPool {
   }
 }
 
-/** A Client (one connection at a time) that hands each request's leg the slot of its connection. */
-function verifiedClient(Client: typeof UndiciClient, origin: string, options: UndiciClient.Options, slot: ConnectionSlot): UndiciClient {
-  return new (class extends Client {
+/** A Client that hands each request's leg the slot of its connection (outbound/pool.ts's factory). */
+type VerifiedClientClass = new (origin: string, options: UndiciClient.Options, slot: ConnectionSlot) => UndiciClient;
+
+/**
+ * One class for every verified client of the process, made on first use (undici's Client is
+ * loaded lazily). A class made per client would give each client its own hidden class, and
+ * undici's client code, which reads and writes the client's fields on every request, would run
+ * megamorphic over a pool's clients: it was a tenth of the outbound side's CPU.
+ */
+let VerifiedClient: VerifiedClientClass | null = null;
+
+function verifiedClientClass(Client: typeof UndiciClient): VerifiedClientClass {
+  return class extends Client {
+    readonly slot: ConnectionSlot;
+    constructor(origin: string, options: UndiciClient.Options, slot: ConnectionSlot) {
+      super(origin, options);
+      this.slot = slot;
+    }
     override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
       // The request runs on this client's connection; by the time it is answered (or failed)
       // the connection is up and judged, and the slot names its server.
       const leg = (opts as TaggedDispatchOptions).tag as OutboundLeg | undefined;
-      if (leg !== undefined) leg.slot = slot;
+      if (leg !== undefined) leg.slot = this.slot;
       return super.dispatch(opts, handler);
     }
-  })(origin, options);
+  };
+}
+
+/** A Client (one connection at a time) whose requests learn the slot of its connection. */
+function verifiedClient(Client: typeof UndiciClient, origin: string, options: UndiciClient.Options, slot: ConnectionSlot): UndiciClient {
+  VerifiedClient ??= verifiedClientClass(Client);
+  return new VerifiedClient(origin, options, slot);
 }
