@@ -6,8 +6,8 @@
 #
 #   bench/pair-ab.sh X Y   X, Y: sidecar | sidecar@DIR (another build: DIR/dist/main.js) | nginx
 #   RUNS [3]  SECS [3]  LG ["--mode ka --conns 64"] (loadgen arguments; --plain is added)
-#   A_CPU [0]  B_CPU [1]  LOAD_CPU [1]   cores of A, B and of the load generator + upstream
-#                         (B_CPU=0: A and B share one core, saturated, as the pair's CPU budget)
+#   A_CPU [0]  B_CPU [A_CPU]  LOAD_CPU [1]   cores of A, B and of the load generator + upstream
+#                         (by default A and B share one core, as `make bench` does on 2 cores)
 #   X_FLAGS, Y_FLAGS: extra node flags for both sidecars of that pair (e.g. --cpu-prof)
 #
 # Prints per measurement req/s, A and B CPU %, µs of CPU per request of A, B and A+B; per pair of
@@ -17,7 +17,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=$HERE/out
 N=$HERE/../node_modules/.bin/node
 PKI=$OUT/pki
-A_CPU=${A_CPU:-0}; B_CPU=${B_CPU:-1}; LOAD_CPU=${LOAD_CPU:-1}
+A_CPU=${A_CPU:-0}; B_CPU=${B_CPU:-$A_CPU}; LOAD_CPU=${LOAD_CPU:-1}
 NICE=0
 [ "$(id -u)" = 0 ] && NICE=${BENCH_NICE:--10}
 pin() { # core command... (pinned, and niced like the bench)
@@ -65,6 +65,9 @@ start_pair "$X" 0 "${X_FLAGS:-}"; XA=$AP; XB=$BP; XPORT=$APORT
 start_pair "$Y" 200 "${Y_FLAGS:-}"; YA=$AP; YB=$BP; YPORT=$APORT
 sleep 2
 for pid in $XA $XB $YA $YB; do kill -0 "$pid" 2>/dev/null || { echo "pair-ab.sh: a process exited at start (port in use? see bench/out/pab-*.log)" >&2; exit 1; }; done
+# With autogroup scheduling a nice value weighs only within a session: give this script's session
+# (every process here) the same weight against other sessions, as bench/lib/proc.mjs does.
+[ "$NICE" != 0 ] && [ -w /proc/$$/autogroup ] && { echo "$NICE" >/proc/$$/autogroup || true; }
 watch() { local w; w=$(pgrep -P "$1" | paste -sd, - || true); echo "$1${w:+,$w}"; } # nginx: master and worker
 measure() { # port a-pid b-pid warmup secs
   # shellcheck disable=SC2086
