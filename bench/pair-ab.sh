@@ -79,10 +79,14 @@ measure() { # port a-pid b-pid warmup secs
 measure "$XPORT" "$XA" "$XB" 0 3 >/dev/null
 measure "$YPORT" "$YA" "$YB" 0 3 >/dev/null
 echo "# run pair req/s A% B% Aus/req Bus/req A+Bus/req errors p50ms"
+# The order alternates (X first in odd runs, Y first in even ones): the second measurement of a
+# run tends to do a little better, and alternating cancels that out of the medians.
 for i in $(seq "${RUNS:-3}"); do
-  echo "$i x $(measure "$XPORT" "$XA" "$XB" 1 "${SECS:-3}")"
-  echo "$i y $(measure "$YPORT" "$YA" "$YB" 1 "${SECS:-3}")"
-done | awk '{print; if ($2=="x") {r=$3; u=$8} else printf("   X/Y %.2f  per CPU-s %.2f\n", r/$3, (u>0)?$8/u:0)}' | tee "$OUT/pair-ab-last.txt"
+  if [ $((i % 2)) = 1 ]; then order="x y"; else order="y x"; fi
+  for p in $order; do
+    if [ "$p" = x ]; then echo "$i x $(measure "$XPORT" "$XA" "$XB" 1 "${SECS:-3}")"; else echo "$i y $(measure "$YPORT" "$YA" "$YB" 1 "${SECS:-3}")"; fi
+  done
+done | awk '{print; r[$2]=$3; u[$2]=$8; n++; if (n % 2 == 0) printf("   X/Y %.2f  per CPU-s %.2f\n", r["x"]/r["y"], (u["x"]>0)?u["y"]/u["x"]:0)}' | tee "$OUT/pair-ab-last.txt"
 med() { sort -n | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
 col() { awk -v p="$1" -v c="$2" '$2==p {print $c}' "$OUT/pair-ab-last.txt" | med; }
 echo "median X/Y $(awk '/X\/Y/ {print $2}' "$OUT/pair-ab-last.txt" | med)  per CPU-s $(awk '/X\/Y/ {print $5}' "$OUT/pair-ab-last.txt" | med)  ($(grep -c 'X/Y' "$OUT/pair-ab-last.txt") pairs)"

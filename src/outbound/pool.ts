@@ -9,6 +9,7 @@
  * requests finish, idle connections close).
  */
 import type { Client as UndiciClient, Dispatcher } from 'undici';
+import { AuditOutboundConn } from '../audit/audit.js';
 import type { OutboundDestination, OutboundSettings } from '../config/snapshot.js';
 import type { OutboundHandshakeReason } from '../reasons.js';
 import { UndiciUpstream, undiciClientParts } from '../proxy/undici-upstream.js';
@@ -22,6 +23,8 @@ export interface ConnectionSlot extends PeerSlot {
   protocol: string | null;
   /** The last connection attempt's server was refused (the requests it failed name the reason). */
   refused: OutboundHandshakeReason | null;
+  /** The verified connection's audit fields, serialized once for all its requests (null while none). */
+  audit: AuditOutboundConn | null;
 }
 
 /** What a request learns about the connection that carried it: the slot of the client that took it. */
@@ -51,17 +54,19 @@ export class DestinationPool {
         connections: dest.maxConnections,
         allowH2: dest.http2,
         factory: (o, opts) => {
-          const slot: ConnectionSlot = { peer: null, protocol: null, refused: null };
+          const slot: ConnectionSlot = { peer: null, protocol: null, refused: null, audit: null };
           const connect = outboundConnector(
             connectorOptions,
             {
               onAccepted: (peer, socket) => {
                 slot.protocol = socket.alpnProtocol === 'h2' ? 'HTTP/2' : 'HTTP/1.1';
                 slot.refused = null;
+                slot.audit = new AuditOutboundConn(dest.name, peer.uri, peer.sha256Hex, slot.protocol);
                 hooks.onAccepted(peer, socket);
               },
               onRejected: (reason, peer) => {
                 slot.refused = reason;
+                slot.audit = null;
                 hooks.onRejected(reason, peer);
               },
             },
