@@ -4,7 +4,9 @@
 # measurement, same load. A pair is A (outbound, plain in, mTLS out) in front of B (inbound).
 # Needs bench/out from `node bench/run.mjs --setup-only` and a build (dist/).
 #
-#   bench/pair-ab.sh X Y   X, Y: sidecar | sidecar@DIR (another build: DIR/dist/main.js) | nginx
+#   bench/pair-ab.sh X Y   X, Y: sidecar | sidecar@DIR (another build: DIR/dist/main.js) | nginx |
+#                          half | half@DIR (sidecar A in front of nginx B: A's own cost, with
+#                          B_CPU=1 A alone on its core and at full CPU when the load core keeps up)
 #   RUNS [3]  SECS [3]  LG ["--mode ka --conns 64"] (loadgen arguments; --plain is added)
 #   A_CPU [0]  B_CPU [A_CPU]  LOAD_CPU [1]   cores of A, B and of the load generator + upstream
 #                         (by default A and B share one core, as `make bench` does on 2 cores)
@@ -46,6 +48,17 @@ start_pair() {
       done
       # shellcheck disable=SC2086
       bp=$(pin "$B_CPU" "$N" $flags "$main" run --config "$OUT/pab-$off-b.yaml" >"$OUT/pab-$off-b.log" 2>&1 & echo $!)
+      sleep 1
+      # shellcheck disable=SC2086
+      ap=$(pin "$A_CPU" "$N" $flags "$main" run --config "$OUT/pab-$off-a.yaml" >"$OUT/pab-$off-a.log" 2>&1 & echo $!)
+      APORT=$((28451 + off)) ;;
+    half@*|half) # sidecar A (this build, or DIR's) in front of nginx B: A's cost with a B that costs little
+      [ "$kind" != half ] && main=${kind#half@}/dist/main.js
+      "$N" -e 'const [f, off] = process.argv.slice(1); process.stdout.write(require("fs").readFileSync(f, "utf8")
+        .replace(/port: (\d+)/g, (m, p) => `port: ${+p + +off}`).replace(/"127\.0\.0\.1:28452"/, `"127.0.0.1:${28454 + +off}"`)
+        .replace("audit-pair-a.log", `audit-pab-${off}-a.log`))' "$OUT/sidecar-pair-a.yaml" "$off" >"$OUT/pab-$off-a.yaml"
+      sed -e "s#127\.0\.0\.1:28454#127.0.0.1:$((28454 + off))#; s#nginx-pair-b\.pid#nginx-pab-$off-b.pid#" "$OUT/nginx-pair-b.conf" >"$OUT/pab-$off-b.conf"
+      bp=$(pin "$B_CPU" nginx -c "$OUT/pab-$off-b.conf" -p "$OUT/nginx-tmp" -g 'daemon off;' >/dev/null 2>&1 & echo $!)
       sleep 1
       # shellcheck disable=SC2086
       ap=$(pin "$A_CPU" "$N" $flags "$main" run --config "$OUT/pab-$off-a.yaml" >"$OUT/pab-$off-a.log" 2>&1 & echo $!)
