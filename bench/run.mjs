@@ -8,7 +8,8 @@
 //   BENCH_SCENARIOS [ka1,ka16,ka64,newconn,h2,post4k,pair]   `pair`: the outbound pair
 //                          (bench/lib/pair.mjs); BENCH_SCENARIOS=pair runs only that and
 //                          rewrites only its section of RESULTS.md
-//   BENCH_PAIR_B_CPU [2 with 3+ cores, else BENCH_LOAD_CPU]  core of the pair's B
+//   BENCH_PAIR_B_CPU [2 with 3+ cores, else BENCH_TARGET_CPU]  core of the pair's B (with A:
+//                          the pair at full CPU on one core, the load core left to the load)
 //   BENCH_PAIR_RATE [1000]  BENCH_PAIR_LAT_RATE [200]   the pair's fixed offered rates
 //   BENCH_PAIR_WARM [3]    seconds of unmeasured keep-alive load per pair before its runs
 //   BENCH_TARGET_CPU [0]  BENCH_LOAD_CPU [1]              taskset core lists
@@ -103,7 +104,7 @@ function setupOnly() {
   const pki = makePki(T.OUT);
   const ctx = T.makeContext({ pki, targetCpu: TARGET_CPU, loadCpu: LOAD_CPU, peerLogs: env.BENCH_PEER_LOGS === '1' });
   const files = [T.upstreamConfig(), ...ALL_TARGETS.map((t) => T.targetConfig(t, ctx, { auditOffLine: AUDIT_OFF_LINE })?.conf).filter(Boolean)];
-  ctx.pairBCpu = LOAD_CPU;
+  ctx.pairBCpu = TARGET_CPU;
   for (const kind of T.PAIRS) {
     const c = T.pairConfig(kind, ctx);
     files.push(c.a, c.b);
@@ -132,7 +133,9 @@ async function main() {
   if (missing.includes('nginx')) pairs = pairs.filter((k) => k !== 'nginx');
   const upstreamKind = env.BENCH_UPSTREAM ?? (missing.includes('nginx') ? 'node' : 'nginx');
   const info = versions(T.NODE);
-  const PAIR_B_CPU = env.BENCH_PAIR_B_CPU ?? (info.nproc >= 3 ? '2' : LOAD_CPU);
+  // On 2 cores B with A, not with the load generator: the pair then runs at full CPU on its core
+  // (bench/README.md, "Outbound pair"), as a single target does on its own.
+  const PAIR_B_CPU = env.BENCH_PAIR_B_CPU ?? (info.nproc >= 3 ? '2' : TARGET_CPU);
   const cores = [...new Set([TARGET_CPU, LOAD_CPU, ...(wantPair ? [PAIR_B_CPU] : [])].flatMap((c) => c.split(',')).map(Number))];
   log(`bench: ${info.nproc} cores (${info.cpu}); target on core ${TARGET_CPU}, load generator and upstream on core ${LOAD_CPU}`);
   log(`bench: ${RUNS} run(s) x ${scenarios.length} scenario(s) x ${targets.length} target(s), ${WARMUP}+${SECONDS} s each`);
@@ -194,7 +197,7 @@ async function main() {
   // ---- the outbound pair ----
   let pair = null;
   if (wantPair && pairs.length > 0) {
-    log(`bench: outbound pair: A on core ${TARGET_CPU}, B on core ${PAIR_B_CPU}, load generator and upstream on core ${LOAD_CPU}${PAIR_B_CPU === LOAD_CPU ? ' (B shares the load core)' : ''}`);
+    log(`bench: outbound pair: A on core ${TARGET_CPU}, B on core ${PAIR_B_CPU}, load generator and upstream on core ${LOAD_CPU}${PAIR_B_CPU === LOAD_CPU ? ' (B shares the load core)' : PAIR_B_CPU === TARGET_CPU ? ' (A and B share one core)' : ''}`);
     const settings = pairSettings(env);
     const measure = async (target, args, watch, seconds = null) => {
       const quiet = seconds === null ? await waitQuiet(cores, { maxPct: QUIET_MAX, budget: quietBudget }) : null;

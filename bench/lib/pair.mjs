@@ -110,6 +110,13 @@ export function pairReport({ results, probes, pairs, settings, cpus, runs, secon
   };
   const noisyIn = (sc) => results.some((r) => r.scenario === sc && foreign(r).noisy);
   const shared = cpus.b === cpus.load;
+  // A and B on one core: the pair's core is its CPU budget, at full CPU when A + B is.
+  const oneCore = cpus.a === cpus.b;
+  const full = (k, sc = 'pair-ka') => {
+    const a = med(sc, k, (x) => x.cpu.a) ?? 0;
+    const b = med(sc, k, (x) => x.cpu.b) ?? 0;
+    return oneCore ? a + b >= SATURATED : a >= SATURATED && b >= SATURATED;
+  };
   const L = [];
   const S = [];
   L.push('## Outbound pair', '');
@@ -119,10 +126,12 @@ export function pairReport({ results, probes, pairs, settings, cpus, runs, secon
   );
   L.push(
     `Pinning: A on core ${cpus.a}, B on core ${cpus.b}, load generator and upstream on core ${cpus.load}` +
-      (shared
-        ? ` — one core each for A and B, as the issue asks, which on this ${cpus.nproc}-core machine puts B on the load core: B, the generator and the upstream share it, so neither pair can have both A and B at full CPU, and a req/s ratio alone does not count (the bench's rule: a ratio counts only with both targets at full CPU).`
-        : '.') +
-      ` Where a side was under ${SATURATED} % CPU the verdict uses req/s per CPU-second of A + B in \`pair-ka\`, as the per-target scenarios do when nginx was not at full CPU; CPU per request at a fixed offered rate (${settings.rate} req/s, \`pair-rate\`, where both pairs do the same work) is shown beside it.` +
+      (oneCore
+        ? ` — A and B share one core, so each pair runs at full CPU on it (A + B CPU % near 100) as a single target does on its own core, and the load core is left to the load generator and the app; a req/s ratio then counts when both pairs' A + B reach ${SATURATED} % (the bench's rule: a ratio counts only at full CPU).`
+        : shared
+          ? ` — one core each for A and B, which on this ${cpus.nproc}-core machine puts B on the load core: B, the generator and the upstream share it, so neither pair can have both A and B at full CPU, and a req/s ratio alone does not count (the bench's rule: a ratio counts only with both targets at full CPU).`
+          : '.') +
+      ` Where a pair was under ${SATURATED} % CPU the verdict uses req/s per CPU-second of A + B in \`pair-ka\`, as the per-target scenarios do when nginx was not at full CPU; CPU per request at a fixed offered rate (${settings.rate} req/s, \`pair-rate\`, where both pairs do the same work) is shown beside it.` +
       ` ${runs} run(s), ${seconds} s after ${warmup} s warm-up; medians over runs, ratios within a run.`,
     '',
   );
@@ -174,14 +183,14 @@ export function pairReport({ results, probes, pairs, settings, cpus, runs, secon
     const r = ratio('pair-ka', (x) => x.rps);
     const e = ratio('pair-ka', (x) => x.eff);
     const fixed = ratio('pair-rate', (x) => (x.usPerReq ? 1 / x.usPerReq.pair : null));
-    const full = ['sidecar', 'nginx'].every((k) => (med('pair-ka', k, (x) => x.cpu.a) ?? 0) >= SATURATED && (med('pair-ka', k, (x) => x.cpu.b) ?? 0) >= SATURATED);
-    const basis = full ? r.median : e.median;
+    const atFull = ['sidecar', 'nginx'].every((k) => full(k));
+    const basis = atFull ? r.median : e.median;
     if (basis !== null) {
       const cpuText = ['sidecar', 'nginx'].map((k) => `${k} A ${fmt(med('pair-ka', k, (x) => x.cpu.a), 0)} % / B ${fmt(med('pair-ka', k, (x) => x.cpu.b), 0)} %`).join(', ');
       checks.push([
         'keep-alive: sidecar pair ≥ 0.5× nginx pair',
         `${fmt(r.median)}× req/s (runs: ${r.all.map((x) => fmt(x)).join(', ')}; ${cpuText}); ${fmt(e.median)}× per CPU-s; ${fmt(fixed.median)}× CPU per request at ${settings.rate} req/s` +
-          (full ? '' : ' — not every side at full CPU: verdict on per CPU-s'),
+          (atFull ? '' : oneCore ? ' — not both pairs at full CPU on their core: verdict on per CPU-s' : ' — not every side at full CPU: verdict on per CPU-s'),
         basis >= 0.5,
         noisyIn('pair-ka') || noisyIn('pair-rate'),
       ]);

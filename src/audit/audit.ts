@@ -38,6 +38,26 @@ export class AuditConn {
   }
 }
 
+/**
+ * The fields of the outbound line that belong to a verified connection to a destination (its
+ * name, the server's URI SAN and thumbprint, the protocol spoken), serialized once per connection
+ * as AuditConn is for the inbound line, and kept UTF-8 encoded for the batch.
+ */
+export class AuditOutboundConn {
+  /** `"destination":…,"peerUri":…,"peerSha256":…` */
+  readonly peer: string;
+  /** `,"protocol":…,"msg":"request"}` and the newline: the end of the line. */
+  readonly tail: string;
+  readonly peerBytes: Buffer;
+  readonly tailBytes: Buffer;
+  constructor(destination: string, peerUri: string | null, peerSha256: string, protocol: string) {
+    this.peer = outboundPeer(destination, peerUri, peerSha256);
+    this.tail = outboundTail(protocol);
+    this.peerBytes = Buffer.from(this.peer);
+    this.tailBytes = Buffer.from(this.tail);
+  }
+}
+
 export interface RequestRecord {
   requestId: string;
   conn: AuditConn;
@@ -83,6 +103,8 @@ export interface OutboundRecord {
   bytesOut: number;
   /** What was spoken to the remote: HTTP/1.1 or HTTP/2 (null when no connection was made). */
   protocol: string | null;
+  /** The connection's fields already serialized (the same destination, peer and protocol as above), or null. */
+  conn?: AuditOutboundConn | null;
 }
 
 /** A destination's server refused after its handshake (SPEC §5). */
@@ -155,11 +177,48 @@ function lineTail(r: RequestRecord): string {
 
 /** The outbound request line, in the same fixed-shape way as requestLine (time first, msg last). */
 export function outboundLine(r: OutboundRecord): string {
+  const c = r.conn ?? null;
   return (
-    `{"time":"${isoNow()}","direction":"outbound","destination":${str(r.destination)},"peerUri":${str(r.peerUri)},"peerSha256":${str(r.peerSha256)},` +
-    `"requestId":${JSON.stringify(r.requestId)},"method":${JSON.stringify(r.method)},"path":${JSON.stringify(r.path)},"status":${num(r.status)},"reason":"${r.reason}",` +
-    `"durationMs":${ms(r.durationMs)},"bytesIn":${num(r.bytesIn)},"bytesOut":${num(r.bytesOut)},"protocol":${str(r.protocol)},"msg":"request"}\n`
+    outboundHead() +
+    (c === null ? outboundPeer(r.destination, r.peerUri, r.peerSha256) : c.peer) +
+    outboundMid(r) +
+    (c === null ? outboundTail(r.protocol) : c.tail)
   );
+}
+
+function outboundHead(): string {
+  return `{"time":"${isoNow()}","direction":"outbound",`;
+}
+
+function outboundPeer(destination: string | null, peerUri: string | null, peerSha256: string | null): string {
+  return `"destination":${str(destination)},"peerUri":${str(peerUri)},"peerSha256":${str(peerSha256)}`;
+}
+
+function outboundMid(r: OutboundRecord): string {
+  return (
+    `,"requestId":${JSON.stringify(r.requestId)},"method":${JSON.stringify(r.method)},"path":${JSON.stringify(r.path)},"status":${num(r.status)},"reason":"${r.reason}",` +
+    `"durationMs":${ms(r.durationMs)},"bytesIn":${num(r.bytesIn)},"bytesOut":${num(r.bytesOut)}`
+  );
+}
+
+function outboundTail(protocol: string | null): string {
+  return `,"protocol":${str(protocol)},"msg":"request"}\n`;
+}
+
+/**
+ * The outbound line of a record with its connection's fields (`conn`) written into `buf` at `at`,
+ * byte for byte outboundLine(r) in UTF-8. Returns the new offset, or -1 (nothing written) when
+ * the line might not fit.
+ */
+export function writeOutboundLine(buf: Buffer, at: number, r: OutboundRecord, c: AuditOutboundConn): number {
+  const head = outboundHead();
+  const mid = outboundMid(r);
+  // UTF-8 needs at most 3 bytes per UTF-16 code unit.
+  if (at + 3 * (head.length + mid.length) + c.peerBytes.length + c.tailBytes.length > buf.length) return -1;
+  let o = at + buf.write(head, at);
+  o += c.peerBytes.copy(buf, o);
+  o += buf.write(mid, o);
+  return o + c.tailBytes.copy(buf, o);
 }
 
 /**
@@ -261,7 +320,15 @@ export function createAudit(target: 'stdout' | 'stderr' | number, destination?: 
       logger.info(rec, 'handshake_rejected');
     },
     outbound(rec) {
-      buf.line(outboundLine(rec));
+      const c = rec.conn ?? null;
+      let end = c === null ? -1 : writeOutboundLine(buf.batch, buf.used, rec, c);
+      if (end < 0 && c !== null) {
+        buf.handOver();
+        end = writeOutboundLine(buf.batch, buf.used, rec, c);
+      }
+      // No connection fields (a refusal before any), or longer than a whole batch: as a string.
+      if (end < 0) buf.line(outboundLine(rec));
+      else buf.commit(end);
     },
     outboundHandshake(rec) {
       logger.info(rec, 'outbound_handshake_rejected');

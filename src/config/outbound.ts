@@ -130,6 +130,7 @@ async function compile(raw: RawOutbound, tls: RawConfig['tls'], inbound: Pick<Sn
       host,
       port,
       serverName,
+      hostHeader: port === 443 ? serverName : `${serverName}:${String(port)}`,
       expect,
       expectMatcher: new IdentityMatcher([{ match: expect }]),
       hosts: Object.freeze(d.hosts.map((h) => h.toLowerCase())),

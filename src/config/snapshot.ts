@@ -187,6 +187,8 @@ export interface OutboundDestination {
   readonly host: string;
   readonly port: number;
   readonly serverName: string;
+  /** The Host header the remote gets: serverName, with the port unless 443. */
+  readonly hostHeader: string;
   readonly expect: IdentityMatch;
   readonly expectMatcher: IdentityMatcher<{ readonly match: IdentityMatch }>;
   /** Lower-cased authorities the proxy listener maps here. */

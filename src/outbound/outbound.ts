@@ -21,7 +21,7 @@ import type { InboundRequest, OutboundResponse } from '../transport/types.js';
 import { ForwardHandler } from '../proxy/forward.js';
 import type { UpstreamHandler } from '../proxy/upstream.js';
 import { handleOutbound } from './pipeline.js';
-import type { OutboundHost } from './pipeline.js';
+import type { AppConnection, OutboundHost } from './pipeline.js';
 import { DestinationPool } from './pool.js';
 import type { ConnectorHooks } from './connector.js';
 
@@ -177,7 +177,7 @@ export class Outbound implements OutboundHost {
         socket.destroy();
         return;
       }
-      this.#conns.set(socket, { name, inflight: 0 });
+      this.#conns.set(socket, { name, socket, inflight: 0 });
       socket.on('close', () => this.#conns.delete(socket));
       this.#h1.accept(socket);
     });
@@ -191,11 +191,6 @@ export class Outbound implements OutboundHost {
       res.destroy();
       return;
     }
-    conn.inflight++;
-    res.on('close', () => {
-      conn.inflight--;
-      if (this.closing && conn.inflight === 0 && !socket.destroyed) socket.end();
-    });
     const name = conn.name;
     const dest = name === null ? null : (this.#byName.get(name) ?? null);
     if (name !== null && dest === null) {
@@ -203,7 +198,12 @@ export class Outbound implements OutboundHost {
       res.destroy();
       return;
     }
-    handleOutbound(this, dest, req, res);
+    handleOutbound(this, dest, req, res, conn);
+  }
+
+  requestEnded(conn: AppConnection): void {
+    conn.inflight--;
+    if (this.closing && conn.inflight === 0 && !conn.socket.destroyed) conn.socket.end();
   }
 
   #onClientError(err: H1ClientError, socket: Socket): void {
@@ -246,7 +246,6 @@ export class Outbound implements OutboundHost {
 }
 
 /** An app connection: the listener that took it (a destination's name, or null: the proxy listener). */
-interface AppConn {
+interface AppConn extends AppConnection {
   readonly name: string | null;
-  inflight: number;
 }

@@ -5,6 +5,7 @@
  * verified pool -> one audit line and the outbound metrics, whatever the outcome.
  */
 import { performance } from 'node:perf_hooks';
+import type { Socket } from 'node:net';
 import type { Audit } from '../audit/audit.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { OutboundDestination, OutboundSettings } from '../config/snapshot.js';
@@ -27,12 +28,22 @@ export interface OutboundHost {
   readonly metrics: Metrics;
   pool(dest: OutboundDestination): DestinationPool;
   internalError(err: unknown, res: OutboundResponse, requestId: string): void;
+  /** A request of `conn` ended (its response closed): a draining connection with none left closes. */
+  requestEnded(conn: AppConnection): void;
+}
+
+/** An app connection to an outbound listener, and its requests in flight. */
+export interface AppConnection {
+  readonly socket: Socket;
+  inflight: number;
 }
 
 /** No size limit of the sidecar's own on what the app sends out; the meter only counts. */
 const UNLIMITED = Number.MAX_SAFE_INTEGER;
 
 export class OutboundContext implements ForwardContext, OutboundLeg {
+  readonly rt: OutboundHost;
+  readonly conn: AppConnection;
   readonly start: number;
   readonly method: string;
   readonly res: OutboundResponse;
@@ -51,25 +62,32 @@ export class OutboundContext implements ForwardContext, OutboundLeg {
   /** OutboundLeg: the connection slot of the client that took the request. */
   slot: OutboundLeg['slot'] = null;
 
-  constructor(start: number, method: string, res: OutboundResponse) {
+  constructor(rt: OutboundHost, conn: AppConnection, start: number, method: string, res: OutboundResponse) {
+    this.rt = rt;
+    this.conn = conn;
     this.start = start;
     this.method = method;
     this.res = res;
   }
 }
 
-/** `fixed`: the destination of a destination listener; null on the proxy listener. */
-export function handleOutbound(rt: OutboundHost, fixed: OutboundDestination | null, req: InboundRequest, res: OutboundResponse): void {
-  const ctx = new OutboundContext(performance.now(), req.method ?? '', res);
+/**
+ * `fixed`: the destination of a destination listener; null on the proxy listener. `conn` counts
+ * the request in flight until its response closes. The one closure per request is the response's
+ * close listener; everything else reaches the runtime through the context.
+ */
+export function handleOutbound(rt: OutboundHost, fixed: OutboundDestination | null, req: InboundRequest, res: OutboundResponse, conn: AppConnection): void {
+  const ctx = new OutboundContext(rt, conn, performance.now(), req.method ?? '', res);
+  conn.inflight++;
   ctx.requestId = requestIdFor(req.headers['x-request-id']);
-  res.on('close', () => onClose(rt, ctx));
+  res.on('close', () => onClose(ctx));
   try {
     route(rt, fixed, req, ctx);
   } catch (err) {
     ctx.status = 500;
     ctx.reason = 'internal_error';
     rt.internalError(err, res, ctx.requestId);
-    finish(rt, ctx);
+    finish(ctx);
   }
 }
 
@@ -89,17 +107,17 @@ function route(rt: OutboundHost, fixed: OutboundDestination | null, req: Inbound
   let dest = fixed;
   if (dest === null) {
     // Never a tunnel: the sidecar must see (and audit) every request it carries.
-    if (ctx.method === 'CONNECT') return refuse(rt, ctx, 'method_not_allowed');
+    if (ctx.method === 'CONNECT') return refuse(ctx, 'method_not_allowed');
     const host = authority ?? (typeof req.headers.host === 'string' ? req.headers.host : '');
     dest = lookup(rt.settings, host);
-    if (dest === null) return refuse(rt, ctx, 'unknown_destination');
+    if (dest === null) return refuse(ctx, 'unknown_destination');
   }
   ctx.destination = dest;
-  if (!path.startsWith('/') && !(path === '*' && ctx.method === 'OPTIONS')) return refuse(rt, ctx, 'bad_request');
+  if (!path.startsWith('/') && !(path === '*' && ctx.method === 'OPTIONS')) return refuse(ctx, 'bad_request');
   const scan = scanRequestHeaders(req.rawHeaders, req.headers.connection);
-  if (!scan.ok) return refuse(rt, ctx, 'bad_request');
+  if (!scan.ok) return refuse(ctx, 'bad_request');
   const headers = scan.headers;
-  headers.push('host', dest.port === 443 ? dest.serverName : `${dest.serverName}:${String(dest.port)}`, 'x-request-id', ctx.requestId);
+  headers.push('host', dest.hostHeader, 'x-request-id', ctx.requestId);
   if (rt.closing) ctx.res.disableKeepAlive();
   // Only now may an app waiting on Expect: 100-continue send its body.
   if (scan.expectContinue) ctx.res.writeContinue();
@@ -110,7 +128,7 @@ function route(rt: OutboundHost, fixed: OutboundDestination | null, req: Inbound
     if (body !== null) body.pipe(meter);
     else req.pipe(meter);
   }
-  const handler = new ForwardHandler<OutboundContext>(ctx, ctx.res, meter, false, rt, (c, res, failure) => onDone(rt, c, res, failure));
+  const handler = new ForwardHandler<OutboundContext>(ctx, ctx.res, meter, false, rt, onDone);
   ctx.handler = handler;
   ctx.upstreamStart = performance.now();
   rt.pool(dest).dispatch({ method: ctx.method, path, headers, body: meter }, handler, ctx);
@@ -126,16 +144,16 @@ function lookup(s: OutboundSettings, authority: string): OutboundDestination | n
   return s.byAuthority.get(a.slice(0, colon)) ?? null;
 }
 
-function refuse(rt: OutboundHost, ctx: OutboundContext, reason: RefusalReason): void {
+function refuse(ctx: OutboundContext, reason: RefusalReason): void {
   ctx.reason = reason;
   ctx.bytesOut = writeRefusal(ctx.res, reason, ctx.requestId, false, null, true);
   ctx.status = ctx.res.statusCode;
-  finish(rt, ctx);
+  finish(ctx);
 }
 
-function onDone(rt: OutboundHost, ctx: OutboundContext, res: OutboundResponse, failure: RequestReason | null): void {
+function onDone(ctx: OutboundContext, res: OutboundResponse, failure: RequestReason | null): void {
   if (failure === null) {
-    finish(rt, ctx);
+    finish(ctx);
     return;
   }
   // A refused server is named by its own reason; the app gets the generic 502. (The slot's
@@ -152,10 +170,11 @@ function onDone(rt: OutboundHost, ctx: OutboundContext, res: OutboundResponse, f
     // The response had begun: the app sees it cut, as it would from the remote itself.
     res.destroy();
   }
-  finish(rt, ctx);
+  finish(ctx);
 }
 
-function onClose(rt: OutboundHost, ctx: OutboundContext): void {
+function onClose(ctx: OutboundContext): void {
+  ctx.rt.requestEnded(ctx.conn);
   if (ctx.audited) return;
   // The app hung up first: the exchange stops, and its end (onDone) writes the line.
   if (ctx.handler !== null) {
@@ -164,13 +183,14 @@ function onClose(rt: OutboundHost, ctx: OutboundContext): void {
   }
   ctx.reason = 'client_aborted';
   ctx.status = 499;
-  finish(rt, ctx);
+  finish(ctx);
 }
 
-function finish(rt: OutboundHost, ctx: OutboundContext): void {
+function finish(ctx: OutboundContext): void {
   if (ctx.audited) return;
   ctx.audited = true;
-  const seconds = (performance.now() - ctx.start) / 1000;
+  const rt = ctx.rt;
+  const durationMs = performance.now() - ctx.start;
   const dest = ctx.destination;
   // The client's current connection is the one that answered (finish runs as the exchange ends).
   const slot = ctx.slot;
@@ -184,10 +204,12 @@ function finish(rt: OutboundHost, ctx: OutboundContext): void {
     path: ctx.path,
     status: ctx.status,
     reason: ctx.reason,
-    durationMs: seconds * 1000,
+    // As the inbound line: milliseconds to 3 decimals.
+    durationMs: Math.round(durationMs * 1000) / 1000,
     bytesIn: ctx.bytesIn,
     bytesOut: ctx.bytesOut,
     protocol: peer === null || slot === null ? null : slot.protocol,
+    conn: peer === null || slot === null ? null : slot.audit,
   });
-  rt.metrics.outboundRequest(dest === null ? 'unknown' : dest.name, ctx.method, ctx.status, seconds);
+  rt.metrics.outboundRequest(dest === null ? 'unknown' : dest.name, ctx.method, ctx.status, durationMs / 1000);
 }

@@ -9,6 +9,7 @@
  * requests finish, idle connections close).
  */
 import type { Client as UndiciClient, Dispatcher } from 'undici';
+import { AuditOutboundConn } from '../audit/audit.js';
 import type { OutboundDestination, OutboundSettings } from '../config/snapshot.js';
 import type { OutboundHandshakeReason } from '../reasons.js';
 import { UndiciUpstream, undiciClientParts } from '../proxy/undici-upstream.js';
@@ -22,6 +23,8 @@ export interface ConnectionSlot extends PeerSlot {
   protocol: string | null;
   /** The last connection attempt's server was refused (the requests it failed name the reason). */
   refused: OutboundHandshakeReason | null;
+  /** The verified connection's audit fields, serialized once for all its requests (null while none). */
+  audit: AuditOutboundConn | null;
 }
 
 /** What a request learns about the connection that carried it: the slot of the client that took it. */
@@ -51,17 +54,19 @@ export class DestinationPool {
         connections: dest.maxConnections,
         allowH2: dest.http2,
         factory: (o, opts) => {
-          const slot: ConnectionSlot = { peer: null, protocol: null, refused: null };
+          const slot: ConnectionSlot = { peer: null, protocol: null, refused: null, audit: null };
           const connect = outboundConnector(
             connectorOptions,
             {
               onAccepted: (peer, socket) => {
                 slot.protocol = socket.alpnProtocol === 'h2' ? 'HTTP/2' : 'HTTP/1.1';
                 slot.refused = null;
+                slot.audit = new AuditOutboundConn(dest.name, peer.uri, peer.sha256Hex, slot.protocol);
                 hooks.onAccepted(peer, socket);
               },
               onRejected: (reason, peer) => {
                 slot.refused = reason;
+                slot.audit = null;
                 hooks.onRejected(reason, peer);
               },
             },
@@ -89,15 +94,36 @@ export class DestinationPool {
   }
 }
 
-/** A Client (one connection at a time) that hands each request's leg the slot of its connection. */
-function verifiedClient(Client: typeof UndiciClient, origin: string, options: UndiciClient.Options, slot: ConnectionSlot): UndiciClient {
-  return new (class extends Client {
+/** A Client that hands each request's leg the slot of its connection (outbound/pool.ts's factory). */
+type VerifiedClientClass = new (origin: string, options: UndiciClient.Options, slot: ConnectionSlot) => UndiciClient;
+
+/**
+ * One class for every verified client of the process, made on first use (undici's Client is
+ * loaded lazily). A class made per client would give each client its own hidden class, and
+ * undici's client code, which reads and writes the client's fields on every request, would run
+ * megamorphic over a pool's clients: it was a tenth of the outbound side's CPU.
+ */
+let VerifiedClient: VerifiedClientClass | null = null;
+
+function verifiedClientClass(Client: typeof UndiciClient): VerifiedClientClass {
+  return class extends Client {
+    readonly slot: ConnectionSlot;
+    constructor(origin: string, options: UndiciClient.Options, slot: ConnectionSlot) {
+      super(origin, options);
+      this.slot = slot;
+    }
     override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
       // The request runs on this client's connection; by the time it is answered (or failed)
       // the connection is up and judged, and the slot names its server.
       const leg = (opts as TaggedDispatchOptions).tag as OutboundLeg | undefined;
-      if (leg !== undefined) leg.slot = slot;
+      if (leg !== undefined) leg.slot = this.slot;
       return super.dispatch(opts, handler);
     }
-  })(origin, options);
+  };
+}
+
+/** A Client (one connection at a time) whose requests learn the slot of its connection. */
+function verifiedClient(Client: typeof UndiciClient, origin: string, options: UndiciClient.Options, slot: ConnectionSlot): UndiciClient {
+  VerifiedClient ??= verifiedClientClass(Client);
+  return new VerifiedClient(origin, options, slot);
 }

@@ -154,6 +154,8 @@ describe.each([false, true])('outbound mTLS, http2 %s', (http2) => {
       protocol: http2 ? 'HTTP/2' : 'HTTP/1.1',
     });
     expect(line['bytesOut']).toBeGreaterThan(0);
+    // Milliseconds to 3 decimals, as on the inbound line.
+    expect(String(line['durationMs'])).toMatch(/^\d+(\.\d{1,3})?$/);
     const inbound = await b.audit.waitFor((l) => l['requestId'] === 'req-outbound-1');
     expect(inbound).toMatchObject({ direction: 'inbound', identity: 'orders', certSha256: hex(pki.workloads.orders), protocol: http2 ? 'HTTP/2' : 'HTTP/1.1' });
   });

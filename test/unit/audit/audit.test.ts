@@ -15,8 +15,8 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { AuditConn, FLUSH_MS, ms, openAudit, requestLine, writeRequestLine } from '../../../src/audit/audit.js';
-import type { RequestRecord } from '../../../src/audit/audit.js';
+import { AuditConn, AuditOutboundConn, FLUSH_MS, ms, openAudit, outboundLine, requestLine, writeOutboundLine, writeRequestLine } from '../../../src/audit/audit.js';
+import type { OutboundRecord, RequestRecord } from '../../../src/audit/audit.js';
 import { until } from '../../helpers/wait.js';
 
 v8.setFlagsFromString('--expose-gc');
@@ -120,6 +120,48 @@ describe('requestLine', () => {
     expect(line).toMatch(/^\{"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",/);
     expect(line.endsWith('}\n')).toBe(true);
     expect(line.indexOf('\n')).toBe(line.length - 1);
+  });
+});
+
+const outbound: OutboundRecord = {
+  requestId: '5b0c3c1e-8a4f-4c55-9c7e-0d2a7e0c9f11',
+  destination: 'billing',
+  peerUri: 'spiffe://cluster.local/ns/pay/sa/billing',
+  peerSha256: 'cd'.repeat(32),
+  method: 'POST',
+  path: '/invoices/"1"\\é',
+  status: 201,
+  reason: 'ok',
+  durationMs: 2.5,
+  bytesIn: 10,
+  bytesOut: 20,
+  protocol: 'HTTP/1.1',
+};
+
+describe('outboundLine', () => {
+  const strip = (t: string): string => t.replace(/^\{"time":"[^"]+"/, '');
+  const withConn = (r: OutboundRecord): OutboundRecord => ({ ...r, conn: new AuditOutboundConn(r.destination ?? '', r.peerUri, r.peerSha256 ?? '', r.protocol ?? '') });
+
+  it.each([
+    ['a verified server', outbound],
+    ['a server without a URI SAN', { ...outbound, peerUri: null }],
+  ])('%s: the connection serialized once gives the same line as the record alone', (_name, rec) => {
+    const line = outboundLine(rec);
+    expect(strip(outboundLine(withConn(rec)))).toBe(strip(line));
+    expect(JSON.parse(line)).toMatchObject({ direction: 'outbound', destination: rec.destination, peerUri: rec.peerUri, path: rec.path, protocol: 'HTTP/1.1', msg: 'request' });
+  });
+
+  it('written into a batch buffer: the same bytes as the line', () => {
+    const conn = new AuditOutboundConn('billing', outbound.peerUri, 'cd'.repeat(32), 'HTTP/1.1');
+    const r = { ...outbound, conn };
+    const buf = Buffer.alloc(4096, 0x2a);
+    const end = writeOutboundLine(buf, 10, r, conn);
+    const line = outboundLine(outbound);
+    expect(strip(buf.subarray(10, end).toString('utf8'))).toBe(strip(line));
+    expect(end - 10).toBe(Buffer.byteLength(line));
+    expect(buf[9]).toBe(0x2a);
+    expect(buf[end]).toBe(0x2a);
+    expect(writeOutboundLine(Buffer.alloc(300, 0x2a), 0, r, conn)).toBe(-1);
   });
 });
 
