@@ -4,7 +4,7 @@ import { loadAndCompile } from '../config/index.js';
 import { logWarnings } from '../config/warnings.js';
 import { openAudit } from '../audit/audit.js';
 import type { Audit } from '../audit/audit.js';
-import { createLog } from '../log.js';
+import { chooseLogLevel, createLog } from '../log.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from '../errors.js';
 import { Sidecar } from '../runtime/sidecar.js';
 import { Reloader } from '../runtime/reload.js';
@@ -13,7 +13,7 @@ import type { CommandIo } from './io.js';
 import { resolveConfigPath } from './io.js';
 import { delay, waitForSignal } from './signals.js';
 
-export const RUN_HELP = `Usage: mtls-sidecar run [--config PATH]
+export const RUN_HELP = `Usage: mtls-sidecar run [--config PATH] [--log-level LEVEL]
 
 Serves mTLS on listen.address:listen.port and proxies verified, authorized requests to
 upstream.url. Config: --config, else $MTLS_SIDECAR_CONFIG, else ./sidecar.yaml.
@@ -22,6 +22,8 @@ refused and the old one keeps serving. SIGTERM/SIGINT: /readyz turns 503, after
 shutdown.drainDelay the listener closes, in-flight requests finish (up to shutdown.timeout),
 the audit log is flushed (for what is left of shutdown.timeout, at least 1 s), exit 0; a
 second signal exits at once.
+The operational log (JSON on stderr) logs at --log-level, else $MTLS_SIDECAR_LOG_LEVEL, else
+info: trace, debug, info, warn, error, fatal or silent.
 Exit 2 for a bad config, 1 for other failures.`;
 
 /** The least time the audit flush gets at shutdown, even when draining used all of shutdown.timeout. */
@@ -36,7 +38,7 @@ export interface RunOptions {
 export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions = {}): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
   } catch (err) {
     io.stderr(`run: ${(err as Error).message}`);
     return EXIT_USAGE;
@@ -44,6 +46,11 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
   if (values.help === true) {
     io.stdout(RUN_HELP);
     return EXIT_OK;
+  }
+  const level = chooseLogLevel(values['log-level'], process.env);
+  if (!level.ok) {
+    io.stderr(`run: ${level.error}`);
+    return EXIT_USAGE;
   }
   const file = resolveConfigPath(values.config);
   const outcome = await loadAndCompile(file, 1);
@@ -57,7 +64,7 @@ export async function runCommand(argv: string[], io: CommandIo, opts: RunOptions
     io.stderr(`run: MTLS_SIDECAR_APP_PROBES: ${appHealth.error}`);
     return EXIT_USAGE;
   }
-  const log = createLog();
+  const log = createLog(level.level);
   logWarnings(log, file, outcome.warnings);
   let audit: Audit;
   try {

@@ -1,6 +1,6 @@
 /** `mtls-sidecar webhook`: the mutating admission webhook (SPEC §2), until SIGTERM/SIGINT. */
 import { parseArgs } from 'node:util';
-import { createLog } from '../log.js';
+import { chooseLogLevel, createLog } from '../log.js';
 import type { Log } from '../log.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError } from '../errors.js';
 import { loadWebhookConfig } from '../webhook/config.js';
@@ -8,14 +8,15 @@ import { WebhookServer } from '../webhook/server.js';
 import type { CommandIo } from './io.js';
 import { waitForSignal } from './signals.js';
 
-export const WEBHOOK_HELP = `Usage: mtls-sidecar webhook [--config PATH]
+export const WEBHOOK_HELP = `Usage: mtls-sidecar webhook [--config PATH] [--log-level LEVEL]
 
 Serves the Kubernetes mutating admission webhook (AdmissionReview v1) that injects the
 mtls-sidecar into pods: POST /mutate, GET /healthz and /metrics over HTTPS on listen.port, and
 /healthz and /metrics over plain HTTP on admin.port. The serving certificate is reloaded when
 its files change. Config: --config, else $MTLS_SIDECAR_WEBHOOK_CONFIG, else ./webhook.yaml
-(see docs/kubernetes.md). SIGTERM/SIGINT: drain and exit 0. Exit 2 for a bad config or
-certificate, 1 for other failures.`;
+(see docs/kubernetes.md). SIGTERM/SIGINT: drain and exit 0. The operational log logs at
+--log-level, else $MTLS_SIDECAR_LOG_LEVEL, else info. Exit 2 for a bad config or certificate,
+1 for other failures.`;
 
 export interface WebhookCommandOptions {
   readonly stopSignal?: Promise<string>;
@@ -26,7 +27,7 @@ export interface WebhookCommandOptions {
 export async function webhookCommand(argv: string[], io: CommandIo, opts: WebhookCommandOptions = {}): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
   } catch (err) {
     io.stderr(`webhook: ${(err as Error).message}`);
     return EXIT_USAGE;
@@ -35,6 +36,11 @@ export async function webhookCommand(argv: string[], io: CommandIo, opts: Webhoo
     io.stdout(WEBHOOK_HELP);
     return EXIT_OK;
   }
+  const level = chooseLogLevel(values['log-level'], process.env);
+  if (!level.ok) {
+    io.stderr(`webhook: ${level.error}`);
+    return EXIT_USAGE;
+  }
   const file = values.config ?? process.env['MTLS_SIDECAR_WEBHOOK_CONFIG'] ?? 'webhook.yaml';
   const loaded = await loadWebhookConfig(file);
   if (!loaded.ok) {
@@ -42,7 +48,7 @@ export async function webhookCommand(argv: string[], io: CommandIo, opts: Webhoo
     return EXIT_USAGE;
   }
   const config = loaded.config;
-  const log = opts.log ?? createLog();
+  const log = opts.log ?? createLog(level.level);
   let server: WebhookServer;
   try {
     server = await WebhookServer.start(config, { log });

@@ -45,8 +45,8 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
 }
 
 /** `mtls-sidecar run` as a child process, with its stderr (the operational log) collected. */
-function spawnRun(file: string): { child: ReturnType<typeof spawn>; exited: Promise<number | null>; stderr: () => string; waitFor: (needle: string) => Promise<void> } {
-  const child = spawn(process.execPath, [bin, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnRun(file: string, extra: readonly string[] = []): { child: ReturnType<typeof spawn>; exited: Promise<number | null>; stderr: () => string; waitFor: (needle: string) => Promise<void> } {
+  const child = spawn(process.execPath, [bin, 'run', '--config', file, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -302,6 +302,38 @@ describe('run', () => {
     const lines = (await readFile(auditFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.filter((l) => l['msg'] === 'request')).toHaveLength(n);
     expect(stderr()).not.toMatch(/PRIVATE KEY/);
+  }, 30_000);
+
+  it('logs at --log-level over MTLS_SIDECAR_LOG_LEVEL, and refuses an unknown level naming where it came from', async () => {
+    const cfg = baseConfig(pki, app.url, {
+      listen: { address: '127.0.0.1', port: await deadPort(), http2: true },
+      audit: { file: path.join(dir, 'audit-level.log') },
+      admin: { address: '127.0.0.1', port: 0 },
+      shutdown: { drainDelay: '0ms', timeout: '2s' },
+    });
+    const file = await configFile('level.yaml', cfg);
+    for (const [args, env, source] of [
+      [['--log-level', 'loud'], {}, '--log-level'],
+      [[], { MTLS_SIDECAR_LOG_LEVEL: 'loud' }, 'MTLS_SIDECAR_LOG_LEVEL'],
+      [['--log-level', 'verbose'], { MTLS_SIDECAR_LOG_LEVEL: 'debug' }, '--log-level'],
+    ] as const) {
+      const r = await cli(['run', '--config', file, ...args], env);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim()).toMatch(new RegExp(`^run: ${source}: unknown level "(loud|verbose)" \\(one of trace, debug, info, warn, error, fatal, silent\\)$`));
+    }
+    const webhook = await cli(['webhook', '--log-level', 'loud']);
+    expect(webhook.code).toBe(2);
+    expect(webhook.stderr).toMatch(/^webhook: --log-level: unknown level "loud"/);
+
+    // At warn, start-up and shutdown leave no info line; the sidecar serves all the same.
+    const port = (cfg['listen'] as { port: number }).port;
+    const { child, exited, stderr } = spawnRun(file, ['--log-level', 'warn']);
+    const agent = agentFor(creds(pki, 'orders'));
+    expect(await until(async () => (await call(agent, `https://localhost:${port}`, '/orders/1').catch(() => ({ status: 0 }))).status === 200, 10_000, 100)).toBe(true);
+    await agent.close();
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr()).not.toMatch(/"level":"info"/);
   }, 30_000);
 
   it('drains on SIGTERM: readyz 503 at once, a slow request still completes, new connections refused, exit 0', async () => {
