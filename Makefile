@@ -113,7 +113,7 @@ test-image: install
 ci-summary:
 	@$(NODE) .ci/summary.mjs $(TEST_REPORTS) $(IMAGE_REPORT)
 
-# Benchmark (issue 9): the sidecar vs nginx, HAProxy and a bare undici proxy, each on one pinned
+# Benchmark: the sidecar vs nginx, HAProxy and a bare undici proxy, each on one pinned
 # core; installs nginx/haproxy from Debian if missing. Writes bench/RESULTS.md + bench/results.svg.
 # BENCH_RUNS=3 BENCH_SECONDS=5 by default; see bench/README.md for the other variables.
 bench: build

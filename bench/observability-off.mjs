@@ -1,6 +1,6 @@
 // Bench-only preload (`node --import bench/observability-off.mjs dist/main.js run ...`): the same
 // sidecar with its per-request audit line and per-request metrics turned off, to measure what
-// the two cost (issue 9: "audit logging and metrics together cost <= 10 % of throughput,
+// the two cost (the target: "audit logging and metrics together cost <= 10 % of throughput,
 // measured by turning them off"). Not a product feature: the product has no switch for this on
 // purpose (docs/reference.md §5: every request is audited, never sampled).
 //

@@ -514,7 +514,7 @@ function buildReport({ results, targets, scenarios, info, probes, profile, upstr
     }
   })();
   L.push('## Notes', '');
-  L.push(`- Rate limiting: the sidecar config has \`rateLimit.default: { rps: 1e9, burst: 1e9 }\` (memory backend), never refusing. ${rlWired ? 'The request pipeline in this build uses it.' : 'This build accepts the section but its request pipeline does not apply rate limits yet (issue 4), so the bench does not include that cost.'}`);
+  L.push(`- Rate limiting: the sidecar config has \`rateLimit.default: { rps: 1e9, burst: 1e9 }\` (memory backend), never refusing. ${rlWired ? 'The request pipeline in this build uses it.' : 'This build accepts the section but its request pipeline does not apply rate limits yet, so the bench does not include that cost.'}`);
   L.push(`- nginx and HAProxy ${ctx.peerLogs ? 'write access logs (BENCH_PEER_LOGS=1)' : 'write no access log (BENCH_PEER_LOGS=1 turns them on); the sidecar always writes its audit log, so this is the strictest comparison'}. Both pass the verified identity to the app in an x-forwarded-client-cert header, as the sidecar does.`);
   L.push('- The bare undici proxy: `http2.createSecureServer({ allowHTTP1, requestCert, rejectUnauthorized })` and `Pool.stream` to the upstream; nothing else (bench/bare-undici-proxy.mjs).');
   L.push('- The load generator offers X25519 and P-256 only, so every target negotiates the same key exchange (Node 24\'s OpenSSL 3.5 would otherwise pick the larger X25519MLKEM768 hybrid with the Node targets and X25519 with the OpenSSL 3.0 ones).');

@@ -1,5 +1,5 @@
 /**
- * Reloads (SPEC §7, issue 6): watch the folders of every file the config names (so
+ * Reloads (SPEC §7): watch the folders of every file the config names (so
  * Kubernetes' `..data` symlink swap is seen), debounce, load and compile the new version in
  * full, and swap it in only if it is good. A bad version is refused: the old one keeps
  * serving, the error is logged and counted. Unchanged inputs are not reloaded at all, so open

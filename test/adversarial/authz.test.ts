@@ -1,5 +1,5 @@
 /**
- * Authorization bypass (issue 10): paths that try to reach /admin (scope `admin`, held by
+ * Authorization bypass: paths that try to reach /admin (scope `admin`, held by
  * nobody) from a route the caller may use, method overrides, and spoofed identity headers.
  *
  * The check is on what the app actually received: for every request the sidecar let through,

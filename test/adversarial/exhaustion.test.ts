@@ -1,5 +1,5 @@
 /**
- * Resource exhaustion (issue 10, SPEC §4): slowloris headers and slow bodies cut by
+ * Resource exhaustion (SPEC §4): slowloris headers and slow bodies cut by
  * headersTimeout/requestTimeout with 408, connections that never finish a TLS handshake,
  * thousands of idle connections bounded by maxConnections, huge header counts (431),
  * pipelining without reading, and slow readers that must not make the sidecar buffer the

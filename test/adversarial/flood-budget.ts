@@ -1,5 +1,5 @@
 /**
- * Shared by the floods-*.test.ts files (issue 10 "How we will check it"). Each attack runs for a
+ * Shared by the floods-*.test.ts files. Each attack runs for a
  * bounded time from a separate process (flood-agent.ts: real attackers are other machines, and
  * an attacker sharing the sidecar's event loop would measure its own TLS encryption) while a
  * well-behaved client on its own keep-alive connection sends a request every 5 ms. What these

@@ -1,5 +1,5 @@
 /**
- * HTTP/2 (issue 10, SPEC §4 "HTTP/2"): frame-level attacks with raw frames over TLS + ALPN h2
+ * HTTP/2 (SPEC §4 "HTTP/2"): frame-level attacks with raw frames over TLS + ALPN h2
  * (h2frames.ts), each bounded by the settings and limits, and HTTP/2-to-HTTP/1.1 downgrade
  * smuggling. After each attack a well-behaved client on another connection is still served;
  * sustained floods are in floods-h2-*.test.ts (latency and memory under them: `make flood-budgets`).

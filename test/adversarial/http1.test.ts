@@ -1,5 +1,5 @@
 /**
- * HTTP/1.1 request smuggling and parsing (issue 10), over real mTLS sockets with raw bytes.
+ * HTTP/1.1 request smuggling and parsing, over real mTLS sockets with raw bytes.
  *
  * What is asserted is what the app actually received. After every exchange:
  *  - every request the app got was audited as `allow` by the sidecar, same path and request id,

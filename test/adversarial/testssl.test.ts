@@ -1,6 +1,6 @@
 /**
  * testssl.sh (Debian package `testssl.sh`, binary `testssl`) against the listener: nothing rated
- * MEDIUM or worse (issue 10). Skipped only when testssl is not installed
+ * MEDIUM or worse. Skipped only when testssl is not installed
  * (`apt-get install -y testssl.sh`).
  *
  * Check set: `-p -s -f -P -S -U` — protocols, cipher categories, forward secrecy, server

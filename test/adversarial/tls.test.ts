@@ -1,5 +1,5 @@
 /**
- * TLS (issue 10, SPEC §4 protective defaults). Most refusals already have real-handshake tests
+ * TLS (SPEC §4 protective defaults). Most refusals already have real-handshake tests
  * in test/integration; they are listed here rather than repeated:
  *
  *   TLS 1.0 / 1.1 refused ............ integration/tls-protocol.test.ts "protocol versions"

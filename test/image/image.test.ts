@@ -146,11 +146,6 @@ describe('the image', () => {
   it('--version', async (ctx) => {
     guard(ctx);
     const r = await docker(['run', '--rm', ...SEC, IMAGE, '--version']);
-    // SPEC §2 names it; until the CLI has it, this check is skipped (and says why), not passed.
-    if (/unknown command "--version"/.test(r.stderr)) {
-      process.stdout.write('--version: the CLI has no --version yet (SPEC §2); check skipped\n');
-      ctx.skip();
-    }
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim()).toMatch(new RegExp(`^mtls-sidecar ${VERSION.replace(/\./g, '\\.')} \\(node v24\\.\\d+\\.\\d+\\)$`));
   });

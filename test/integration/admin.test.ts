@@ -1,4 +1,4 @@
-/** The admin port: metrics after real traffic, health, readiness, /config (SPEC §6, issue 5). */
+/** The admin port: metrics after real traffic, health, readiness, /config (SPEC §6). */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type http from 'node:http';

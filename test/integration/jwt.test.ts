@@ -1,5 +1,5 @@
 /**
- * JWT as a second layer, end to end (SPEC §3 jwt, §4; issue 8): real tokens over real mTLS; and
+ * JWT as a second layer, end to end (SPEC §3 jwt, §4): real tokens over real mTLS; and
  * what a reload keeps (a JWKS URL's cached keys) and what it applies (rewritten key and denylist files).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

@@ -1,5 +1,5 @@
 /**
- * Rate limits across replicas (issue 4): two sidecars sharing one real Redis enforce one limit
+ * Rate limits across replicas: two sidecars sharing one real Redis enforce one limit
  * per identity; Redis going away follows `onError`, and limits resume when it returns.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';

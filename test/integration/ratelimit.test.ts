@@ -1,4 +1,4 @@
-/** Rate limits per identity through the real pipeline (SPEC §3 rateLimit, §4 429; issue 4). */
+/** Rate limits per identity through the real pipeline (SPEC §3 rateLimit, §4 429). */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { request } from 'undici';
 import type { Agent } from 'undici';

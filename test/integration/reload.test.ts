@@ -1,5 +1,5 @@
 /**
- * Live rotation and reload (SPEC §7, issue 6) on real sockets: a kubelet-style `..data`
+ * Live rotation and reload (SPEC §7) on real sockets: a kubelet-style `..data`
  * symlink swap, trust withdrawn on open connections (HTTP/1.1 and HTTP/2) and resumed
  * sessions, a broken config refused while the old one keeps serving.
  */

@@ -5,7 +5,7 @@ type Ok = [raw: string, path: string, query?: string];
 type Bad = [raw: string, detail: string];
 
 const ACCEPTED: Ok[] = [
-  // SPEC §4 and the brief's examples
+  // SPEC §4's examples
   ['/a/../admin', '/admin'],
   ['//admin', '/admin'],
   ['/x/%2e%2e/admin', '/admin'],
