@@ -21,15 +21,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=$HERE/out
 N=$HERE/../node_modules/.bin/node
 PKI=$OUT/pki
-# As `make bench` does (bench/lib/proc.mjs): pinned processes at nice -10 when root, so other
-# work on a shared machine gets a smaller share of the bench cores. BENCH_NICE=0 turns it off.
-NICE=0
-[ "$(id -u)" = 0 ] && NICE=${BENCH_NICE:--10}
-pin() { # core command... (pinned, and niced like the bench)
-  local core=$1; shift
-  # exec: run in the background (&) or in $(...), the PID is the process itself
-  if [ "$NICE" != 0 ]; then exec nice -n "$NICE" taskset -c "$core" "$@"; else exec taskset -c "$core" "$@"; fi
-}
+. "$HERE/lib/pin.sh"
 [ -f "$OUT/sidecar.yaml" ] || { echo "ab.sh: bench/out is missing: run \`node bench/run.mjs --setup-only\` (or make bench) once first" >&2; exit 2; }
 A=${1:?usage: ab.sh A B}
 B=${2:?usage: ab.sh A B}

@@ -20,12 +20,7 @@ OUT=$HERE/out
 N=$HERE/../node_modules/.bin/node
 PKI=$OUT/pki
 A_CPU=${A_CPU:-0}; B_CPU=${B_CPU:-$A_CPU}; LOAD_CPU=${LOAD_CPU:-1}
-NICE=0
-[ "$(id -u)" = 0 ] && NICE=${BENCH_NICE:--10}
-pin() { # core command... (pinned, and niced like the bench)
-  local core=$1; shift
-  if [ "$NICE" != 0 ]; then exec nice -n "$NICE" taskset -c "$core" "$@"; else exec taskset -c "$core" "$@"; fi
-}
+. "$HERE/lib/pin.sh"
 [ -f "$OUT/sidecar-pair-a.yaml" ] || { echo "pair-ab.sh: bench/out is missing: run \`node bench/run.mjs --setup-only\` first" >&2; exit 2; }
 X=${1:?usage: pair-ab.sh X Y}
 Y=${2:?usage: pair-ab.sh X Y}
