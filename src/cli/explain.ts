@@ -11,7 +11,7 @@ import { decodePem } from '../pki/pem.js';
 import { explainRequest } from '../server/explain.js';
 import type { Explanation } from '../server/explain.js';
 import { fsMessage } from './fingerprint.js';
-import { parseArgsMessage, resolveConfigPath } from './io.js';
+import { parseArgsMessage, printable, resolveConfigPath } from './io.js';
 import type { CommandIo } from './io.js';
 
 export const EXPLAIN_HELP = `Usage: mtls-sidecar explain [--config PATH] --cert FILE [--method M] [--token JWT] [--json] PATH
@@ -115,11 +115,6 @@ async function readChain(file: string): Promise<[X509Certificate, ...X509Certifi
   }
   const [leaf, ...rest] = certs;
   return leaf === undefined ? 'no certificate found' : [leaf, ...rest];
-}
-
-/** File names come from the command line; keep control bytes off the terminal. */
-function printable(s: string): string {
-  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** One line per step, then the decision: `step  result  [reason: ]detail`. */

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { decodePem } from '../pki/pem.js';
 import { sha256Thumbprint, spkiPin } from '../pki/thumbprint.js';
-import { parseArgsMessage } from './io.js';
+import { parseArgsMessage, printable } from './io.js';
 import type { CommandIo } from './io.js';
 
 const USAGE = `Usage: mtls-sidecar fingerprint FILE...
@@ -23,10 +23,6 @@ expiry, SHA-256 thumbprint and SPKI pin, in the forms tls.pins accepts:
 and the thumbprint as the audit log (certSha256) and x-forwarded-client-cert (Hash) write it:
   hex:   abcd...     (the same SHA-256, lower-case hex without colons)`;
 
-/** Certificate fields may carry attacker-chosen bytes; never let them drive the terminal. */
-function printable(s: string): string {
-  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}
 
 export interface CertSummary {
   subject: string;

@@ -31,3 +31,11 @@ export function parseArgsMessage(e: unknown): string {
   // e.g. "Option '--out <value>' argument missing"; parseArgs adds hint lines we drop.
   return (msg.split('\n')[0] ?? msg).replace(/\.$/, '');
 }
+
+/**
+ * File names from the command line and certificate fields may carry attacker-chosen bytes:
+ * control characters are shown escaped, never sent to the terminal.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

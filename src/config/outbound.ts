@@ -6,14 +6,12 @@
 import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { IdentityMatcher } from '../identity/match.js';
+import { EKU_CLIENT_AUTH, ekuAllows } from '../pki/certinfo.js';
 import type { CompileContext } from './compile-context.js';
 import type { RawConfig } from './schema.js';
 import { TlsMaterial } from './snapshot.js';
 import type { CertSummary, OutboundDestination, OutboundSettings, Snapshot } from './snapshot.js';
 import { oneLine, parseCerts, summarize } from './tls.js';
-
-const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
-const EKU_ANY = '2.5.29.37.0';
 
 type RawOutbound = NonNullable<RawConfig['outbound']>;
 
@@ -49,8 +47,7 @@ async function compile(raw: RawOutbound, tls: RawConfig['tls'], inbound: Pick<Sn
   const chain = certPem === null ? [] : own ? parseCerts(certPem, certPath, ctx) : parseQuietly(certPem);
   const leaf = chain[0];
   if (leaf !== undefined) {
-    const eku = leaf.keyUsage as string[] | undefined;
-    if (eku !== undefined && eku.length > 0 && !eku.includes(EKU_CLIENT_AUTH) && !eku.includes(EKU_ANY)) {
+    if (!ekuAllows(leaf, EKU_CLIENT_AUTH)) {
       ctx.add(own ? ['outbound', 'cert'] : ['outbound'], `the certificate presented to destinations (${own ? 'outbound.cert' : 'tls.cert, the default'}) lacks the clientAuth extended key usage: servers would refuse it`);
       ok = false;
     }

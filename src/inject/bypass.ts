@@ -173,7 +173,7 @@ function openPorts(rules: readonly Obj[], sidecar: SidecarPorts, app: readonly A
   const open = new Set<string>();
   const ours = (n: number): boolean => n === sidecar.listen || n === sidecar.admin;
   for (const rule of rules) {
-    const ports = Array.isArray(rule['ports']) ? (rule['ports'] as unknown[]).filter(isObj) : [];
+    const ports = namedList(rule['ports']);
     // A rule without ports admits every port.
     if (ports.length === 0) open.add('every port');
     for (const p of ports) {
@@ -216,7 +216,7 @@ function policyView(o: Obj): PolicyView | null {
   const meta = isObj(o['metadata']) ? o['metadata'] : {};
   const spec = o['spec'];
   if (!isObj(spec)) return null;
-  const rules = Array.isArray(spec['ingress']) ? (spec['ingress'] as unknown[]).filter(isObj) : [];
+  const rules = namedList(spec['ingress']);
   // Without policyTypes, a policy isolates ingress always (and egress when it has egress rules).
   const types = spec['policyTypes'];
   const isolatesIngress = Array.isArray(types) ? types.includes('Ingress') : true;

@@ -13,6 +13,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { IdentityMatch, IdentityMatcher } from '../identity/match.js';
 import { describePeer } from '../identity/peer.js';
+import { EKU_SERVER_AUTH, ekuAllows } from '../pki/certinfo.js';
 import type { PeerInfo } from '../identity/peer.js';
 import type { OutboundHandshakeReason } from '../reasons.js';
 
@@ -26,9 +27,6 @@ const OPENSSL_REASONS: Readonly<Record<string, OutboundHandshakeReason>> = {
   CERT_NOT_YET_VALID: 'not_yet_valid',
   INVALID_PURPOSE: 'bad_eku',
 };
-
-const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
-const EKU_ANY = '2.5.29.37.0';
 
 /** The `expect` rule of one destination, compiled once per configuration. */
 export type ExpectMatcher = IdentityMatcher<{ readonly match: IdentityMatch }>;
@@ -47,9 +45,7 @@ function serverReason(x509: X509Certificate, chainError: string | null, now: num
   if (now > x509.validToDate.getTime()) return 'expired';
   if (chainError !== null) return OPENSSL_REASONS[chainError] ?? 'untrusted';
   // Belt and braces for OpenSSL's purpose check: an EKU that is present must allow serverAuth.
-  // Node types it as always present; it is undefined when the certificate has no EKU.
-  const eku = x509.keyUsage as string[] | undefined;
-  if (eku !== undefined && eku.length > 0 && !eku.includes(EKU_SERVER_AUTH) && !eku.includes(EKU_ANY)) return 'bad_eku';
+  if (!ekuAllows(x509, EKU_SERVER_AUTH)) return 'bad_eku';
   return null;
 }
 

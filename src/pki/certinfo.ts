@@ -8,6 +8,7 @@
  *                               validity, subject, subjectPublicKeyInfo, [1] [2] UIDs OPTIONAL,
  *                               [3] extensions OPTIONAL }
  */
+import type { X509Certificate } from 'node:crypto';
 import {
   DerCursor,
   DerError,
@@ -248,4 +249,18 @@ export function canonicalSerial(hex: string): string {
   let i = 0;
   while (i < hex.length - 1 && hex.charCodeAt(i) === 48 /* '0' */) i++;
   return (i === 0 ? hex : hex.slice(i)).toUpperCase();
+}
+
+export const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+export const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+const EKU_ANY = '2.5.29.37.0';
+
+/**
+ * Whether `x509` may serve `purpose` (an EKU OID) as OpenSSL judges it: no extended key usage at
+ * all, or one that lists the purpose or anyExtendedKeyUsage.
+ */
+export function ekuAllows(x509: X509Certificate, purpose: string): boolean {
+  // @types/node says string[]; Node gives undefined when the certificate has no EKU extension.
+  const eku = x509.keyUsage as string[] | undefined;
+  return eku === undefined || eku.length === 0 || eku.includes(purpose) || eku.includes(EKU_ANY);
 }

@@ -4,7 +4,8 @@
  * is enforced or only noted (policy.mode audit), which rate-limit buckets apply, and the reason
  * a served request is audited with. server/pipeline.ts decides live requests with them and
  * server/explain.ts (`mtls-sidecar explain`) decides a certificate and a path with the very
- * same ones, so the two cannot drift apart. Each is synchronous and allocates nothing.
+ * same ones, so the two cannot drift apart. Each is synchronous; those called per request
+ * allocate nothing (ratePlannerOf runs at load time).
  */
 import type { IdentityRule, RouteRule, Snapshot } from '../config/snapshot.js';
 import type { PeerInfo } from '../identity/peer.js';

@@ -16,7 +16,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { CrlIndex, PendingCrl, TrustPolicy } from '../config/snapshot.js';
-import { canonicalSerial, subjectNameDer } from '../pki/certinfo.js';
+import { EKU_CLIENT_AUTH, canonicalSerial, ekuAllows, subjectNameDer } from '../pki/certinfo.js';
 import { verifyCrlSignature } from '../pki/crl.js';
 import { presentedChain } from './peer-chain.js';
 
@@ -139,9 +139,6 @@ function anchored(path: readonly X509Certificate[], trust: TrustPolicy): boolean
   return path.some((ca) => trust.caFingerprints.has(ca.fingerprint256));
 }
 
-const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
-const EKU_ANY = '2.5.29.37.0';
-
 /**
  * OpenSSL's chain verdict where there is no handshake to get it from (`explain` holds a
  * certificate, not its key): the same path as above (issuer name and signature at each step,
@@ -158,9 +155,7 @@ export function offlineChainError(leaf: X509Certificate, presented: readonly X50
   for (const ca of path) {
     if (now < ca.validFromDate.getTime()) return 'CERT_NOT_YET_VALID';
     if (now > ca.validToDate.getTime()) return 'CERT_HAS_EXPIRED';
-    // @types/node says string[]; Node gives undefined when the certificate has no EKU extension.
-    const eku = ca.keyUsage as string[] | undefined;
-    if (eku !== undefined && eku.length > 0 && !eku.includes(EKU_CLIENT_AUTH) && !eku.includes(EKU_ANY)) return 'INVALID_PURPOSE';
+    if (!ekuAllows(ca, EKU_CLIENT_AUTH)) return 'INVALID_PURPOSE';
     if (trust.caFingerprints.has(ca.fingerprint256)) break;
   }
   return null;

@@ -12,7 +12,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { TrustPolicy } from '../config/snapshot.js';
 import type { HandshakeReason } from '../reasons.js';
-import { usesSha1Signature } from '../pki/certinfo.js';
+import { EKU_CLIENT_AUTH, ekuAllows, usesSha1Signature } from '../pki/certinfo.js';
 import { spkiPin } from '../pki/thumbprint.js';
 import { ChainMemo, MAX_CAS_ABOVE_LEAF, buildPath, offlineChainError } from './chain.js';
 import type { ChainFacts } from './chain.js';
@@ -20,9 +20,6 @@ import type { ChainFacts } from './chain.js';
 export type TrustVerdict =
   | { readonly ok: true; readonly x509: X509Certificate }
   | { readonly ok: false; readonly reason: HandshakeReason; readonly x509: X509Certificate | null };
-
-const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
-const EKU_ANY = '2.5.29.37.0';
 
 /** OpenSSL verify codes that name a more specific reason than "untrusted". */
 const OPENSSL_REASONS: Readonly<Record<string, HandshakeReason>> = {
@@ -160,9 +157,7 @@ function isSubset(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
 
 /** Properties of the leaf alone: SPEC §3 EKU and the §4 protective defaults (validity is checked per handshake). */
 function checkLeafStatic(x509: X509Certificate): HandshakeReason | null {
-  // @types/node says string[]; Node gives undefined when the certificate has no EKU extension.
-  const eku = x509.keyUsage as string[] | undefined;
-  if (eku !== undefined && eku.length > 0 && !eku.includes(EKU_CLIENT_AUTH) && !eku.includes(EKU_ANY)) return 'bad_eku';
+  if (!ekuAllows(x509, EKU_CLIENT_AUTH)) return 'bad_eku';
   if (x509.ca) return 'ca_leaf';
   const key = x509.publicKey;
   if (key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') {
