@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isMap, isNode, isPair, isScalar, LineCounter, parseDocument } from 'yaml';
-import type { Document } from 'yaml';
+import type { Document, Scalar } from 'yaml';
 import type { z } from 'zod';
 import { closestKey, dependenciesOf, keysAt, samePath } from './cascade.js';
 import { configSchema } from './schema.js';
@@ -112,13 +112,18 @@ interface Found {
   readonly deps: readonly PropertyKey[][] | null;
 }
 
-/** The keys written in the YAML map at `path` (none when it is not a map). */
-function mapKeys(doc: Document, path: readonly PropertyKey[]): Set<string> {
+/** The scalar keys written in the YAML map at `path` (none when it is not a map). */
+function yamlKeysAt(doc: Document, path: readonly PropertyKey[]): Scalar[] {
   const map = path.length === 0 ? doc.contents : doc.getIn(path as unknown[], true);
-  const keys = new Set<string>();
+  const keys: Scalar[] = [];
   if (!isMap(map)) return keys;
-  for (const pair of map.items) if (isPair(pair) && isScalar(pair.key)) keys.add(String(pair.key.value));
+  for (const pair of map.items) if (isPair(pair) && isScalar(pair.key)) keys.push(pair.key);
   return keys;
+}
+
+/** The keys written in the YAML map at `path`, as strings. */
+function mapKeys(doc: Document, path: readonly PropertyKey[]): Set<string> {
+  return new Set(yamlKeysAt(doc, path).map((k) => String(k.value)));
 }
 
 function hasPath(doc: Document, path: readonly PropertyKey[]): boolean {
@@ -135,13 +140,7 @@ function locateNode(doc: Document, lc: LineCounter, path: readonly PropertyKey[]
 }
 
 function locateKey(doc: Document, lc: LineCounter, path: readonly PropertyKey[], key: string): { line: number; col: number } | null {
-  const map = path.length === 0 ? doc.contents : doc.getIn(path as unknown[], true);
-  if (!isMap(map)) return null;
-  for (const pair of map.items) {
-    if (isPair(pair) && isScalar(pair.key) && String(pair.key.value) === key && pair.key.range) {
-      return lc.linePos(pair.key.range[0]);
-    }
-  }
+  for (const k of yamlKeysAt(doc, path)) if (String(k.value) === key && k.range) return lc.linePos(k.range[0]);
   return null;
 }
 
